@@ -1,0 +1,566 @@
+//! Parsing of the `io.ocivol.volumes` annotation: Docker's `-v` syntax, one entry per volume.
+//!
+//! This is the first step of the data path (annotations → plan → store → mounts → spec). It is pure:
+//! text in, [`VolumeSpec`]s out, and every rejection names the annotation, the entry and the
+//! reason, so the one line a user sees from containerd or podman tells them what to fix.
+
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+
+/// Annotation holding the volume specs of a container.
+pub const VOLUMES: &str = "io.ocivol.volumes";
+/// Annotation naming containers whose volumes this one gets (issue: volumes-from).
+pub const VOLUMES_FROM: &str = "io.ocivol.volumes-from";
+/// Prefix shared by every ocivol annotation; a spec without one is passed through untouched.
+pub const PREFIX: &str = "io.ocivol.";
+
+/// An annotation longer than this is refused before any other work.
+pub const MAX_ANNOTATION_BYTES: usize = 64 * 1024;
+/// Longest volume name, as DESIGN.md says.
+pub const MAX_NAME_BYTES: usize = 128;
+/// Longest path accepted in a spec (PATH_MAX).
+pub const MAX_PATH_BYTES: usize = 4096;
+
+/// Mount flags a user may ask for on any volume.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MountFlags {
+    pub readonly: bool,
+    pub nosuid: bool,
+    pub nodev: bool,
+    pub noexec: bool,
+}
+
+impl MountFlags {
+    /// The OCI mount options these flags stand for (without the bind options).
+    pub fn oci_options(&self) -> Vec<String> {
+        let mut out = vec![if self.readonly { "ro" } else { "rw" }.to_string()];
+        for (on, name) in [
+            (self.nosuid, "nosuid"),
+            (self.nodev, "nodev"),
+            (self.noexec, "noexec"),
+        ] {
+            if on {
+                out.push(name.to_string());
+            }
+        }
+        out
+    }
+}
+
+/// Where a volume's data comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `NAME:/dst`: a named volume, created on first use.
+    Named(String),
+    /// `/dst`: a fresh volume that goes away with its container.
+    Anonymous,
+    /// `/host/path:/dst`: a bind of a host path (policy decides if it is allowed).
+    HostPath(PathBuf),
+}
+
+/// One parsed entry of `io.ocivol.volumes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeSpec {
+    /// The entry as the user wrote it (trimmed), for error messages.
+    pub entry: String,
+    pub source: Source,
+    pub destination: PathBuf,
+    pub flags: MountFlags,
+    /// `base=HOSTDIR`: copy-on-write over this host directory.
+    pub base: Option<PathBuf>,
+    /// `volatile`: changes are discarded after the last user.
+    pub volatile: bool,
+}
+
+impl fmt::Display for VolumeSpec {
+    /// The canonical text of the spec; parsing it again gives the same spec.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.source {
+            Source::Named(n) => write!(f, "{n}:")?,
+            Source::HostPath(p) => write!(f, "{}:", p.display())?,
+            Source::Anonymous => {}
+        }
+        write!(f, "{}", self.destination.display())?;
+        let mut opts = Vec::new();
+        if self.flags.readonly {
+            opts.push("ro".to_string());
+        }
+        for (on, name) in [
+            (self.flags.nosuid, "nosuid"),
+            (self.flags.nodev, "nodev"),
+            (self.flags.noexec, "noexec"),
+        ] {
+            if on {
+                opts.push(name.to_string());
+            }
+        }
+        if let Some(b) = &self.base {
+            opts.push(format!("base={}", b.display()));
+        }
+        if self.volatile {
+            opts.push("volatile".to_string());
+        }
+        if !opts.is_empty() {
+            write!(f, ":{}", opts.join(","))?;
+        }
+        Ok(())
+    }
+}
+
+/// A rejected annotation: which one, which entry, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("annotation {annotation}: entry {entry:?}: {reason}")]
+pub struct AnnotationError {
+    pub annotation: String,
+    pub entry: String,
+    pub reason: String,
+}
+
+impl AnnotationError {
+    pub fn new(annotation: &str, entry: &str, reason: impl Into<String>) -> Self {
+        // Keep the message one short line even for huge or multi-line input.
+        let mut shown: String = entry.chars().take(80).collect();
+        if shown.len() < entry.len() {
+            shown.push('…');
+        }
+        AnnotationError {
+            annotation: annotation.to_string(),
+            entry: shown,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Parses the value of `io.ocivol.volumes`. `max_entries` is the policy's limit.
+pub fn parse_volumes(value: &str, max_entries: usize) -> Result<Vec<VolumeSpec>, AnnotationError> {
+    if value.len() > MAX_ANNOTATION_BYTES {
+        return Err(AnnotationError::new(
+            VOLUMES,
+            "",
+            format!(
+                "the annotation is {} bytes long; at most {MAX_ANNOTATION_BYTES} are accepted",
+                value.len()
+            ),
+        ));
+    }
+    let entries: Vec<&str> = split_entries(value, &[';', '\n']);
+    if entries.len() > max_entries {
+        return Err(AnnotationError::new(
+            VOLUMES,
+            "",
+            format!(
+                "{} entries given; the policy allows at most {max_entries} volumes per container \
+                 (max_volumes_per_container)",
+                entries.len()
+            ),
+        ));
+    }
+    let mut specs: Vec<VolumeSpec> = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let spec =
+            parse_entry(entry).map_err(|reason| AnnotationError::new(VOLUMES, entry, reason))?;
+        if let Some(other) = specs.iter().find(|s| s.destination == spec.destination) {
+            return Err(AnnotationError::new(
+                VOLUMES,
+                entry,
+                format!(
+                    "destination {} is already used by entry {:?}; give each volume its own destination",
+                    spec.destination.display(),
+                    other.entry
+                ),
+            ));
+        }
+        specs.push(spec);
+    }
+    Ok(specs)
+}
+
+/// Splits on any of `seps`, trims, and drops empty entries (a trailing `;` is fine).
+pub fn split_entries<'a>(value: &'a str, seps: &[char]) -> Vec<&'a str> {
+    value
+        .split(|c| seps.contains(&c))
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect()
+}
+
+fn parse_entry(entry: &str) -> Result<VolumeSpec, String> {
+    if entry.contains('\0') {
+        return Err("contains a NUL byte".into());
+    }
+    let parts: Vec<&str> = entry.split(':').collect();
+    let (source, dest, options) = match parts.as_slice() {
+        [dest] => (None, *dest, None),
+        // `/dst:ro` is an anonymous volume with options; `src:/dst` names its source.
+        [first, second] if !second.starts_with('/') && first.starts_with('/') => {
+            (None, *first, Some(*second))
+        }
+        [src, dest] => (Some(*src), *dest, None),
+        [src, dest, opts] => (Some(*src), *dest, Some(*opts)),
+        _ => {
+            return Err(
+                "too many ':' separators; the form is SOURCE:DEST[:OPTIONS] or DEST[:OPTIONS], \
+                 and no path may contain ':'"
+                    .into(),
+            );
+        }
+    };
+    let destination = check_destination(dest)?;
+    let source = match source {
+        None => Source::Anonymous,
+        Some(s) if s.starts_with('/') => Source::HostPath(check_host_path("source", s)?),
+        Some(s) => Source::Named(check_name(s)?.to_string()),
+    };
+    let mut spec = VolumeSpec {
+        entry: entry.to_string(),
+        source,
+        destination,
+        flags: MountFlags::default(),
+        base: None,
+        volatile: false,
+    };
+    if let Some(options) = options {
+        apply_options(&mut spec, options)?;
+    }
+    Ok(spec)
+}
+
+fn apply_options(spec: &mut VolumeSpec, options: &str) -> Result<(), String> {
+    let (mut ro, mut rw) = (false, false);
+    for opt in options.split(',').map(str::trim) {
+        match opt {
+            "ro" => ro = true,
+            "rw" => rw = true,
+            "nosuid" => spec.flags.nosuid = true,
+            "nodev" => spec.flags.nodev = true,
+            "noexec" => spec.flags.noexec = true,
+            "volatile" => spec.volatile = true,
+            "" => return Err("empty option (two ',' in a row, or a trailing ',' or ':')".into()),
+            _ => match opt.split_once('=') {
+                Some(("base", dir)) => {
+                    if spec.base.is_some() {
+                        return Err("base= is given twice".into());
+                    }
+                    spec.base = Some(check_host_path("base", dir)?);
+                }
+                _ => {
+                    return Err(format!(
+                        "unknown option {opt:?}; the options are ro, rw, nosuid, nodev, noexec, base=HOSTDIR, volatile"
+                    ));
+                }
+            },
+        }
+    }
+    if ro && rw {
+        return Err("both ro and rw are given; choose one".into());
+    }
+    spec.flags.readonly = ro;
+    if spec.volatile && spec.base.is_none() {
+        return Err(
+            "volatile needs base=HOSTDIR: only a copy-on-write volume can forget its changes"
+                .into(),
+        );
+    }
+    if spec.base.is_some() && matches!(spec.source, Source::HostPath(_)) {
+        return Err("base= cannot be used with a host path source; name the volume instead (NAME:DEST:base=HOSTDIR)".into());
+    }
+    Ok(())
+}
+
+/// A volume name as DESIGN.md defines it: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 128 bytes.
+pub fn check_name(name: &str) -> Result<&str, String> {
+    if name.is_empty() {
+        return Err("empty volume name".into());
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(format!(
+            "volume name is {} bytes long; at most {MAX_NAME_BYTES} are allowed",
+            name.len()
+        ));
+    }
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) {
+        return Err(format!(
+            "invalid volume name {name:?}: a name starts with a letter or digit and has only letters, digits, '_', '.' and '-'"
+        ));
+    }
+    Ok(name)
+}
+
+/// A destination inside the container: absolute, normalised, not `/`, not in the kernel's
+/// pseudo filesystems (a volume over /proc or /sys would hide or fake what the runtime sets up).
+pub fn check_destination(dest: &str) -> Result<PathBuf, String> {
+    let path = check_normal_absolute("destination", dest)?;
+    if path == Path::new("/") {
+        return Err("destination is /: a volume cannot replace the container's root".into());
+    }
+    for fs in ["/proc", "/sys", "/dev"] {
+        if path.starts_with(fs) {
+            return Err(format!(
+                "destination {} is under {fs}, which the runtime manages; choose another path",
+                path.display()
+            ));
+        }
+    }
+    Ok(path)
+}
+
+/// A host path from an annotation: absolute, normalised, and free of the characters that would
+/// change the meaning of overlayfs's comma- and colon-separated mount options.
+pub fn check_host_path(what: &str, path: &str) -> Result<PathBuf, String> {
+    let p = check_normal_absolute(what, path)?;
+    if let Some(c) = path
+        .chars()
+        .find(|c| matches!(c, ',' | ':' | '\\' | '=' | '\n'))
+    {
+        return Err(format!(
+            "{what} {path:?} contains {c:?}, which is not allowed in a host path (it would change overlay mount options)"
+        ));
+    }
+    Ok(p)
+}
+
+fn check_normal_absolute(what: &str, path: &str) -> Result<PathBuf, String> {
+    if path.is_empty() {
+        return Err(format!("empty {what}"));
+    }
+    if path.len() > MAX_PATH_BYTES {
+        return Err(format!("{what} is longer than {MAX_PATH_BYTES} bytes"));
+    }
+    if path.contains('\0') {
+        return Err(format!("{what} contains a NUL byte"));
+    }
+    if !path.starts_with('/') {
+        return Err(format!(
+            "{what} {path:?} is not an absolute path; it must start with '/'"
+        ));
+    }
+    let normal = path == "/"
+        || (!path.ends_with('/')
+            && !path.contains("//")
+            && Path::new(path)
+                .components()
+                .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+            && !path.split('/').any(|s| s == "." || s == ".."));
+    if !normal {
+        return Err(format!(
+            "{what} {path:?} is not a normalised path (no '.', '..', '//' or trailing '/')"
+        ));
+    }
+    Ok(PathBuf::from(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(v: &str) -> VolumeSpec {
+        let mut specs = parse_volumes(v, 64).unwrap_or_else(|e| panic!("{v:?}: {e}"));
+        assert_eq!(specs.len(), 1);
+        specs.remove(0)
+    }
+
+    fn err(v: &str) -> String {
+        parse_volumes(v, 64).expect_err(v).to_string()
+    }
+
+    #[test]
+    fn accepted_forms() {
+        type Case<'a> = (&'a str, Source, &'a str, MountFlags, Option<&'a str>, bool);
+        let cases: &[Case] = &[
+            (
+                "cache:/var/cache/app",
+                Source::Named("cache".into()),
+                "/var/cache/app",
+                MountFlags::default(),
+                None,
+                false,
+            ),
+            (
+                "/scratch",
+                Source::Anonymous,
+                "/scratch",
+                MountFlags::default(),
+                None,
+                false,
+            ),
+            (
+                "/scratch:ro",
+                Source::Anonymous,
+                "/scratch",
+                MountFlags {
+                    readonly: true,
+                    ..Default::default()
+                },
+                None,
+                false,
+            ),
+            (
+                "/srv/x:/x",
+                Source::HostPath("/srv/x".into()),
+                "/x",
+                MountFlags::default(),
+                None,
+                false,
+            ),
+            (
+                "d:/data:base=/srv/datasets/v3",
+                Source::Named("d".into()),
+                "/data",
+                MountFlags::default(),
+                Some("/srv/datasets/v3"),
+                false,
+            ),
+            (
+                "s:/work:base=/srv/template,volatile",
+                Source::Named("s".into()),
+                "/work",
+                MountFlags::default(),
+                Some("/srv/template"),
+                true,
+            ),
+            (
+                "v:/v:ro,nosuid,nodev,noexec",
+                Source::Named("v".into()),
+                "/v",
+                MountFlags {
+                    readonly: true,
+                    nosuid: true,
+                    nodev: true,
+                    noexec: true,
+                },
+                None,
+                false,
+            ),
+            (
+                " v.1_-x:/v:rw ",
+                Source::Named("v.1_-x".into()),
+                "/v",
+                MountFlags::default(),
+                None,
+                false,
+            ),
+        ];
+        for (text, source, dest, flags, base, volatile) in cases {
+            let s = one(text);
+            assert_eq!(&s.source, source, "{text}");
+            assert_eq!(s.destination, PathBuf::from(dest), "{text}");
+            assert_eq!(&s.flags, flags, "{text}");
+            assert_eq!(s.base.as_deref(), base.map(Path::new), "{text}");
+            assert_eq!(s.volatile, *volatile, "{text}");
+        }
+    }
+
+    #[test]
+    fn entries_split_on_semicolons_and_newlines() {
+        let specs = parse_volumes(
+            "cache:/var/cache/app;dataset:/data:base=/srv/d\n/scratch;",
+            64,
+        )
+        .unwrap();
+        let dests: Vec<_> = specs
+            .iter()
+            .map(|s| s.destination.display().to_string())
+            .collect();
+        assert_eq!(dests, ["/var/cache/app", "/data", "/scratch"]);
+    }
+
+    #[test]
+    fn rejected_entries_name_annotation_entry_and_reason() {
+        let cases: &[(&str, &str)] = &[
+            ("relative", "not an absolute path"),
+            ("v:relative", "not an absolute path"),
+            ("v:/", "destination is /"),
+            ("v:/proc/x", "under /proc"),
+            ("v:/sys", "under /sys"),
+            ("v:/dev/sda", "under /dev"),
+            ("v:/a/../../etc", "not a normalised path"),
+            ("v:/a/./b", "not a normalised path"),
+            ("v:/a//b", "not a normalised path"),
+            ("v:/a/", "not a normalised path"),
+            ("..:/x", "invalid volume name"),
+            ("a/b:/x", "invalid volume name"),
+            ("-x:/x", "invalid volume name"),
+            ("v:/x:bogus", "unknown option \"bogus\""),
+            ("v:/x:ro,rw", "both ro and rw"),
+            ("v:/x:volatile", "volatile needs base="),
+            ("/h:/x:base=/b", "base= cannot be used with a host path"),
+            ("v:/x:base=relative", "not an absolute path"),
+            ("v:/x:base=/a,b", "unknown option \"b\""),
+            ("v:/x:base=/a=b", "contains '='"),
+            ("v:/x:base=/x,base=/y", "base= is given twice"),
+            ("v:/x:ro,", "empty option"),
+            ("a:/b:/c:ro", "too many ':'"),
+            ("v:/x\0y", "NUL"),
+            ("v:/x;w:/x", "already used"),
+        ];
+        for (text, reason) in cases {
+            let e = err(text);
+            assert!(
+                e.starts_with("annotation io.ocivol.volumes: entry "),
+                "{text}: {e}"
+            );
+            assert!(e.contains(reason), "{text}: expected {reason:?} in {e:?}");
+            assert!(!e.contains('\n'), "{text}: one line: {e:?}");
+        }
+    }
+
+    #[test]
+    fn base_paths_that_would_inject_overlay_options_are_refused() {
+        for base in ["lowerdir=/x,upperdir=/etc", "/x:/y", "/x\\y", "/a=b"] {
+            let e = err(&format!("v:/d:base={base}"));
+            assert!(e.contains("io.ocivol.volumes"), "{e}");
+        }
+    }
+
+    #[test]
+    fn names_follow_design_md() {
+        assert!(check_name("a").is_ok());
+        assert!(check_name(&"a".repeat(128)).is_ok());
+        assert!(
+            check_name(&"a".repeat(129))
+                .unwrap_err()
+                .contains("at most 128")
+        );
+        let long = err(&format!("{}:/x", "n".repeat(300)));
+        assert!(long.contains("300 bytes"), "{long}");
+        assert!(long.len() < 300, "the error stays short: {long}");
+        for bad in ["", ".a", "_a", "a b", "a\0", "é"] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn size_and_count_limits_are_checked_first() {
+        let big = format!("v:/{}", "a".repeat(MAX_ANNOTATION_BYTES));
+        assert!(err(&big).contains("at most 65536 are accepted"));
+        let many: Vec<String> = (0..1000).map(|i| format!("v{i}:/d{i}")).collect();
+        let e = parse_volumes(&many.join(";"), 64).unwrap_err().to_string();
+        assert!(
+            e.contains("1000 entries given") && e.contains("max_volumes_per_container"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for text in [
+            "cache:/var/cache/app",
+            "/scratch",
+            "/scratch:ro",
+            "/srv/x:/x:ro,nodev",
+            "s:/work:nosuid,base=/srv/t,volatile",
+        ] {
+            let s = one(text);
+            assert_eq!(
+                one(&s.to_string()),
+                VolumeSpec {
+                    entry: s.to_string(),
+                    ..s.clone()
+                },
+                "{text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! The admin's configuration: which real runtime to call, and the policy that decides what an
+//! annotation may reach. Annotations are written by container authors and are untrusted; only
+//! this file (owned by root) widens what they can do.
+//!
+//! ```json
+//! {
+//!   "runtime": "runc",
+//!   "policy": {
+//!     "allowed_bases": ["/srv/datasets"],
+//!     "allowed_bind_sources": [],
+//!     "auto_create": true,
+//!     "max_volumes_per_container": 64,
+//!     "volumes_from_scope": "namespace"
+//!   }
+//! }
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Default location of the config file.
+pub const DEFAULT_CONFIG: &str = "/etc/ocivol/config.json";
+/// Default persistent state root.
+pub const DEFAULT_ROOT: &str = "/var/lib/ocivol";
+/// Default state root that a reboot clears.
+pub const DEFAULT_RUN_ROOT: &str = "/run/ocivol";
+
+pub const ENV_CONFIG: &str = "OCIVOL_CONFIG";
+pub const ENV_ROOT: &str = "OCIVOL_ROOT";
+pub const ENV_RUN_ROOT: &str = "OCIVOL_RUN_ROOT";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config {path}: cannot read it: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The real OCI runtime: an absolute path, or a name looked up in the system directories
+    /// (never in the caller's PATH).
+    pub runtime: String,
+    pub policy: Policy,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            runtime: "runc".to_string(),
+            policy: Policy::default(),
+        }
+    }
+}
+
+/// Who may get volumes from whom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum VolumesFromScope {
+    /// Only containers of the same containerd namespace or Kubernetes namespace.
+    #[default]
+    Namespace,
+    /// Any container this host knows.
+    Any,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    /// Host directories (and everything below them) that may be the base of a copy-on-write
+    /// volume. Empty: no copy-on-write volume can be created from an annotation.
+    pub allowed_bases: Vec<PathBuf>,
+    /// Host paths (and everything below them) that may be bind-mounted. Empty: none.
+    pub allowed_bind_sources: Vec<PathBuf>,
+    /// Create a named volume on first use; when false, only volumes the operator created exist.
+    pub auto_create: bool,
+    /// Most entries one container may list in `io.ocivol.volumes`.
+    pub max_volumes_per_container: usize,
+    pub volumes_from_scope: VolumesFromScope,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            allowed_bases: Vec::new(),
+            allowed_bind_sources: Vec::new(),
+            auto_create: true,
+            max_volumes_per_container: 64,
+            volumes_from_scope: VolumesFromScope::Namespace,
+        }
+    }
+}
+
+impl Config {
+    /// Loads the config. A missing file at the default location means the defaults (nothing on the
+    /// host is reachable); a missing file that was asked for explicitly is an error.
+    pub fn load(path: &Path, explicit: bool) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                return Ok(Config::default());
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        Config::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses and validates the config text; the error names the key that is wrong.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.runtime.is_empty() {
+            return Err("runtime: must name the real OCI runtime (e.g. \"runc\")".into());
+        }
+        if !self.runtime.starts_with('/') && self.runtime.contains('/') {
+            return Err(format!(
+                "runtime: {:?} must be an absolute path or a plain command name",
+                self.runtime
+            ));
+        }
+        for (key, list) in [
+            ("policy.allowed_bases", &self.policy.allowed_bases),
+            (
+                "policy.allowed_bind_sources",
+                &self.policy.allowed_bind_sources,
+            ),
+        ] {
+            for p in list {
+                if !p.is_absolute() {
+                    return Err(format!("{key}: {} is not an absolute path", p.display()));
+                }
+            }
+        }
+        if self.policy.max_volumes_per_container == 0 {
+            return Err("policy.max_volumes_per_container: must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Where ocivol keeps its state, as chosen by flags, environment, or defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatePaths {
+    pub root: PathBuf,
+    pub run_root: PathBuf,
+}
+
+/// What one invocation of ocivol works with.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub config: Config,
+    pub paths: StatePaths,
+}
+
+impl Context {
+    /// Builds the context from explicit values, falling back to the environment, then defaults.
+    pub fn from_parts(
+        config: Option<PathBuf>,
+        root: Option<PathBuf>,
+        run_root: Option<PathBuf>,
+    ) -> Result<Context, ConfigError> {
+        let env_path = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let (config_path, explicit) = match config.or_else(|| env_path(ENV_CONFIG)) {
+            Some(p) => (p, true),
+            None => (PathBuf::from(DEFAULT_CONFIG), false),
+        };
+        let config = Config::load(&config_path, explicit)?;
+        let paths = StatePaths {
+            root: root
+                .or_else(|| env_path(ENV_ROOT))
+                .unwrap_or_else(|| DEFAULT_ROOT.into()),
+            run_root: run_root
+                .or_else(|| env_path(ENV_RUN_ROOT))
+                .unwrap_or_else(|| DEFAULT_RUN_ROOT.into()),
+        };
+        for (what, p) in [("root", &paths.root), ("run root", &paths.run_root)] {
+            let text = p.to_string_lossy();
+            if !p.is_absolute() || text.contains([',', ':', '\\', '=', '\n']) {
+                return Err(ConfigError::Invalid {
+                    path: p.clone(),
+                    message: format!(
+                        "the state {what} must be an absolute path without ',', ':', '\\', '=' or newline \
+                         (it goes into overlay mount options)"
+                    ),
+                });
+            }
+        }
+        Ok(Context { config, paths })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_object_gives_safe_defaults() {
+        let c = Config::parse("{}").unwrap();
+        assert_eq!(c, Config::default());
+        assert!(c.policy.allowed_bases.is_empty());
+        assert!(c.policy.allowed_bind_sources.is_empty());
+        assert_eq!(c.policy.volumes_from_scope, VolumesFromScope::Namespace);
+    }
+
+    #[test]
+    fn full_config_parses() {
+        let c = Config::parse(
+            r#"{"runtime":"/usr/sbin/runc","policy":{"allowed_bases":["/srv"],"allowed_bind_sources":["/data"],
+               "auto_create":false,"max_volumes_per_container":8,"volumes_from_scope":"any"}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.runtime, "/usr/sbin/runc");
+        assert_eq!(c.policy.allowed_bases, [PathBuf::from("/srv")]);
+        assert!(!c.policy.auto_create);
+        assert_eq!(c.policy.max_volumes_per_container, 8);
+        assert_eq!(c.policy.volumes_from_scope, VolumesFromScope::Any);
+    }
+
+    #[test]
+    fn bad_configs_name_the_key() {
+        let cases = [
+            (r#"{"runtim":"runc"}"#, "runtim"),
+            (r#"{"policy":{"allowed_base":[]}}"#, "allowed_base"),
+            (
+                r#"{"policy":{"allowed_bases":["rel"]}}"#,
+                "policy.allowed_bases",
+            ),
+            (
+                r#"{"policy":{"allowed_bind_sources":["rel"]}}"#,
+                "policy.allowed_bind_sources",
+            ),
+            (
+                r#"{"policy":{"max_volumes_per_container":0}}"#,
+                "max_volumes_per_container",
+            ),
+            (r#"{"policy":{"volumes_from_scope":"world"}}"#, "world"),
+            (r#"{"runtime":"bin/runc"}"#, "runtime"),
+            (r#"{"runtime":""}"#, "runtime"),
+        ];
+        for (text, key) in cases {
+            let e = Config::parse(text).unwrap_err();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn missing_default_file_is_defaults_but_missing_explicit_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("none.json");
+        assert_eq!(Config::load(&missing, false).unwrap(), Config::default());
+        let e = Config::load(&missing, true).unwrap_err().to_string();
+        assert!(e.contains("none.json") && e.contains("cannot read"), "{e}");
+    }
+}

@@ -1,0 +1,63 @@
+//! The `ocivol` binary. Called as `ocivol-runtime` it is the runc wrapper and every argument is
+//! runc's; otherwise a small clap program.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+use ocivol::config::{Context, ENV_CONFIG, ENV_ROOT, ENV_RUN_ROOT};
+
+#[derive(Parser)]
+#[command(
+    name = "ocivol",
+    version,
+    about = "Docker-style volumes for containerd, podman, CRI-O, Docker and runc"
+)]
+struct Cli {
+    /// The config file (real runtime and policy).
+    #[arg(long, env = ENV_CONFIG, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Persistent state: volume definitions and data, container records.
+    #[arg(long, env = ENV_ROOT, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// State a reboot clears: overlay mount points, users, locks.
+    #[arg(long, env = ENV_RUN_ROOT, value_name = "DIR")]
+    run_root: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// A drop-in for runc: `ocivol runtime [runc flags] create --bundle B ID`.
+    ///
+    /// Example: ctr run --runc-binary /usr/bin/ocivol-runtime --annotation io.ocivol.volumes=cache:/cache …
+    #[command(disable_help_flag = true, disable_version_flag = true)]
+    Runtime {
+        /// The runc command line, passed on unchanged.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::new().filter_or("OCIVOL_LOG", "warn")).init();
+    let mut argv = std::env::args_os();
+    let argv0 = argv.next().unwrap_or_default();
+    if Path::new(&argv0)
+        .file_name()
+        .is_some_and(|n| n == "ocivol-runtime")
+    {
+        let code = ocivol::runtime::main(argv.collect(), || {
+            Ok(Context::from_parts(None, None, None)?)
+        });
+        std::process::exit(code);
+    }
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Cmd::Runtime { args } => ocivol::runtime::main(args, || {
+            Ok(Context::from_parts(cli.config, cli.root, cli.run_root)?)
+        }),
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,259 @@
+//! `ocivol runtime ARGS…` (or the binary called as `ocivol-runtime`): a drop-in for runc.
+//!
+//! load → modify → save → run: on `create` and `run` the bundle's config.json gets the volumes'
+//! bind mounts before the real runtime sees it; on `delete` the volumes are released after the
+//! real runtime deleted the container; everything else is exec()ed straight into the real
+//! runtime, so the wrapper costs those commands nothing but one exec.
+
+pub mod args;
+pub mod log;
+
+use std::ffi::OsString;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use anyhow::{Context as _, anyhow, bail};
+use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
+
+use crate::config::Context;
+use crate::mounts::Linux;
+use crate::prepare::{check_container_id, prepare};
+use crate::spec::BundleSpec;
+use crate::store::{Store, container_key};
+use args::RuntimeArgs;
+
+/// Where the real runtime is looked for when the config names it without a path. The caller's
+/// PATH is not used: the wrapper must not be steered to another binary by its environment.
+const SYSTEM_PATH: &[&str] = &[
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+];
+
+/// Runs the wrapper; returns the exit code (for the commands it does not exec).
+pub fn main(raw: Vec<OsString>, context: impl FnOnce() -> anyhow::Result<Context>) -> i32 {
+    let args = args::parse(raw);
+    match run(&args, context) {
+        Ok(code) => code,
+        Err(e) => {
+            log::report_error(&args, &one_line(&e));
+            1
+        }
+    }
+}
+
+/// An error and its causes on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+        .replace('\n', " ")
+}
+
+fn run(
+    args: &RuntimeArgs,
+    context: impl FnOnce() -> anyhow::Result<Context>,
+) -> anyhow::Result<i32> {
+    let ctx = context()?;
+    let runtime = find_runtime(&ctx.config.runtime)?;
+    match args.command.as_deref() {
+        Some("create" | "run") => create(args, &ctx, &runtime),
+        Some("delete") => delete(args, &ctx, &runtime),
+        _ => Err(exec(&runtime, args)),
+    }
+}
+
+/// The real runtime's binary.
+pub fn find_runtime(name: &str) -> anyhow::Result<PathBuf> {
+    let candidates: Vec<PathBuf> = if name.starts_with('/') {
+        vec![PathBuf::from(name)]
+    } else {
+        SYSTEM_PATH
+            .iter()
+            .map(|d| Path::new(d).join(name))
+            .collect()
+    };
+    let me = std::fs::canonicalize("/proc/self/exe").ok();
+    for c in candidates {
+        if let Ok(meta) = std::fs::metadata(&c) {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                if std::fs::canonicalize(&c).ok() == me {
+                    bail!(
+                        "the configured runtime {} is ocivol itself; set \"runtime\" in the ocivol config to the real runtime (e.g. /usr/sbin/runc)",
+                        c.display()
+                    );
+                }
+                return Ok(c);
+            }
+        }
+    }
+    bail!(
+        "the real runtime {name:?} was not found{}; install it or set \"runtime\" in the ocivol config",
+        if name.starts_with('/') {
+            String::new()
+        } else {
+            format!(" in {}", SYSTEM_PATH.join(":"))
+        }
+    )
+}
+
+/// Replaces this process with the real runtime; returns only on failure.
+fn exec(runtime: &Path, args: &RuntimeArgs) -> anyhow::Error {
+    let e = Command::new(runtime).args(&args.raw).exec();
+    anyhow!("cannot run {}: {e}", runtime.display())
+}
+
+/// The runtime's own state directory of a container: it exists while the runtime knows it.
+fn runtime_state_dir(args: &RuntimeArgs, runtime: &Path, id: &str) -> PathBuf {
+    let root = args.root.clone().map(PathBuf::from).unwrap_or_else(|| {
+        let name = runtime
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Path::new("/run").join(name)
+    });
+    root.join(id)
+}
+
+fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i32> {
+    let bundle = match &args.bundle {
+        Some(b) => PathBuf::from(b),
+        None => std::env::current_dir()
+            .context("the bundle is the working directory, which cannot be read")?,
+    };
+    let mut spec = BundleSpec::load(&bundle)?;
+    if !spec.wants_ocivol() {
+        return Err(exec(runtime, args));
+    }
+    let id = args.id.as_deref().ok_or_else(|| {
+        anyhow!(
+            "{} needs a container ID",
+            args.command.as_deref().unwrap_or("create")
+        )
+    })?;
+    check_container_id(id).map_err(anyhow::Error::msg)?;
+    let store = Store::new(&ctx.paths, Box::new(Linux));
+    let key = container_key(id, args.root.as_deref());
+    if runtime_state_dir(args, runtime, id).exists() {
+        // The runtime already has this container: let it say so, and touch nothing it holds.
+        return Err(exec(runtime, args));
+    }
+    // A record without a container is what a crashed earlier create left: release it first.
+    store.release_container(&key)?;
+
+    let Some(prepared) = prepare(
+        ctx,
+        &store,
+        id,
+        args.root.as_deref(),
+        &bundle,
+        &spec.annotations(),
+    )?
+    else {
+        return Err(exec(runtime, args));
+    };
+    let written = spec.add_mounts(&prepared.mounts).and_then(|()| spec.save());
+    if let Err(e) = written {
+        release_or_warn(&store, &key);
+        return Err(e.into());
+    }
+    let status = match spawn_and_wait(runtime, args) {
+        Ok(s) => s,
+        Err(e) => {
+            release_or_warn(&store, &key);
+            return Err(e);
+        }
+    };
+    let foreground_run_ended = args.command.as_deref() == Some("run") && !args.detach && !args.keep;
+    if !status.success() || foreground_run_ended {
+        // The runtime removed the container (it failed, or `run` ended): nothing uses the
+        // volumes any more.
+        store.release_container(&key)?;
+    }
+    Ok(exit_code(status))
+}
+
+fn delete(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i32> {
+    let status = spawn_and_wait(runtime, args)?;
+    let Some(id) = args.id.as_deref() else {
+        return Ok(exit_code(status));
+    };
+    if check_container_id(id).is_err() {
+        return Ok(exit_code(status));
+    }
+    // Release once the runtime no longer has the container: it deleted it now, or it was
+    // deleted before (a repeated delete, containerd's cleanup `delete --force`).
+    if status.success() || !runtime_state_dir(args, runtime, id).exists() {
+        let store = Store::new(&ctx.paths, Box::new(Linux));
+        store.release_container(&container_key(id, args.root.as_deref()))?;
+    }
+    Ok(exit_code(status))
+}
+
+fn release_or_warn(store: &Store, key: &str) {
+    if let Err(e) = store.release_container(key) {
+        ::log::error!("release of {key} failed: {e}");
+    }
+}
+
+/// The child whose signals we forward; 0 when there is none.
+static CHILD: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn forward(sig: libc::c_int) {
+    let pid = CHILD.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill(2) is async-signal-safe.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+const FORWARDED: &[Signal] = &[
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGTERM,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+];
+
+/// Runs the real runtime with the same arguments and stdio, forwarding the signals a caller
+/// sends to it (runc's `run` passes them on to the container), and waits for it.
+fn spawn_and_wait(runtime: &Path, args: &RuntimeArgs) -> anyhow::Result<ExitStatus> {
+    let action = SigAction::new(
+        SigHandler::Handler(forward),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in FORWARDED {
+        // SAFETY: the handler only reads an atomic and calls kill(2).
+        unsafe { signal::sigaction(*sig, &action) }
+            .with_context(|| format!("install a handler for {sig}"))?;
+    }
+    let mut child = Command::new(runtime)
+        .args(&args.raw)
+        .spawn()
+        .with_context(|| format!("cannot run {}", runtime.display()))?;
+    CHILD.store(child.id() as i32, Ordering::SeqCst);
+    let status = child.wait();
+    CHILD.store(0, Ordering::SeqCst);
+    status.with_context(|| format!("wait for {}", runtime.display()))
+}
+
+/// The exit code to pass on; a runtime killed by a signal is reported as the shell does.
+fn exit_code(status: ExitStatus) -> i32 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(sig)) => 128 + sig,
+        _ => 1,
+    }
+}

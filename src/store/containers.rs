@@ -1,0 +1,106 @@
+//! What ocivol knows of a container: `containers/KEY.json` under the persistent root. Written
+//! before the real runtime runs, so that a delete (or a crash recovery) knows what to release.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{IoContext, Result, StoreError};
+
+/// One mount the container got from ocivol.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedMount {
+    pub destination: PathBuf,
+    pub source: PathBuf,
+    pub options: Vec<String>,
+    /// The volume behind it; `None` for a bind of a host path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    /// The runtime's `--root`, when one was given (it tells containerd namespaces apart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_root: Option<String>,
+    pub bundle: PathBuf,
+    /// Names of the volumes this container is a user of.
+    pub volumes: Vec<String>,
+    pub mounts: Vec<RecordedMount>,
+    pub boot_id: String,
+}
+
+/// The key of a container in ocivol's state: its ID and a hash of the runtime root, as the
+/// same ID may exist under two roots (two containerd namespaces).
+pub fn container_key(id: &str, runtime_root: Option<&str>) -> String {
+    // FNV-1a: stable across versions and platforms, unlike std's hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in runtime_root.unwrap_or("").bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{id}.{h:016x}")
+}
+
+impl ContainerRecord {
+    pub fn key(&self) -> String {
+        container_key(&self.id, self.runtime_root.as_deref())
+    }
+
+    fn path(dir: &Path, key: &str) -> PathBuf {
+        dir.join(format!("{key}.json"))
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let path = Self::path(dir, &self.key());
+        let text = serde_json::to_vec_pretty(self).map_err(|e| StoreError::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        crate::util::write_atomic(&path, &text).ctx(|| format!("write {}", path.display()))
+    }
+
+    pub fn load(dir: &Path, key: &str) -> Result<Option<ContainerRecord>> {
+        let path = Self::path(dir, key);
+        match fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt {
+                    path,
+                    message: e.to_string(),
+                }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).ctx(|| format!("read {}", path.display())),
+        }
+    }
+
+    pub fn remove(dir: &Path, key: &str) -> Result<()> {
+        let path = Self::path(dir, key);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(e).ctx(|| format!("remove {}", path.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_id_under_two_roots_has_two_keys() {
+        let a = container_key("web", Some("/run/containerd/runc/default"));
+        let b = container_key("web", Some("/run/containerd/runc/k8s.io"));
+        assert_ne!(a, b);
+        assert!(a.starts_with("web."));
+        assert_eq!(
+            a,
+            container_key("web", Some("/run/containerd/runc/default"))
+        );
+    }
+}

@@ -1,0 +1,26 @@
+//! The per-volume lock: flock(2) on a file under the run root, released when dropped.
+//! The file is opened close-on-exec (std does so), so the real runtime never inherits it.
+
+use std::fs::{File, OpenOptions};
+use std::path::Path;
+
+use super::{IoContext, Result};
+
+pub struct VolumeLock {
+    // Held for its drop: closing the file releases the flock.
+    _file: File,
+}
+
+impl VolumeLock {
+    /// Blocks until the lock is ours.
+    pub fn take(path: &Path) -> Result<VolumeLock> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .ctx(|| format!("open lock {}", path.display()))?;
+        file.lock().ctx(|| format!("lock {}", path.display()))?;
+        Ok(VolumeLock { _file: file })
+    }
+}

@@ -1,0 +1,535 @@
+//! The volume store: volume definitions and data, the shared overlays, and who uses what.
+//!
+//! ```text
+//! ROOT (/var/lib/ocivol)                  survives a reboot
+//! ├── volumes/NAME/volume.json            the definition (VolumeDef)
+//! ├── volumes/NAME/data/                  a plain volume's data
+//! ├── volumes/NAME/upper/ , work/         a copy-on-write volume's changes and overlay workdir
+//! └── containers/KEY.json                 what a container holds (ContainerRecord)
+//! RUN_ROOT (/run/ocivol)                  cleared by a reboot
+//! ├── locks/NAME.lock                     flock per volume; never removed while in use
+//! ├── volumes/NAME/merged/                the volume's one overlay mount point
+//! └── volumes/NAME/users/KEY              one record per (volume, container) using it
+//! ```
+//!
+//! The number of users of a volume is the number of files in its `users/`, and it is changed
+//! only under the volume's lock. The overlay is mounted by the first user and unmounted by the
+//! last, under the same lock, so there is never more than one overlay on an upper directory
+//! (the kernel calls a second one undefined behaviour).
+
+mod containers;
+mod lock;
+mod volume;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub use containers::{ContainerRecord, RecordedMount, container_key};
+pub use volume::{VolumeDef, VolumeKind};
+
+use crate::config::StatePaths;
+use crate::mounts::Mounter;
+use lock::VolumeLock;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{context}: {source}")]
+    Io { context: String, source: io::Error },
+    #[error("volume {name}: {reason}")]
+    Conflict { name: String, reason: String },
+    #[error(
+        "volume {name} does not exist and the policy's auto_create is false; an operator must create it first"
+    )]
+    NotFound { name: String },
+    #[error("{path}: {message}")]
+    Corrupt { path: PathBuf, message: String },
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// Adds what was being done to an I/O error.
+pub(crate) trait IoContext<T> {
+    fn ctx(self, f: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn ctx(self, f: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| StoreError::Io {
+            context: f(),
+            source,
+        })
+    }
+}
+
+/// What a container asks the store for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeRequest {
+    /// `None`: an anonymous volume with a fresh name.
+    pub name: Option<String>,
+    /// Copy-on-write over this (resolved) base directory.
+    pub base: Option<PathBuf>,
+    pub volatile: bool,
+}
+
+/// A volume acquired for a container: what to bind at the destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acquired {
+    pub name: String,
+    pub source: PathBuf,
+}
+
+pub struct Store {
+    root: PathBuf,
+    run_root: PathBuf,
+    mounter: Box<dyn Mounter>,
+}
+
+impl Store {
+    pub fn new(paths: &StatePaths, mounter: Box<dyn Mounter>) -> Store {
+        Store {
+            root: paths.root.clone(),
+            run_root: paths.run_root.clone(),
+            mounter,
+        }
+    }
+
+    fn volume_dir(&self, name: &str) -> PathBuf {
+        self.root.join("volumes").join(name)
+    }
+    fn run_dir(&self, name: &str) -> PathBuf {
+        self.run_root.join("volumes").join(name)
+    }
+    fn users_dir(&self, name: &str) -> PathBuf {
+        self.run_dir(name).join("users")
+    }
+    /// Where the volume's overlay is mounted while it has users.
+    pub fn overlay_target(&self, name: &str) -> PathBuf {
+        self.run_dir(name).join("merged")
+    }
+    pub fn data_dir(&self, name: &str) -> PathBuf {
+        self.volume_dir(name).join("data")
+    }
+    pub fn upper_dir(&self, name: &str) -> PathBuf {
+        self.volume_dir(name).join("upper")
+    }
+    fn work_dir(&self, name: &str) -> PathBuf {
+        self.volume_dir(name).join("work")
+    }
+    fn containers_dir(&self) -> PathBuf {
+        self.root.join("containers")
+    }
+
+    /// The definition of a volume, if it exists.
+    pub fn definition(&self, name: &str) -> Result<Option<VolumeDef>> {
+        VolumeDef::load(&self.volume_dir(name))
+    }
+
+    /// The keys of the containers using a volume.
+    pub fn users(&self, name: &str) -> Result<Vec<String>> {
+        let dir = self.users_dir(name);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).ctx(|| format!("read {}", dir.display())),
+        };
+        let mut users = Vec::new();
+        for entry in entries {
+            let entry = entry.ctx(|| format!("read {}", dir.display()))?;
+            users.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        users.sort();
+        Ok(users)
+    }
+
+    /// Whether the volume's overlay is mounted.
+    pub fn is_mounted(&self, name: &str) -> bool {
+        self.mounter.is_mounted(&self.overlay_target(name))
+    }
+
+    /// Makes the volume ready for `user` and counts it as a user: creates the volume on first use
+    /// (if allowed), mounts its overlay if it is the first user. On error nothing is left: a
+    /// volume created by this call is removed again.
+    pub fn acquire(&self, req: &VolumeRequest, user: &str, auto_create: bool) -> Result<Acquired> {
+        let (name, anonymous) = match &req.name {
+            Some(n) => (n.clone(), false),
+            None => (random_name()?, true),
+        };
+        self.make_state_dirs()?;
+        let _lock = VolumeLock::take(&self.lock_path(&name))?;
+        let (def, created) = match self.definition(&name)? {
+            Some(def) => {
+                def.check_request(req)
+                    .map_err(|reason| StoreError::Conflict {
+                        name: name.clone(),
+                        reason,
+                    })?;
+                (def, false)
+            }
+            None => {
+                if !anonymous && !auto_create {
+                    return Err(StoreError::NotFound { name });
+                }
+                let def = VolumeDef::new(&name, req.base.clone(), req.volatile, anonymous);
+                self.create(&def)?;
+                (def, true)
+            }
+        };
+        let source = match &def.base {
+            Some(base) => self.ensure_overlay(&def, base),
+            None => Ok(self.data_dir(&name)),
+        }
+        .and_then(|source| self.add_user(&name, user).map(|()| source));
+        match source {
+            Ok(source) => Ok(Acquired { name, source }),
+            Err(e) => {
+                if self.users(&name).map(|u| u.is_empty()).unwrap_or(false) {
+                    self.after_last_user(&def, created)
+                        .unwrap_or_else(|e2| log::warn!("cleanup of volume {name} failed: {e2}"));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops counting `user` as a user of the volume; the last user unmounts the overlay, discards
+    /// a volatile volume's changes and removes an anonymous volume. Releasing twice is harmless.
+    pub fn release(&self, name: &str, user: &str) -> Result<()> {
+        if !self.volume_dir(name).exists() && !self.run_dir(name).exists() {
+            return Ok(());
+        }
+        let _lock = VolumeLock::take(&self.lock_path(name))?;
+        let record = self.users_dir(name).join(user);
+        match fs::remove_file(&record) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).ctx(|| format!("remove {}", record.display())),
+        }
+        if !self.users(name)?.is_empty() {
+            return Ok(());
+        }
+        match self.definition(name)? {
+            Some(def) => self.after_last_user(&def, false),
+            None => Ok(()),
+        }
+    }
+
+    /// Under the lock, with no user left: unmount, forget volatile changes, drop what is not kept.
+    fn after_last_user(&self, def: &VolumeDef, created_now: bool) -> Result<()> {
+        let target = self.overlay_target(&def.name);
+        if def.base.is_some() && self.mounter.is_mounted(&target) {
+            self.mounter
+                .unmount(&target)
+                .ctx(|| format!("volume {}: unmount its overlay", def.name))?;
+        }
+        if def.anonymous || created_now {
+            return self.remove(def);
+        }
+        if def.volatile {
+            wipe_dir(&self.upper_dir(&def.name))?;
+            wipe_dir(&self.work_dir(&def.name))?;
+        }
+        Ok(())
+    }
+
+    fn lock_path(&self, name: &str) -> PathBuf {
+        self.run_root.join("locks").join(format!("{name}.lock"))
+    }
+
+    fn make_state_dirs(&self) -> Result<()> {
+        for d in [
+            self.root.join("volumes"),
+            self.containers_dir(),
+            self.run_root.join("volumes"),
+            self.run_root.join("locks"),
+        ] {
+            make_dir(&d)?;
+        }
+        Ok(())
+    }
+
+    fn create(&self, def: &VolumeDef) -> Result<()> {
+        let dir = self.volume_dir(&def.name);
+        let made = (|| {
+            make_dir(&dir)?;
+            match def.kind() {
+                VolumeKind::Plain => make_dir(&self.data_dir(&def.name))?,
+                VolumeKind::CopyOnWrite => {
+                    make_dir(&self.upper_dir(&def.name))?;
+                    make_dir(&self.work_dir(&def.name))?;
+                }
+            }
+            def.save(&dir)
+        })();
+        if made.is_err() {
+            let _ = fs::remove_dir_all(&dir);
+        }
+        made
+    }
+
+    /// Removes a volume that has no user, with its data.
+    fn remove(&self, def: &VolumeDef) -> Result<()> {
+        for dir in [self.run_dir(&def.name), self.volume_dir(&def.name)] {
+            match fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).ctx(|| format!("remove {}", dir.display())),
+            }
+        }
+        if def.anonymous {
+            // Nobody else can know a fresh random name: the lock file can go too.
+            let _ = fs::remove_file(self.lock_path(&def.name));
+        }
+        Ok(())
+    }
+
+    /// Mounts the volume's overlay unless it is mounted already (then it is shared).
+    fn ensure_overlay(&self, def: &VolumeDef, base: &Path) -> Result<PathBuf> {
+        let target = self.overlay_target(&def.name);
+        make_dir(&target)?;
+        if self.mounter.is_mounted(&target) {
+            return Ok(target);
+        }
+        // A previous overlay leaves state in its workdir (after a volatile one, an incompat
+        // marker that makes every later mount fail with EINVAL): start from an empty one.
+        wipe_dir(&self.work_dir(&def.name))?;
+        if def.volatile {
+            // Changes of a volatile volume never outlive its last user, even after a crash.
+            wipe_dir(&self.upper_dir(&def.name))?;
+        }
+        self.mounter
+            .mount_overlay(
+                base,
+                &self.upper_dir(&def.name),
+                &self.work_dir(&def.name),
+                &target,
+                def.volatile,
+            )
+            .ctx(|| format!("volume {}", def.name))?;
+        Ok(target)
+    }
+
+    fn add_user(&self, name: &str, user: &str) -> Result<()> {
+        let dir = self.users_dir(name);
+        make_dir(&dir)?;
+        let path = dir.join(user);
+        let record = serde_json::json!({ "container": user, "boot_id": boot_id() });
+        crate::util::write_atomic(&path, record.to_string().as_bytes())
+            .ctx(|| format!("write {}", path.display()))
+    }
+
+    /// Saves what a container holds; written before the runtime runs.
+    pub fn save_container(&self, record: &ContainerRecord) -> Result<()> {
+        self.make_state_dirs()?;
+        record.save(&self.containers_dir())
+    }
+
+    pub fn load_container(&self, key: &str) -> Result<Option<ContainerRecord>> {
+        ContainerRecord::load(&self.containers_dir(), key)
+    }
+
+    pub fn remove_container(&self, key: &str) -> Result<()> {
+        ContainerRecord::remove(&self.containers_dir(), key)
+    }
+
+    /// Releases every volume a container holds and forgets the container. Idempotent.
+    pub fn release_container(&self, key: &str) -> Result<()> {
+        let Some(record) = self.load_container(key)? else {
+            return Ok(());
+        };
+        let mut first_err = None;
+        for name in &record.volumes {
+            if let Err(e) = self.release(name, key) {
+                log::error!("release volume {name} of {}: {e}", record.id);
+                first_err.get_or_insert(e);
+            }
+        }
+        match first_err {
+            // Keep the record so that a repeated delete or a gc can finish the job.
+            Some(e) => Err(e),
+            None => self.remove_container(key),
+        }
+    }
+}
+
+fn make_dir(path: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .ctx(|| format!("create {}", path.display()))
+}
+
+/// Empties a directory (it exists afterwards).
+fn wipe_dir(path: &Path) -> Result<()> {
+    match fs::remove_dir_all(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).ctx(|| format!("empty {}", path.display())),
+    }
+    make_dir(path)
+}
+
+/// A fresh name for an anonymous volume: 32 random hex digits, like Docker's.
+fn random_name() -> Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .ctx(|| "read /dev/urandom".to_string())?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// This boot's ID, so a record from an earlier boot can be told apart.
+pub fn boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mounts::tests::Recording;
+    use std::sync::Arc;
+
+    struct Shared(Arc<Recording>);
+    impl Mounter for Shared {
+        fn mount_overlay(&self, l: &Path, u: &Path, w: &Path, t: &Path, v: bool) -> io::Result<()> {
+            self.0.mount_overlay(l, u, w, t, v)
+        }
+        fn unmount(&self, t: &Path) -> io::Result<()> {
+            self.0.unmount(t)
+        }
+        fn is_mounted(&self, t: &Path) -> bool {
+            self.0.is_mounted(t)
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, Store, Arc<Recording>) {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = StatePaths {
+            root: dir.path().join("root"),
+            run_root: dir.path().join("run"),
+        };
+        let rec = Arc::new(Recording::default());
+        let store = Store::new(&paths, Box::new(Shared(rec.clone())));
+        (dir, store, rec)
+    }
+
+    fn cow(name: &str, base: &Path, volatile: bool) -> VolumeRequest {
+        VolumeRequest {
+            name: Some(name.into()),
+            base: Some(base.into()),
+            volatile,
+        }
+    }
+
+    #[test]
+    fn first_user_mounts_last_user_unmounts() {
+        let (dir, s, rec) = store();
+        let req = cow("v", dir.path(), false);
+        let a = s.acquire(&req, "a", true).unwrap();
+        let b = s.acquire(&req, "b", true).unwrap();
+        assert_eq!(a.source, b.source);
+        assert_eq!(*rec.mounts_made.lock().unwrap(), 1);
+        assert_eq!(s.users("v").unwrap(), ["a", "b"]);
+        s.release("v", "a").unwrap();
+        assert!(s.is_mounted("v"));
+        s.release("v", "b").unwrap();
+        s.release("v", "b").unwrap();
+        assert!(!s.is_mounted("v"));
+        assert!(s.users("v").unwrap().is_empty());
+        assert!(
+            s.definition("v").unwrap().is_some(),
+            "a named volume outlives its users"
+        );
+    }
+
+    #[test]
+    fn volatile_changes_are_wiped_after_last_user() {
+        let (dir, s, _) = store();
+        let req = cow("v", dir.path(), true);
+        s.acquire(&req, "a", true).unwrap();
+        fs::write(s.upper_dir("v").join("change"), "x").unwrap();
+        s.release("v", "a").unwrap();
+        assert_eq!(fs::read_dir(s.upper_dir("v")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn anonymous_volume_goes_with_its_user() {
+        let (_dir, s, _) = store();
+        let req = VolumeRequest {
+            name: None,
+            base: None,
+            volatile: false,
+        };
+        let a = s.acquire(&req, "a", false).unwrap();
+        assert_eq!(a.name.len(), 32);
+        assert!(a.source.is_dir());
+        s.release(&a.name, "a").unwrap();
+        assert!(s.definition(&a.name).unwrap().is_none());
+        assert!(!a.source.exists());
+    }
+
+    #[test]
+    fn contradicting_an_existing_volume_is_an_error() {
+        let (dir, s, _) = store();
+        s.acquire(
+            &VolumeRequest {
+                name: Some("p".into()),
+                base: None,
+                volatile: false,
+            },
+            "a",
+            true,
+        )
+        .unwrap();
+        let e = s
+            .acquire(&cow("p", dir.path(), false), "b", true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("volume p") && e.contains("plain"), "{e}");
+        s.acquire(&cow("c", dir.path(), false), "a", true).unwrap();
+        let e = s
+            .acquire(&cow("c", Path::new("/other"), false), "b", true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("copy-on-write over"), "{e}");
+        let e = s
+            .acquire(&cow("c", dir.path(), true), "b", true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("volatile"), "{e}");
+        assert_eq!(s.users("c").unwrap(), ["a"]);
+    }
+
+    #[test]
+    fn no_auto_create_means_no_new_volume() {
+        let (_dir, s, _) = store();
+        let e = s
+            .acquire(
+                &VolumeRequest {
+                    name: Some("n".into()),
+                    base: None,
+                    volatile: false,
+                },
+                "a",
+                false,
+            )
+            .unwrap_err();
+        assert!(matches!(e, StoreError::NotFound { .. }));
+        assert!(s.definition("n").unwrap().is_none());
+    }
+
+    #[test]
+    fn failed_mount_leaves_no_volume_and_no_user() {
+        let (_dir, s, _) = store();
+        // The recording mounter refuses paths overlay options cannot carry.
+        let req = cow("v", Path::new("/bad,path"), false);
+        assert!(s.acquire(&req, "a", true).is_err());
+        assert!(s.definition("v").unwrap().is_none());
+        assert!(s.users("v").unwrap().is_empty());
+    }
+}

@@ -1,0 +1,334 @@
+//! Test fixture: one temp directory per test with ocivol's state roots, a config, runc's own
+//! `--root`, a busybox rootfs and bundles. Dropping it (also when the test panics) deletes every
+//! container under that runc root and unmounts everything mounted under the directory.
+#![allow(dead_code)]
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use ocivol::config::StatePaths;
+use ocivol::mounts::Linux;
+use ocivol::store::Store;
+use serde_json::{Value, json};
+
+pub const OCIVOL: &str = env!("CARGO_BIN_EXE_ocivol");
+pub const RUNC: &str = "/usr/sbin/runc";
+
+/// Busybox applets the test containers use.
+const APPLETS: &[&str] = &[
+    "sh",
+    "cat",
+    "ls",
+    "echo",
+    "sleep",
+    "touch",
+    "mkdir",
+    "rm",
+    "test",
+    "true",
+    "false",
+    "stat",
+    "sha256sum",
+];
+
+/// Root-only tests call this first; `None` means "skipped: requires root" was printed.
+pub fn require_root(test: &str) -> Option<()> {
+    if nix::unistd::getuid().is_root() {
+        Some(())
+    } else {
+        eprintln!("{test}: skipped: requires root");
+        None
+    }
+}
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub run_root: PathBuf,
+    pub config: PathBuf,
+    pub runc_root: PathBuf,
+    pub rootfs: PathBuf,
+    /// A sample base directory, allowed by the default test policy.
+    pub base: PathBuf,
+    template: Value,
+}
+
+impl Env {
+    /// A fresh environment, or `None` (after printing why) when not root.
+    pub fn new(test: &str) -> Option<Env> {
+        require_root(test)?;
+        let dir = tempfile::Builder::new()
+            .prefix("ocivol-test-")
+            .tempdir()
+            .unwrap();
+        let p = dir.path().to_path_buf();
+        let env = Env {
+            root: p.join("state/root"),
+            run_root: p.join("state/run"),
+            config: p.join("config.json"),
+            runc_root: p.join("runc"),
+            rootfs: p.join("rootfs"),
+            base: p.join("base"),
+            template: Value::Null,
+            dir,
+        };
+        let mut env = env;
+        make_rootfs(&env.rootfs);
+        fs::create_dir_all(env.base.join("sub")).unwrap();
+        fs::write(env.base.join("file.txt"), "from the base\n").unwrap();
+        fs::write(env.base.join("sub/deep.txt"), "deep\n").unwrap();
+        env.write_policy(json!({ "allowed_bases": [env.base] }));
+        env.template = spec_template(&p.join("template"));
+        Some(env)
+    }
+
+    /// Writes the config with this policy and real runc.
+    pub fn write_policy(&self, policy: Value) {
+        let cfg = json!({ "runtime": RUNC, "policy": policy });
+        fs::write(&self.config, cfg.to_string()).unwrap();
+    }
+
+    pub fn paths(&self) -> StatePaths {
+        StatePaths {
+            root: self.root.clone(),
+            run_root: self.run_root.clone(),
+        }
+    }
+
+    /// The store, to look at users and mounts.
+    pub fn store(&self) -> Store {
+        Store::new(&self.paths(), Box::new(Linux))
+    }
+
+    pub fn users(&self, volume: &str) -> usize {
+        self.store().users(volume).unwrap().len()
+    }
+
+    /// Overlays mounted (in the host's mount namespace) on the volume's mount point.
+    pub fn overlays(&self, volume: &str) -> usize {
+        let target = self.run_root.join("volumes").join(volume).join("merged");
+        mountinfo()
+            .iter()
+            .filter(|m| m.fstype == "overlay" && Path::new(&m.mount_point) == target)
+            .count()
+    }
+
+    /// Every mount under this test's directory.
+    pub fn mounts_here(&self) -> Vec<String> {
+        mounts_under(self.dir.path())
+    }
+
+    /// A bundle running `args` with these annotations; its rootfs is shared by the test's bundles.
+    pub fn bundle(&self, name: &str, args: &[&str], annotations: &[(&str, &str)]) -> PathBuf {
+        let bundle = self.dir.path().join("bundles").join(name);
+        fs::create_dir_all(&bundle).unwrap();
+        let mut spec = self.template.clone();
+        spec["process"]["args"] = json!(args);
+        spec["root"]["path"] = json!(self.rootfs);
+        spec["hostname"] = json!(name);
+        let ann: serde_json::Map<String, Value> = annotations
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        spec["annotations"] = Value::Object(ann);
+        fs::write(
+            bundle.join("config.json"),
+            serde_json::to_vec_pretty(&spec).unwrap(),
+        )
+        .unwrap();
+        bundle
+    }
+
+    /// `ocivol --config … --root … --run-root … runtime --root RUNC_ROOT ARGS…`
+    pub fn runtime_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(OCIVOL);
+        c.arg("--config")
+            .arg(&self.config)
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--run-root")
+            .arg(&self.run_root)
+            .arg("runtime")
+            .arg("--root")
+            .arg(&self.runc_root)
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn runtime(&self, args: &[&str]) -> Output {
+        self.runtime_cmd(args).output().unwrap()
+    }
+
+    /// Starts a long-running container detached through the wrapper; its stdio goes to a file
+    /// (a detached container keeps the stdio it is given).
+    pub fn start(&self, id: &str, bundle: &Path) -> Output {
+        self.leaving_container(
+            &["run", "--detach", "--bundle", bundle.to_str().unwrap(), id],
+            id,
+        )
+    }
+
+    /// `create` through the wrapper, the container's stdio to a file.
+    pub fn create(&self, id: &str, bundle: &Path) -> Output {
+        self.leaving_container(&["create", "--bundle", bundle.to_str().unwrap(), id], id)
+    }
+
+    /// Runs a wrapper command that leaves a container behind. The container keeps the stdio it
+    /// is given, so it gets a file: a pipe would never reach EOF while the container lives.
+    /// The returned output is empty; [`Env::container_output`] has what was printed.
+    fn leaving_container(&self, args: &[&str], id: &str) -> Output {
+        let log = fs::File::create(self.dir.path().join(format!("{id}.out"))).unwrap();
+        self.runtime_cmd(args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .output()
+            .unwrap()
+    }
+
+    /// Output of what a detached container printed.
+    pub fn container_output(&self, id: &str) -> String {
+        fs::read_to_string(self.dir.path().join(format!("{id}.out"))).unwrap_or_default()
+    }
+
+    /// Runs a shell command inside a running container (plain runc: no wrapper involved).
+    pub fn exec(&self, id: &str, script: &str) -> Output {
+        Command::new(RUNC)
+            .arg("--root")
+            .arg(&self.runc_root)
+            .args(["exec", id, "sh", "-c", script])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    pub fn delete(&self, id: &str) -> Output {
+        self.runtime(&["delete", "--force", id])
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if self.runc_root.exists() {
+            let list = Command::new(RUNC)
+                .arg("--root")
+                .arg(&self.runc_root)
+                .args(["list", "-q"])
+                .output();
+            if let Ok(out) = list {
+                for id in String::from_utf8_lossy(&out.stdout).lines() {
+                    let _ = Command::new(RUNC)
+                        .arg("--root")
+                        .arg(&self.runc_root)
+                        .args(["delete", "--force", id])
+                        .output();
+                }
+            }
+        }
+        unmount_all_under(self.dir.path());
+    }
+}
+
+/// Asserts a command succeeded, showing its output if not.
+pub fn ok(out: &Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): stdout {:?} stderr {:?}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub struct MountEntry {
+    pub mount_point: String,
+    pub fstype: String,
+    pub source: String,
+}
+
+/// The host's mount table.
+pub fn mountinfo() -> Vec<MountEntry> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let sep = f.iter().position(|x| *x == "-")?;
+            Some(MountEntry {
+                mount_point: f.get(4)?.replace("\\040", " "),
+                fstype: f.get(sep + 1)?.to_string(),
+                source: f.get(sep + 2)?.to_string(),
+            })
+        })
+        .collect()
+}
+
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    mountinfo()
+        .into_iter()
+        .filter(|m| Path::new(&m.mount_point).starts_with(dir))
+        .map(|m| m.mount_point)
+        .collect()
+}
+
+pub fn unmount_all_under(dir: &Path) {
+    let mut mounts = mounts_under(dir);
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in mounts {
+        let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// A rootfs with a static busybox and the applets the tests use.
+pub fn make_rootfs(rootfs: &Path) {
+    let bin = rootfs.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    fs::copy("/bin/busybox", bin.join("busybox"))
+        .expect("busybox-static must be installed (make test installs it)");
+    for a in APPLETS {
+        symlink("busybox", bin.join(a)).unwrap();
+    }
+    for d in ["proc", "sys", "dev", "tmp", "etc"] {
+        fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+}
+
+/// `runc spec`'s default config, made to run without a terminal.
+fn spec_template(dir: &Path) -> Value {
+    fs::create_dir_all(dir).unwrap();
+    let out = Command::new(RUNC)
+        .args(["spec", "--bundle"])
+        .arg(dir)
+        .output()
+        .expect("runc must be installed");
+    ok(&out, "runc spec");
+    let mut spec: Value =
+        serde_json::from_slice(&fs::read(dir.join("config.json")).unwrap()).unwrap();
+    spec["process"]["terminal"] = json!(false);
+    spec["root"]["readonly"] = json!(false);
+    spec
+}
+
+/// Every file under `dir` with its content, to prove a base never changed.
+pub fn tree_snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    fn walk(dir: &Path, prefix: &str, out: &mut Vec<(String, Vec<u8>)>) {
+        let mut entries: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap()).collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let name = format!("{prefix}/{}", e.file_name().to_string_lossy());
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                out.push((format!("{name}/"), Vec::new()));
+                walk(&e.path(), &name, out);
+            } else {
+                out.push((name, fs::read(e.path()).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, "", &mut out);
+    out
+}

@@ -1,0 +1,457 @@
+//! End to end through `ocivol runtime` with real runc, real overlayfs, as root.
+
+mod common;
+
+use std::fs;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Env, ok, tree_snapshot};
+use serde_json::json;
+
+const VOLUMES: &str = "io.ocivol.volumes";
+
+fn cow_annotation(env: &Env, name: &str, extra: &str) -> String {
+    format!("{name}:/data:base={}{extra}", env.base.display())
+}
+
+#[test]
+fn two_containers_share_a_copy_on_write_volume_and_the_base_never_changes() {
+    let Some(env) =
+        Env::new("two_containers_share_a_copy_on_write_volume_and_the_base_never_changes")
+    else {
+        return;
+    };
+    let before = tree_snapshot(&env.base);
+    let ann = cow_annotation(&env, "shared", "");
+    let a = env.bundle("a", &["sleep", "600"], &[(VOLUMES, &ann)]);
+    let b = env.bundle("b", &["sleep", "600"], &[(VOLUMES, &ann)]);
+    ok(&env.start("ocivol-t1-a", &a), "start a");
+    ok(&env.start("ocivol-t1-b", &b), "start b");
+
+    assert_eq!(env.users("shared"), 2);
+    assert_eq!(
+        env.overlays("shared"),
+        1,
+        "one overlay for the volume while both run"
+    );
+
+    ok(
+        &env.exec(
+            "ocivol-t1-a",
+            "echo from-a > /data/a.txt && echo changed > /data/file.txt && rm /data/sub/deep.txt",
+        ),
+        "a writes",
+    );
+    let seen = ok(
+        &env.exec(
+            "ocivol-t1-b",
+            "cat /data/a.txt /data/file.txt; ls /data/sub",
+        ),
+        "b reads",
+    );
+    assert_eq!(seen, "from-a\nchanged\n", "b sees a's writes and deletion");
+    ok(
+        &env.exec("ocivol-t1-b", "echo from-b > /data/b.txt"),
+        "b writes",
+    );
+    assert_eq!(
+        ok(&env.exec("ocivol-t1-a", "cat /data/b.txt"), "a reads"),
+        "from-b\n"
+    );
+
+    ok(&env.delete("ocivol-t1-a"), "delete a");
+    assert_eq!(env.users("shared"), 1);
+    assert_eq!(env.overlays("shared"), 1, "still mounted for b");
+    ok(&env.delete("ocivol-t1-b"), "delete b");
+    assert_eq!(env.users("shared"), 0);
+    assert_eq!(env.overlays("shared"), 0, "unmounted after the last user");
+    assert_eq!(
+        tree_snapshot(&env.base),
+        before,
+        "the base directory never changes"
+    );
+    assert!(env.mounts_here().is_empty(), "{:?}", env.mounts_here());
+}
+
+#[test]
+fn volatile_changes_are_gone_after_last_user() {
+    let Some(env) = Env::new("volatile_changes_are_gone_after_last_user") else {
+        return;
+    };
+    let ann = cow_annotation(&env, "scratch", ",volatile");
+    let w = env.bundle(
+        "w",
+        &[
+            "sh",
+            "-c",
+            "echo junk > /data/junk.txt && cat /data/junk.txt",
+        ],
+        &[(VOLUMES, &ann)],
+    );
+    let out = ok(
+        &env.runtime(&["run", "--bundle", w.to_str().unwrap(), "ocivol-t2-w"]),
+        "run w",
+    );
+    assert_eq!(out, "junk\n");
+    assert_eq!(env.users("scratch"), 0);
+    assert_eq!(env.overlays("scratch"), 0);
+
+    let r = env.bundle("r", &["sh", "-c", "ls /data"], &[(VOLUMES, &ann)]);
+    let out = ok(
+        &env.runtime(&["run", "--bundle", r.to_str().unwrap(), "ocivol-t2-r"]),
+        "run r",
+    );
+    assert_eq!(out, "file.txt\nsub\n", "a new container sees the base only");
+    assert!(!env.base.join("junk.txt").exists());
+}
+
+#[test]
+fn named_volume_keeps_data_for_the_next_container() {
+    let Some(env) = Env::new("named_volume_keeps_data_for_the_next_container") else {
+        return;
+    };
+    let w = env.bundle(
+        "w",
+        &["sh", "-c", "echo kept > /notes/n.txt"],
+        &[(VOLUMES, "notes:/notes")],
+    );
+    ok(
+        &env.runtime(&["run", "--bundle", w.to_str().unwrap(), "ocivol-t3-w"]),
+        "run w",
+    );
+    assert_eq!(env.users("notes"), 0);
+    let r = env.bundle(
+        "r",
+        &["cat", "/notes/n.txt"],
+        &[(VOLUMES, "notes:/notes:ro")],
+    );
+    let out = ok(
+        &env.runtime(&["run", "--bundle", r.to_str().unwrap(), "ocivol-t3-r"]),
+        "run r",
+    );
+    assert_eq!(out, "kept\n");
+    // The persistent copy-on-write volume keeps its changes too, in its upper directory.
+    let ann = cow_annotation(&env, "keep", "");
+    let c = env.bundle(
+        "c",
+        &["sh", "-c", "echo mine > /data/mine.txt"],
+        &[(VOLUMES, &ann)],
+    );
+    ok(
+        &env.runtime(&["run", "--bundle", c.to_str().unwrap(), "ocivol-t3-c"]),
+        "run c",
+    );
+    let d = env.bundle("d", &["cat", "/data/mine.txt"], &[(VOLUMES, &ann)]);
+    assert_eq!(
+        ok(
+            &env.runtime(&["run", "--bundle", d.to_str().unwrap(), "ocivol-t3-d"]),
+            "run d"
+        ),
+        "mine\n"
+    );
+}
+
+#[test]
+fn anonymous_volume_is_removed_with_its_container() {
+    let Some(env) = Env::new("anonymous_volume_is_removed_with_its_container") else {
+        return;
+    };
+    let b = env.bundle("b", &["sleep", "600"], &[(VOLUMES, "/scratch")]);
+    ok(&env.start("ocivol-t4", &b), "start");
+    ok(&env.exec("ocivol-t4", "echo x > /scratch/x"), "write");
+    let vols: Vec<_> = fs::read_dir(env.root.join("volumes")).unwrap().collect();
+    assert_eq!(vols.len(), 1);
+    ok(&env.delete("ocivol-t4"), "delete");
+    assert_eq!(
+        fs::read_dir(env.root.join("volumes")).unwrap().count(),
+        0,
+        "the anonymous volume is gone"
+    );
+}
+
+#[test]
+fn unknown_config_fields_survive_the_wrapper() {
+    let Some(env) = Env::new("unknown_config_fields_survive_the_wrapper") else {
+        return;
+    };
+    let b = env.bundle("b", &["true"], &[(VOLUMES, "v:/v")]);
+    let path = b.join("config.json");
+    let mut spec: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    spec["linux"]["futureKnob"] = json!({"level": 3, "list": ["a", "b"]});
+    spec["vendor.example.com/extension"] = json!({"keep": true});
+    spec["process"]["futureProcessField"] = json!(null);
+    fs::write(&path, serde_json::to_vec(&spec).unwrap()).unwrap();
+    ok(&env.create("ocivol-t5", &b), "create");
+    let after: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    assert_eq!(after["linux"]["futureKnob"], spec["linux"]["futureKnob"]);
+    assert_eq!(
+        after["vendor.example.com/extension"],
+        spec["vendor.example.com/extension"]
+    );
+    assert!(
+        after["process"]
+            .as_object()
+            .unwrap()
+            .contains_key("futureProcessField")
+    );
+    let n = spec["mounts"].as_array().unwrap().len();
+    assert_eq!(after["mounts"].as_array().unwrap().len(), n + 1);
+    assert_eq!(after["mounts"][n]["destination"], "/v");
+    ok(&env.delete("ocivol-t5"), "delete");
+    assert_eq!(env.users("v"), 0);
+}
+
+/// The tree under a directory (names only), to prove nothing was created.
+fn names(dir: &Path) -> Vec<String> {
+    if !dir.exists() {
+        return Vec::new();
+    }
+    tree_snapshot(dir).into_iter().map(|(n, _)| n).collect()
+}
+
+#[test]
+fn bad_annotations_fail_create_with_one_line_and_leave_nothing() {
+    let Some(env) = Env::new("bad_annotations_fail_create_with_one_line_and_leave_nothing") else {
+        return;
+    };
+    let outside = env.dir.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    let cases = [
+        ("ok:/ok;v:/x:bogus", "unknown option \"bogus\""),
+        ("ok:/ok;v:relative", "not an absolute path"),
+        (
+            &*format!("ok:/ok;c:/d:base={}", outside.display()),
+            "not under the policy's allowed_bases",
+        ),
+        (
+            &*format!("ok:/ok;{}:/d", outside.display()),
+            "allowed_bind_sources is empty",
+        ),
+        ("ok:/ok;v:/x;w:/x", "already used"),
+        ("ok:/ok;../etc:/x", "invalid volume name"),
+    ];
+    for (i, (ann, reason)) in cases.iter().enumerate() {
+        let id = format!("ocivol-t6-{i}");
+        let b = env.bundle(&id, &["true"], &[(VOLUMES, ann)]);
+        let log = env.dir.path().join(format!("{id}.log.json"));
+        let state_before = names(&env.dir.path().join("state"));
+        let out = env
+            .runtime_cmd(&[])
+            .args(["--log", log.to_str().unwrap(), "--log-format", "json"])
+            .args(["create", "--bundle", b.to_str().unwrap(), &id])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{ann}: create must fail");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{ann}: one line: {stderr:?}");
+        assert!(
+            stderr.starts_with("ocivol: annotation io.ocivol.volumes: entry "),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(reason),
+            "{ann}: expected {reason:?} in {stderr}"
+        );
+        let logged: serde_json::Value =
+            serde_json::from_str(fs::read_to_string(&log).unwrap().trim()).unwrap();
+        assert_eq!(logged["level"], "error");
+        assert_eq!(logged["msg"].as_str().unwrap(), stderr.trim_end());
+        assert_eq!(
+            names(&env.dir.path().join("state")),
+            state_before,
+            "{ann}: nothing created"
+        );
+        assert!(
+            env.mounts_here().is_empty(),
+            "{ann}: no mount: {:?}",
+            env.mounts_here()
+        );
+        assert_eq!(env.users("ok"), 0);
+        let list = ok(
+            &std::process::Command::new(common::RUNC)
+                .arg("--root")
+                .arg(&env.runc_root)
+                .args(["list", "-q"])
+                .output()
+                .unwrap(),
+            "runc list",
+        );
+        assert!(list.trim().is_empty(), "no container was created: {list}");
+    }
+}
+
+#[test]
+fn runtime_failing_on_create_leaves_no_user_and_no_overlay() {
+    let Some(env) = Env::new("runtime_failing_on_create_leaves_no_user_and_no_overlay") else {
+        return;
+    };
+    let ann = format!("{};/anon", cow_annotation(&env, "failing", ""));
+    let b = env.bundle("b", &["/does/not/exist"], &[(VOLUMES, &ann)]);
+    let out = env.runtime(&["create", "--bundle", b.to_str().unwrap(), "ocivol-t7"]);
+    assert!(!out.status.success(), "runc create must fail");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/does/not/exist"),
+        "runc's own error is shown"
+    );
+    assert_eq!(env.users("failing"), 0);
+    assert_eq!(env.overlays("failing"), 0);
+    assert!(env.mounts_here().is_empty());
+    let left: Vec<_> = fs::read_dir(env.root.join("volumes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        ["failing"],
+        "the anonymous volume is gone, the named one stays"
+    );
+    assert_eq!(
+        fs::read_dir(env.root.join("containers")).unwrap().count(),
+        0,
+        "no container record"
+    );
+}
+
+#[test]
+fn twenty_parallel_creates_share_one_overlay_and_parallel_deletes_leave_none() {
+    let Some(env) =
+        Env::new("twenty_parallel_creates_share_one_overlay_and_parallel_deletes_leave_none")
+    else {
+        return;
+    };
+    let ann = cow_annotation(&env, "crowd", "");
+    let ids: Vec<String> = (0..20).map(|i| format!("ocivol-t8-{i}")).collect();
+    let bundles: Vec<_> = ids
+        .iter()
+        .map(|id| env.bundle(id, &["sleep", "600"], &[(VOLUMES, &ann)]))
+        .collect();
+    // 20 wrappers at once, each a process of its own, as 20 shims would run them.
+    let created: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = ids
+            .iter()
+            .zip(&bundles)
+            .map(|(id, b)| s.spawn(|| env.create(id, b)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (out, id) in created.iter().zip(&ids) {
+        assert!(
+            out.status.success(),
+            "create {id}: {}",
+            env.container_output(id)
+        );
+    }
+    assert_eq!(env.users("crowd"), 20);
+    assert_eq!(env.overlays("crowd"), 1);
+    let children: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            env.runtime_cmd(&["delete", "--force", id])
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        ok(&c.wait_with_output().unwrap(), "parallel delete");
+    }
+    assert_eq!(env.users("crowd"), 0);
+    assert_eq!(env.overlays("crowd"), 0);
+    assert!(env.mounts_here().is_empty());
+}
+
+#[test]
+fn delete_twice_releases_once_and_is_harmless() {
+    let Some(env) = Env::new("delete_twice_releases_once_and_is_harmless") else {
+        return;
+    };
+    let ann = cow_annotation(&env, "twice", "");
+    let a = env.bundle("a", &["sleep", "600"], &[(VOLUMES, &ann)]);
+    let b = env.bundle("b", &["sleep", "600"], &[(VOLUMES, &ann)]);
+    ok(&env.start("ocivol-t9-a", &a), "start a");
+    ok(&env.start("ocivol-t9-b", &b), "start b");
+    let plain = env.runtime(&["delete", "ocivol-t9-a"]);
+    assert!(
+        !plain.status.success(),
+        "a running container is not deleted without --force"
+    );
+    assert_eq!(env.users("twice"), 2, "so nothing is released");
+    ok(&env.delete("ocivol-t9-a"), "delete --force");
+    let again = env.delete("ocivol-t9-a");
+    assert_eq!(
+        env.users("twice"),
+        1,
+        "a repeated delete releases nothing more ({:?})",
+        again.status
+    );
+    assert_eq!(env.overlays("twice"), 1);
+    ok(&env.delete("ocivol-t9-b"), "delete b");
+    assert_eq!(env.overlays("twice"), 0);
+}
+
+#[test]
+fn exit_codes_and_signals_pass_through() {
+    let Some(env) = Env::new("exit_codes_and_signals_pass_through") else {
+        return;
+    };
+    let b = env.bundle("b", &["sh", "-c", "exit 7"], &[(VOLUMES, "v:/v")]);
+    let out = env.runtime(&["run", "--bundle", b.to_str().unwrap(), "ocivol-t10-a"]);
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(env.users("v"), 0);
+
+    // SIGTERM to the wrapper reaches the container through runc; the volume is released.
+    // PID 1 of a pid namespace ignores signals it has no handler for: give it one.
+    let s = env.bundle(
+        "s",
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 143' TERM; while true; do sleep 1; done",
+        ],
+        &[(VOLUMES, "v:/v")],
+    );
+    let mut child = env
+        .runtime_cmd(&["run", "--bundle", s.to_str().unwrap(), "ocivol-t10-b"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while env.users("v") == 0 || !env.runc_root.join("ocivol-t10-b").exists() {
+        assert!(Instant::now() < deadline, "the container did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Wait until the container's init runs the command (runc reports "running").
+    while !String::from_utf8_lossy(
+        &std::process::Command::new(common::RUNC)
+            .arg("--root")
+            .arg(&env.runc_root)
+            .args(["state", "ocivol-t10-b"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .contains("\"running\"")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the container did not reach running"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(128 + 15),
+        "the container died of SIGTERM: {status:?}"
+    );
+    assert!(status.signal().is_none());
+    assert_eq!(env.users("v"), 0);
+}

@@ -1,0 +1,47 @@
+# ocivol: the two commands of the README are `make demo` and `make test`.
+# Both install the system packages they need on a fresh Debian machine (as root).
+
+SHELL := /bin/bash
+CARGO ?= cargo
+# runc and a static busybox for the test containers, containerd (with ctr) for the engine tests.
+DEB_PACKAGES := runc containerd busybox-static
+
+.PHONY: all deps build demo test lint unit clean
+
+all: build
+
+## deps: install the Debian packages the demo and the tests run (only those missing).
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "make deps: missing$$missing; run as root to install them" >&2; exit 1; fi; \
+	  echo "installing:$$missing"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	fi
+	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
+
+build:
+	$(CARGO) build
+
+## demo: containers on real runc sharing copy-on-write, volatile and named volumes, against a
+## state root in a temp directory.
+demo: deps build
+	bash scripts/demo.sh target/debug/ocivol
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+## test: fmt, clippy, every test (root-only ones run as root), and no ocivol mount left behind.
+test: deps lint
+	@before=$$(grep -c ocivol /proc/self/mountinfo || true); \
+	$(CARGO) test; status=$$?; \
+	after=$$(grep -c ocivol /proc/self/mountinfo || true); \
+	if [ "$$after" -gt "$$before" ]; then \
+	  echo "make test: ocivol mounts grew from $$before to $$after:" >&2; grep ocivol /proc/self/mountinfo >&2; exit 1; \
+	fi; \
+	exit $$status
+
+clean:
+	$(CARGO) clean

@@ -177,16 +177,16 @@ fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
         // volumes any more.
         store.release_container(&key)?;
     }
-    Ok(exit_code(status))
+    Ok(pass_on(status))
 }
 
 fn delete(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i32> {
     let status = spawn_and_wait(runtime, args)?;
     let Some(id) = args.id.as_deref() else {
-        return Ok(exit_code(status));
+        return Ok(pass_on(status));
     };
     if check_container_id(id).is_err() {
-        return Ok(exit_code(status));
+        return Ok(pass_on(status));
     }
     // Release once the runtime no longer has the container: it deleted it now, or it was
     // deleted before (a repeated delete, containerd's cleanup `delete --force`).
@@ -194,7 +194,7 @@ fn delete(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
         let store = Store::new(&ctx.paths, Box::new(Linux));
         store.release_container(&container_key(id, args.root.as_deref()))?;
     }
-    Ok(exit_code(status))
+    Ok(pass_on(status))
 }
 
 fn release_or_warn(store: &Store, key: &str) {
@@ -249,11 +249,25 @@ fn spawn_and_wait(runtime: &Path, args: &RuntimeArgs) -> anyhow::Result<ExitStat
     status.with_context(|| format!("wait for {}", runtime.display()))
 }
 
-/// The exit code to pass on; a runtime killed by a signal is reported as the shell does.
-fn exit_code(status: ExitStatus) -> i32 {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => code,
-        (None, Some(sig)) => 128 + sig,
-        _ => 1,
+/// Passes the runtime's end on to our caller: its exit code, or, if a signal killed it, the same
+/// signal (restored to its default action and raised on ourselves), so that a shim or a shell sees
+/// what it would have seen from the real runtime. Call it last: it may not return.
+fn pass_on(status: ExitStatus) -> i32 {
+    if let Some(code) = status.code() {
+        return code;
     }
+    let Some(sig) = status.signal() else {
+        return 1;
+    };
+    if let Ok(signal) = Signal::try_from(sig) {
+        let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+        // SAFETY: restoring the default action installs no handler.
+        let _ = unsafe { signal::sigaction(signal, &default) };
+        let mut set = SigSet::empty();
+        set.add(signal);
+        let _ = set.thread_unblock();
+        let _ = signal::raise(signal);
+    }
+    // A signal whose default action is not to terminate: report it as a shell does.
+    128 + sig
 }

@@ -5,15 +5,17 @@
 //! container starts and [`Store::release_container`] after it is gone.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Mount;
 
 use crate::annotations::{self, AnnotationError};
 use crate::config::Context;
 use crate::plan::{self, HostResolver, Planned};
+use crate::scope::Scope;
 use crate::spec::bind_mount;
 use crate::store::{ContainerRecord, RecordedMount, Store, VolumeRequest, boot_id, container_key};
+use crate::volumes_from::{self, RuntimeState};
 
 /// What a prepared container gets.
 #[derive(Debug, Clone)]
@@ -42,75 +44,73 @@ pub fn check_container_id(id: &str) -> Result<(), String> {
     }
 }
 
+/// The container being prepared, as its engine describes it.
+pub struct Container<'a> {
+    pub id: &'a str,
+    /// The runtime's `--root`, if one was given.
+    pub runtime_root: Option<&'a str>,
+    pub bundle: &'a Path,
+    pub annotations: &'a BTreeMap<String, String>,
+}
+
 /// Resolves the container's annotations and takes its volumes. `Ok(None)`: nothing for ocivol to
-/// do. On error nothing is held: what was taken before the failing entry is released again.
+/// do. Both annotations are parsed and every source found before anything is taken; on a later
+/// error what was taken is released again, so nothing is held and no record is left.
 pub fn prepare(
     ctx: &Context,
     store: &Store,
-    id: &str,
-    runtime_root: Option<&str>,
-    bundle: &Path,
-    annotations: &BTreeMap<String, String>,
+    c: &Container,
+    runtime: &dyn RuntimeState,
 ) -> anyhow::Result<Option<Prepared>> {
-    if let Some(from) = annotations.get(annotations::VOLUMES_FROM) {
-        return Err(AnnotationError::new(
-            annotations::VOLUMES_FROM,
-            from,
-            "volumes-from is not supported by this version of ocivol yet",
-        )
-        .into());
-    }
-    let Some(text) = annotations.get(annotations::VOLUMES) else {
+    let volumes_text = c.annotations.get(annotations::VOLUMES);
+    let from_text = c.annotations.get(annotations::VOLUMES_FROM);
+    if volumes_text.is_none() && from_text.is_none() {
         return Ok(None);
-    };
-    check_container_id(id).map_err(anyhow::Error::msg)?;
+    }
+    check_container_id(c.id).map_err(anyhow::Error::msg)?;
     let policy = &ctx.config.policy;
-    let specs = annotations::parse_volumes(text, policy.max_volumes_per_container)?;
+    let specs = match volumes_text {
+        Some(t) => annotations::parse_volumes(t, policy.max_volumes_per_container)?,
+        None => Vec::new(),
+    };
+    let from = match from_text {
+        Some(t) => volumes_from::parse(t, policy.max_volumes_per_container)?,
+        None => Vec::new(),
+    };
     let state_dirs = [ctx.paths.root.as_path(), ctx.paths.run_root.as_path()];
-    let mut planned = plan::plan(&specs, policy, &state_dirs, &HostResolver)?;
-    // Parents before children, so that /a does not hide /a/b.
-    planned.sort_by_key(|m| m.destination.components().count());
+    let planned = plan::plan(&specs, policy, &state_dirs, &HostResolver)?;
 
-    let key = container_key(id, runtime_root);
+    let key = container_key(c.id, c.runtime_root);
+    let scope = Scope::of(c.bundle, c.runtime_root, c.annotations);
+    let me = volumes_from::Me {
+        id: c.id,
+        key: &key,
+        runtime_root: c.runtime_root,
+        bundle: c.bundle,
+        scope: &scope,
+    };
+    let resolved = volumes_from::resolve(store, &me, &from, policy, runtime)?;
+    let own: Vec<PathBuf> = planned.iter().map(|m| m.destination.clone()).collect();
+    let copied = volumes_from::merge(&own, resolved.mounts);
+
     let mut record = ContainerRecord {
-        id: id.to_string(),
-        runtime_root: runtime_root.map(str::to_string),
-        bundle: bundle.to_path_buf(),
+        id: c.id.to_string(),
+        runtime_root: c.runtime_root.map(str::to_string),
+        bundle: c.bundle.to_path_buf(),
+        scope,
         volumes: Vec::new(),
         mounts: Vec::new(),
+        volumes_from: resolved.source_keys,
         boot_id: boot_id(),
     };
-    let taken = (|| -> anyhow::Result<()> {
-        for m in &planned {
-            let (source, volume) = match &m.what {
-                Planned::Bind { source } => (source.clone(), None),
-                Planned::Volume {
-                    name,
-                    base,
-                    volatile,
-                } => {
-                    let req = VolumeRequest {
-                        name: name.clone(),
-                        base: base.clone(),
-                        volatile: *volatile,
-                    };
-                    let got = store.acquire(&req, &key, policy.auto_create).map_err(|e| {
-                        AnnotationError::new(annotations::VOLUMES, &m.entry, e.to_string())
-                    })?;
-                    record.volumes.push(got.name.clone());
-                    (got.source, Some(got.name))
-                }
-            };
-            record.mounts.push(RecordedMount {
-                destination: m.destination.clone(),
-                source,
-                options: m.flags.oci_options(),
-                volume,
-            });
-        }
-        store.save_container(&record)?;
-        Ok(())
-    })();
+    let taken = take(
+        store,
+        policy.auto_create,
+        &key,
+        &planned,
+        &copied,
+        &mut record,
+    );
     if let Err(e) = taken {
         for name in &record.volumes {
             if let Err(e2) = store.release(name, &key) {
@@ -122,6 +122,77 @@ pub fn prepare(
     }
     let mounts = record.mounts.iter().map(recorded_to_mount).collect();
     Ok(Some(Prepared { record, mounts }))
+}
+
+/// Takes the container's own volumes and joins the copied ones, filling `record` as it goes so
+/// that a failure part-way knows what to give back; then saves the record.
+fn take(
+    store: &Store,
+    auto_create: bool,
+    key: &str,
+    planned: &[plan::PlannedMount],
+    copied: &[volumes_from::SourceMount],
+    record: &mut ContainerRecord,
+) -> anyhow::Result<()> {
+    for m in planned {
+        let (source, volume) = match &m.what {
+            Planned::Bind { source } => (source.clone(), None),
+            Planned::Volume {
+                name,
+                base,
+                volatile,
+            } => {
+                let req = VolumeRequest {
+                    name: name.clone(),
+                    base: base.clone(),
+                    volatile: *volatile,
+                };
+                let got = store.acquire(&req, key, auto_create).map_err(|e| {
+                    AnnotationError::new(annotations::VOLUMES, &m.entry, e.to_string())
+                })?;
+                record.volumes.push(got.name.clone());
+                (got.source, Some(got.name))
+            }
+        };
+        record.mounts.push(RecordedMount {
+            destination: m.destination.clone(),
+            source,
+            options: m.flags.oci_options(),
+            volume,
+        });
+    }
+    for m in copied {
+        let (source, volume) = match &m.volume {
+            None => (m.source.clone(), None),
+            Some(name) => match store.join(name, key)? {
+                Some(got) => {
+                    record.volumes.push(got.name.clone());
+                    (got.source, Some(got.name))
+                }
+                None => {
+                    // An anonymous volume goes with its last user; a source that has ended
+                    // no longer has it.
+                    log::warn!(
+                        "volumes-from: volume {name} at {} no longer exists; skipped",
+                        m.destination.display()
+                    );
+                    continue;
+                }
+            },
+        };
+        record.mounts.push(RecordedMount {
+            destination: m.destination.clone(),
+            source,
+            options: m.flags.oci_options(),
+            volume,
+        });
+    }
+    // Parents before children, so that /a does not hide /a/b.
+    record
+        .mounts
+        .sort_by_key(|m| m.destination.components().count());
+    store.save_container(record)?;
+    Ok(())
 }
 
 /// The spec mount for a recorded mount: host paths are bound recursively (as Docker's `-v`

@@ -19,9 +19,10 @@ use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
 
 use crate::config::Context;
 use crate::mounts::Linux;
-use crate::prepare::{check_container_id, prepare};
+use crate::prepare::{Container, check_container_id, prepare};
 use crate::spec::BundleSpec;
 use crate::store::{Store, container_key};
+use crate::volumes_from::RuntimeState;
 use args::RuntimeArgs;
 
 /// Where the real runtime is looked for when the config names it without a path. The caller's
@@ -145,36 +146,41 @@ fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
         // The runtime already has this container: let it say so, and touch nothing it holds.
         return Err(exec(runtime, args));
     }
-    // A record without a container is what a crashed earlier create left: release it first.
+    // A record without a container is what a crashed earlier create (or an earlier container
+    // of the same ID) left: release it first.
     store.release_container(&key)?;
 
-    let Some(prepared) = prepare(
-        ctx,
-        &store,
+    let annotations = spec.annotations();
+    let container = Container {
         id,
-        args.root.as_deref(),
-        &bundle,
-        &spec.annotations(),
-    )?
-    else {
+        runtime_root: args.root.as_deref(),
+        bundle: &bundle,
+        annotations: &annotations,
+    };
+    let state = RuntimeStateOf {
+        runtime,
+        root: args.root.as_deref(),
+    };
+    let Some(prepared) = prepare(ctx, &store, &container, &state)? else {
         return Err(exec(runtime, args));
     };
     let written = spec.add_mounts(&prepared.mounts).and_then(|()| spec.save());
     if let Err(e) = written {
-        release_or_warn(&store, &key);
+        forget_or_warn(&store, &key);
         return Err(e.into());
     }
     let status = match spawn_and_wait(runtime, args) {
         Ok(s) => s,
         Err(e) => {
-            release_or_warn(&store, &key);
+            forget_or_warn(&store, &key);
             return Err(e);
         }
     };
-    let foreground_run_ended = args.command.as_deref() == Some("run") && !args.detach && !args.keep;
-    if !status.success() || foreground_run_ended {
-        // The runtime removed the container (it failed, or `run` ended): nothing uses the
-        // volumes any more.
+    if !status.success() {
+        // The runtime did not create the container: give back what it held, and forget it.
+        store.forget_container(&key)?;
+    } else if args.command.as_deref() == Some("run") && !args.detach && !args.keep {
+        // A foreground `run` ended and runc deleted the container: nothing uses the volumes.
         store.release_container(&key)?;
     }
     Ok(pass_on(status))
@@ -197,9 +203,35 @@ fn delete(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
     Ok(pass_on(status))
 }
 
-fn release_or_warn(store: &Store, key: &str) {
-    if let Err(e) = store.release_container(key) {
+fn forget_or_warn(store: &Store, key: &str) {
+    if let Err(e) = store.forget_container(key) {
         ::log::error!("release of {key} failed: {e}");
+    }
+}
+
+/// Finds a container's bundle by asking the real runtime: `RUNTIME [--root R] state ID`.
+struct RuntimeStateOf<'a> {
+    runtime: &'a Path,
+    root: Option<&'a str>,
+}
+
+impl RuntimeState for RuntimeStateOf<'_> {
+    fn bundle_of(&self, id: &str) -> Option<PathBuf> {
+        let mut cmd = Command::new(self.runtime);
+        if let Some(root) = self.root {
+            cmd.args(["--root", root]);
+        }
+        let out = cmd
+            .args(["state", id])
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        let state: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        state.get("bundle")?.as_str().map(PathBuf::from)
     }
 }
 

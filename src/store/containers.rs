@@ -27,9 +27,15 @@ pub struct ContainerRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_root: Option<String>,
     pub bundle: PathBuf,
+    /// Who the container belongs to (for volumes-from).
+    #[serde(default)]
+    pub scope: crate::scope::Scope,
     /// Names of the volumes this container is a user of.
     pub volumes: Vec<String>,
     pub mounts: Vec<RecordedMount>,
+    /// Keys of the containers it got volumes from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes_from: Vec<String>,
     pub boot_id: String,
 }
 
@@ -75,6 +81,28 @@ impl ContainerRecord {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).ctx(|| format!("read {}", path.display())),
         }
+    }
+
+    /// Every record in `dir`; a record that cannot be read is skipped with a warning.
+    pub fn load_all(dir: &Path) -> Result<Vec<ContainerRecord>> {
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).ctx(|| format!("read {}", dir.display())),
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(key) = name.strip_suffix(".json") else {
+                continue;
+            };
+            match Self::load(dir, key) {
+                Ok(Some(r)) => out.push(r),
+                Ok(None) => {}
+                Err(e) => log::warn!("skipping container record {name}: {e}"),
+            }
+        }
+        Ok(out)
     }
 
     pub fn remove(dir: &Path, key: &str) -> Result<()> {

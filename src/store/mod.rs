@@ -175,21 +175,59 @@ impl Store {
                 (def, true)
             }
         };
+        let source = self.add_user_to(&def, user, created)?;
+        Ok(Acquired { name, source })
+    }
+
+    /// Adds `user` to a volume that exists, as it was created: what volumes-from does with the
+    /// volumes of its source. `Ok(None)`: the volume no longer exists.
+    pub fn join(&self, name: &str, user: &str) -> Result<Option<Acquired>> {
+        if self.definition(name)?.is_none() {
+            return Ok(None);
+        }
+        self.make_state_dirs()?;
+        let _lock = VolumeLock::take(&self.lock_path(name))?;
+        let Some(def) = self.definition(name)? else {
+            return Ok(None);
+        };
+        let source = self.add_user_to(&def, user, false)?;
+        Ok(Some(Acquired {
+            name: name.to_string(),
+            source,
+        }))
+    }
+
+    /// Under the lock: mounts the overlay if needed and records the user; returns what to bind.
+    /// On error, with no user left, undoes what the first user did (and removes a volume made by
+    /// this call).
+    fn add_user_to(&self, def: &VolumeDef, user: &str, created: bool) -> Result<PathBuf> {
         let source = match &def.base {
-            Some(base) => self.ensure_overlay(&def, base),
-            None => Ok(self.data_dir(&name)),
+            Some(base) => self.ensure_overlay(def, base),
+            None => Ok(self.data_dir(&def.name)),
         }
-        .and_then(|source| self.add_user(&name, user).map(|()| source));
-        match source {
-            Ok(source) => Ok(Acquired { name, source }),
-            Err(e) => {
-                if self.users(&name).map(|u| u.is_empty()).unwrap_or(false) {
-                    self.after_last_user(&def, created)
-                        .unwrap_or_else(|e2| log::warn!("cleanup of volume {name} failed: {e2}"));
-                }
-                Err(e)
-            }
+        .and_then(|source| self.add_user(&def.name, user).map(|()| source));
+        if source.is_err() && self.users(&def.name).map(|u| u.is_empty()).unwrap_or(false) {
+            self.after_last_user(def, created)
+                .unwrap_or_else(|e2| log::warn!("cleanup of volume {} failed: {e2}", def.name));
         }
+        source
+    }
+
+    /// The volume whose data or overlay is at `path` (a bind source in some spec), if any.
+    pub fn volume_of_path(&self, path: &Path) -> Option<String> {
+        let name = |base: PathBuf, tail: &str| -> Option<String> {
+            let rest = path.strip_prefix(base).ok()?;
+            let mut parts = rest.components();
+            let name = parts.next()?.as_os_str().to_str()?.to_string();
+            (parts.as_path() == Path::new(tail)).then_some(name)
+        };
+        name(self.run_root.join("volumes"), "merged")
+            .or_else(|| name(self.root.join("volumes"), "data"))
+    }
+
+    /// Every container record.
+    pub fn containers(&self) -> Result<Vec<ContainerRecord>> {
+        ContainerRecord::load_all(&self.containers_dir())
     }
 
     /// Stops counting `user` as a user of the volume; the last user unmounts the overlay, discards
@@ -332,7 +370,8 @@ impl Store {
         ContainerRecord::remove(&self.containers_dir(), key)
     }
 
-    /// Releases every volume a container holds and forgets the container. Idempotent.
+    /// Releases every volume a container holds. Idempotent. The record stays: the container may
+    /// be started again, or be the source of a later volumes-from.
     pub fn release_container(&self, key: &str) -> Result<()> {
         let Some(record) = self.load_container(key)? else {
             return Ok(());
@@ -344,11 +383,14 @@ impl Store {
                 first_err.get_or_insert(e);
             }
         }
-        match first_err {
-            // Keep the record so that a repeated delete or a gc can finish the job.
-            Some(e) => Err(e),
-            None => self.remove_container(key),
-        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Releases what a container holds and removes its record: for a container that never came
+    /// to exist (its create failed).
+    pub fn forget_container(&self, key: &str) -> Result<()> {
+        self.release_container(key)?;
+        self.remove_container(key)
     }
 }
 

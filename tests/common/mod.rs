@@ -3,6 +3,8 @@
 //! container under that runc root and unmounts everything mounted under the directory.
 #![allow(dead_code)]
 
+pub mod containerd;
+
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};

@@ -240,7 +240,9 @@ fn other_namespace_unknown_source_and_cycle_are_refused_and_leave_nothing() {
     };
     start(&ctrd, &env, &[], &[(VOLUMES, &a_volumes)], "vf-scope-a");
     let records_before = fs::read_dir(env.root.join("containers")).unwrap().count();
-    let cases: [(&[&str], Vec<(&str, &str)>, &str, &str); 4] = [
+    // (ctr flags, annotations, container ID, the reason expected)
+    type Case<'a> = (&'a [&'a str], Vec<(&'a str, &'a str)>, &'a str, &'a str);
+    let cases: [Case; 4] = [
         (
             &["-n", "other"],
             // Scope keys a user adds change nothing: the namespace comes from the engine.

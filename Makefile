@@ -6,6 +6,9 @@ CARGO ?= cargo
 # runc and a static busybox for the test containers, containerd (with ctr) for the engine tests.
 DEB_PACKAGES := runc containerd busybox-static
 
+# The build target is set in .cargo/config.toml (a static binary, see there).
+BIN := target/x86_64-unknown-linux-gnu/debug/ocivol
+
 .PHONY: all deps build demo test lint unit clean
 
 all: build
@@ -27,7 +30,7 @@ build:
 ## demo: containers on real runc sharing copy-on-write, volatile and named volumes, against a
 ## state root in a temp directory.
 demo: deps build
-	bash scripts/demo.sh target/debug/ocivol
+	bash scripts/demo.sh $(BIN)
 
 lint:
 	$(CARGO) fmt --check

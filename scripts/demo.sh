@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # demo.sh: a guided tour of ocivol with bare runc.
 #
-#   scripts/demo.sh [PATH-TO-OCIVOL-BINARY]      (default: target/debug/ocivol of this repo)
+#   scripts/demo.sh [PATH-TO-OCIVOL-BINARY]      (default: the debug build of this repo)
 #
 # Runs as root. Everything lives under one `mktemp -d /tmp/ocivol-demo.XXXXXX` directory: ocivol's
 # state root and run root, its config, runc's --root, the bundles and the sample base directory.
@@ -14,7 +14,7 @@
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-OCIVOL=${1:-$SCRIPT_DIR/../target/debug/ocivol}
+OCIVOL=${1:-$SCRIPT_DIR/../target/x86_64-unknown-linux-gnu/debug/ocivol}
 RUNC=${RUNC:-/usr/sbin/runc}
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 

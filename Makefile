@@ -3,8 +3,9 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
-# runc and a static busybox for the test containers, containerd (with ctr) for the engine tests.
-DEB_PACKAGES := runc containerd busybox-static
+# runc and a static busybox for the test containers, containerd (with ctr), podman and crun for
+# the engine tests, gcc for the LD_PRELOAD library of the hook environment test.
+DEB_PACKAGES := runc containerd busybox-static podman crun gcc
 
 # The build target is set in .cargo/config.toml (a static binary, see there).
 BIN := target/x86_64-unknown-linux-gnu/debug/ocivol

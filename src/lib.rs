@@ -6,6 +6,7 @@
 
 pub mod annotations;
 pub mod config;
+pub mod hook;
 pub mod mounts;
 pub mod plan;
 pub mod prepare;

@@ -38,10 +38,35 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// An OCI hook: `precreate` (podman), `create-runtime`, `poststop`; without a stage it is told
+    /// from stdin, so one hooks.d file can name several stages.
+    ///
+    /// Example (config.json of bare runc):
+    ///   "hooks": {"createRuntime": [{"path": "/usr/local/bin/ocivol", "args": ["ocivol", "hook", "create-runtime"]}],
+    ///             "poststop": [{"path": "/usr/local/bin/ocivol", "args": ["ocivol", "hook", "poststop"]}]}
+    Hook {
+        #[arg(value_enum)]
+        stage: Option<ocivol::hook::Stage>,
+    },
+}
+
+fn init_logger() {
+    env_logger::Builder::from_env(env_logger::Env::new().filter_or("OCIVOL_LOG", "warn")).init();
+}
+
+/// A hook's environment comes from config.json: keep only ocivol's own variables. (Being a
+/// static binary, ocivol was not affected by LD_PRELOAD or LD_LIBRARY_PATH to begin with, and it
+/// never runs another program from a hook.)
+fn clear_environment() {
+    for (key, _) in std::env::vars_os() {
+        if !key.to_string_lossy().starts_with("OCIVOL_") {
+            // SAFETY: called at start-up, before any other thread exists.
+            unsafe { std::env::remove_var(&key) };
+        }
+    }
 }
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::new().filter_or("OCIVOL_LOG", "warn")).init();
     let mut argv = std::env::args_os();
     let argv0 = argv.next().unwrap_or_default();
     if Path::new(&argv0)
@@ -54,10 +79,29 @@ fn main() {
         std::process::exit(code);
     }
     let cli = Cli::parse();
+    if matches!(cli.command, Cmd::Hook { .. }) {
+        clear_environment();
+    }
+    init_logger();
     let code = match cli.command {
         Cmd::Runtime { args } => ocivol::runtime::main(args, || {
             Ok(Context::from_parts(cli.config, cli.root, cli.run_root)?)
         }),
+        Cmd::Hook { stage } => {
+            let result = Context::from_parts(cli.config, cli.root, cli.run_root)
+                .map_err(anyhow::Error::from)
+                .and_then(|ctx| {
+                    ocivol::hook::run(stage, &ctx, &mut std::io::stdin(), &mut std::io::stdout())
+                });
+            match result {
+                Ok(()) => 0,
+                Err(e) => {
+                    let line: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+                    eprintln!("ocivol: {}", line.join(": ").replace('\n', " "));
+                    1
+                }
+            }
+        }
     };
     std::process::exit(code);
 }

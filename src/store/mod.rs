@@ -413,8 +413,9 @@ fn wipe_dir(path: &Path) -> Result<()> {
     make_dir(path)
 }
 
-/// A fresh name for an anonymous volume: 32 random hex digits, like Docker's.
-fn random_name() -> Result<String> {
+/// A fresh name for an anonymous volume (or an unnamed container): 32 random hex digits, like
+/// Docker's.
+pub(crate) fn random_name() -> Result<String> {
     use std::io::Read;
     let mut bytes = [0u8; 16];
     fs::File::open("/dev/urandom")

@@ -375,3 +375,23 @@ fn ld_preload_and_path_in_the_container_env_change_nothing_with_real_runc() {
     assert_eq!(results[0].1, results[1].1, "the same mounts are written");
     assert!(env.mounts_here().is_empty());
 }
+
+#[test]
+fn ocivol_refuses_to_run_itself_as_the_real_runtime() {
+    // A config that names ocivol (or a link to it) would recurse forever.
+    let f = Fake::new(Some(common::OCIVOL));
+    let link = f.path("runc");
+    std::os::unix::fs::symlink(common::OCIVOL, &link).unwrap();
+    for runtime in [PathBuf::from(common::OCIVOL), link] {
+        fs::write(
+            f.path("config.json"),
+            json!({ "runtime": runtime }).to_string(),
+        )
+        .unwrap();
+        let out = f.run(&["state", "x"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("is ocivol itself"), "{stderr}");
+    }
+}

@@ -408,3 +408,62 @@ fn errors_do_not_tell_which_host_paths_exist_or_where_links_lead() {
         assert!(!e.contains("secret"), "{e}");
     }
 }
+
+#[test]
+fn state_roots_with_overlay_option_characters_are_refused() {
+    // The state roots go into the overlay's upperdir= and workdir=.
+    let w = World::new(allow_one);
+    w.bundle("ok:/ok");
+    for (flag, bad) in [
+        ("--root", "/tmp/a,lowerdir=/etc"),
+        ("--run-root", "/tmp/a:b"),
+        ("--root", "relative"),
+    ] {
+        let out = Command::new(common::OCIVOL)
+            .arg("--config")
+            .arg(w.path("config.json"))
+            .args([flag, bad])
+            .args(["runtime", "create", "--bundle"])
+            .arg(w.path("bundle"))
+            .arg("sr")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{bad}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("must be an absolute path without ','"),
+            "{stderr}"
+        );
+        assert!(!w.path("ran").exists(), "{bad}: the runtime must not run");
+        assert!(!Path::new(bad).exists(), "{bad}: nothing made");
+    }
+}
+
+#[test]
+fn the_shared_overlay_is_mounted_nosuid_and_nodev() {
+    let Some(env) = common::Env::new("the_shared_overlay_is_mounted_nosuid_and_nodev") else {
+        return;
+    };
+    let ann = format!("cow:/data:base={}", env.base.display());
+    let b = env.bundle("ov", &["sleep", "60"], &[("io.ocivol.volumes", &ann)]);
+    common::ok(&env.start("ocivol-ov", &b), "start");
+    let target = env.run_root.join("volumes/cow/merged");
+    let options: Vec<String> = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (Path::new(f[4]) == target).then(|| f[5].to_string())
+        })
+        .collect();
+    common::ok(&env.delete("ocivol-ov"), "delete");
+    assert_eq!(options.len(), 1, "one overlay: {options:?}");
+    let opts: Vec<&str> = options[0].split(',').collect();
+    assert!(
+        opts.contains(&"nosuid") && opts.contains(&"nodev"),
+        "{options:?}"
+    );
+    assert_eq!(env.overlays("cow"), 0);
+}

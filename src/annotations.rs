@@ -336,6 +336,11 @@ fn check_normal_absolute(what: &str, path: &str) -> Result<PathBuf, String> {
             "{what} {path:?} is not an absolute path; it must start with '/'"
         ));
     }
+    if path.ends_with(char::is_whitespace) {
+        // Entries are trimmed, so `/x :rw` would print as `/x ` and read back as `/x`: a path
+        // that ends in white space cannot be written down again, and is almost surely a typo.
+        return Err(format!("{what} {path:?} ends with white space; remove it"));
+    }
     let normal = path == "/"
         || (!path.ends_with('/')
             && !path.contains("//")
@@ -493,6 +498,9 @@ mod tests {
             ("v:/x:ro,", "empty option"),
             ("a:/b:/c:ro", "too many ':'"),
             ("v:/x\0y", "NUL"),
+            ("/t :rw", "ends with white space"),
+            ("v:/x\t:ro", "ends with white space"),
+            ("/h :/d", "ends with white space"),
             ("v:/x;w:/x", "already used"),
         ];
         for (text, reason) in cases {

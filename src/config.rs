@@ -121,7 +121,8 @@ impl Config {
 
     /// Parses and validates the config text; the error names the key that is wrong.
     pub fn parse(text: &str) -> Result<Config, String> {
-        let config: Config = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let config: Config =
+            serde_json::from_str(text).map_err(|e| escape_controls(&e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
@@ -145,7 +146,7 @@ impl Config {
         ] {
             for p in list {
                 if !p.is_absolute() {
-                    return Err(format!("{key}: {} is not an absolute path", p.display()));
+                    return Err(format!("{key}: {p:?} is not an absolute path"));
                 }
             }
         }
@@ -154,6 +155,21 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The parser quotes a bad key as it is; a key with a newline in it must not break the one-line
+/// error that the runtime's caller shows.
+fn escape_controls(message: &str) -> String {
+    message
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Where ocivol keeps its state, as chosen by flags, environment, or defaults.
@@ -262,6 +278,18 @@ mod tests {
         for (text, key) in cases {
             let e = Config::parse(text).unwrap_err();
             assert!(e.contains(key), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn errors_stay_on_one_line_even_for_keys_and_paths_with_newlines() {
+        for text in ["{\"a\\nb\":1}", r#"{"policy":{"allowed_bases":["\n"]}}"#] {
+            let e = Config::parse(text).unwrap_err();
+            assert!(!e.contains('\n'), "{text}: {e:?}");
+            assert!(
+                e.contains("\\n"),
+                "{text}: the newline is shown escaped: {e}"
+            );
         }
     }
 

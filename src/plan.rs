@@ -121,6 +121,10 @@ fn plan_one(
 }
 
 /// Resolves `path` and checks that it lies in (or is) one of the resolved `allowed` directories.
+///
+/// A path that is not even written under an allowed directory is refused before the filesystem
+/// is asked anything, and a symlink's target outside the allowlist is not shown: the author of an
+/// annotation must not learn from the error which host paths exist or where links lead.
 fn resolve_allowed(
     fs: &dyn Resolver,
     what: &str,
@@ -134,25 +138,31 @@ fn resolve_allowed(
             path.display()
         ));
     }
+    let list: Vec<String> = allowed.iter().map(|a| a.display().to_string()).collect();
+    let refuse = |how: &str| {
+        format!(
+            "{what} {}{how} is not under the policy's {key} [{}]; an admin must allow it in the ocivol config",
+            path.display(),
+            list.join(", ")
+        )
+    };
+    let resolved_allowed: Vec<PathBuf> = allowed
+        .iter()
+        .filter_map(|a| fs.resolve(a).ok())
+        .map(|(a, _)| a)
+        .collect();
+    let written_inside = allowed
+        .iter()
+        .chain(&resolved_allowed)
+        .any(|a| path.starts_with(a));
+    if !written_inside {
+        return Err(refuse(""));
+    }
     let (resolved, is_dir) = fs
         .resolve(path)
         .map_err(|e| format!("{what} {} cannot be used: {e}", path.display()))?;
-    let inside = allowed
-        .iter()
-        .filter_map(|a| fs.resolve(a).ok())
-        .any(|(a, _)| resolved.starts_with(&a));
-    if !inside {
-        let shown = if resolved == path {
-            String::new()
-        } else {
-            format!(" (resolves to {})", resolved.display())
-        };
-        let list: Vec<String> = allowed.iter().map(|a| a.display().to_string()).collect();
-        return Err(format!(
-            "{what} {}{shown} is not under the policy's {key} [{}]; an admin must allow it in the ocivol config",
-            path.display(),
-            list.join(", ")
-        ));
+    if !resolved_allowed.iter().any(|a| resolved.starts_with(a)) {
+        return Err(refuse(" (it resolves to a path outside them)"));
     }
     Ok((resolved, is_dir))
 }
@@ -269,9 +279,10 @@ mod tests {
     #[test]
     fn refusals_say_why() {
         let cases = [
-            ("c:/b:base=/other", "not found"),
+            ("c:/b:base=/other", "not under the policy's allowed_bases"),
+            ("c:/b:base=/srv/missing", "not found"),
             ("c:/b:base=/etc", "not under the policy's allowed_bases"),
-            ("c:/b:base=/srv/escape", "resolves to /etc"),
+            ("c:/b:base=/srv/escape", "resolves to a path outside them"),
             ("c:/b:base=/srv/file", "not a directory"),
             ("c:/b:base=/srv/state", "overlaps ocivol's state"),
             ("/:/x", "not under the policy's allowed_bind_sources"),
@@ -280,7 +291,7 @@ mod tests {
                 "/var/run/docker.sock:/x",
                 "not under the policy's allowed_bind_sources",
             ),
-            ("/binds/up:/x", "resolves to /"),
+            ("/binds/up:/x", "resolves to a path outside them"),
         ];
         for (text, reason) in cases {
             let e = run(text).unwrap_err();

@@ -502,6 +502,44 @@ mod tests {
         assert!(got[0].flags.readonly);
     }
 
+    fn record(id: &str, from: &[&str]) -> ContainerRecord {
+        ContainerRecord {
+            id: id.into(),
+            runtime_root: None,
+            bundle: "/b".into(),
+            scope: Scope::default(),
+            volumes: vec![],
+            mounts: vec![],
+            volumes_from: from.iter().map(|f| container_key(f, None)).collect(),
+            boot_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn cycles_and_deep_chains_are_refused() {
+        // b gets from a, c from b: a asking for c's volumes would close a cycle.
+        let records = [record("a", &[]), record("b", &["a"]), record("c", &["b"])];
+        let e = check_chain(&records, &container_key("a", None), &records[2]).unwrap_err();
+        assert!(
+            e.contains("cycle: b already gets volumes from this container"),
+            "{e}"
+        );
+        assert!(check_chain(&records, &container_key("d", None), &records[2]).is_ok());
+        // A chain of 20: deeper than MAX_CHAIN.
+        let chain: Vec<_> = (0..20)
+            .map(|i| {
+                if i == 0 {
+                    record("n0", &[])
+                } else {
+                    record(&format!("n{i}"), &[&format!("n{}", i - 1)])
+                }
+            })
+            .collect();
+        let e = check_chain(&chain, &container_key("new", None), &chain[19]).unwrap_err();
+        assert!(e.contains("deeper than 16"), "{e}");
+        assert!(check_chain(&chain, &container_key("new", None), &chain[10]).is_ok());
+    }
+
     #[test]
     fn sibling_bundles_of_the_engines() {
         let dir = tempfile::tempdir().unwrap();

@@ -606,3 +606,49 @@ fn crun_hooks_share_a_copy_on_write_volume_where_crun_runs() {
     );
     assert_eq!(env.users("crun"), 0);
 }
+
+#[test]
+fn precreate_always_sets_its_own_key_over_one_a_user_wrote() {
+    // No mount is made for a plain named volume: this runs without root.
+    let dir = tempfile::tempdir().unwrap();
+    let spec = json!({
+        "ociVersion": "1.0.2",
+        "annotations": { VOLUMES: "pre:/pre", "io.ocivol.precreate-key": "victim" }
+    });
+    let mut child = Command::new(OCIVOL)
+        .args(["--root"])
+        .arg(dir.path().join("root"))
+        .arg("--run-root")
+        .arg(dir.path().join("run"))
+        .args(["hook", "precreate"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(spec.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let changed: Value = serde_json::from_slice(&ok(&out, "precreate").into_bytes()).unwrap();
+    let key = changed["annotations"]["io.ocivol.precreate-key"]
+        .as_str()
+        .unwrap();
+    assert!(
+        key.starts_with("precreate-") && key.len() == "precreate-".len() + 32,
+        "{key}"
+    );
+    assert_eq!(changed["mounts"][0]["destination"], "/pre");
+    let users: Vec<_> = fs::read_dir(dir.path().join("run/volumes/pre/users"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(users.len(), 1);
+    assert!(
+        users[0].to_string_lossy().starts_with(key),
+        "the user is the key precreate chose, never the user's"
+    );
+}

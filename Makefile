@@ -10,7 +10,31 @@ DEB_PACKAGES := runc containerd busybox-static podman crun gcc
 # The build target is set in .cargo/config.toml (a static binary, see there).
 BIN := target/x86_64-unknown-linux-gnu/debug/ocivol
 
-.PHONY: all deps build demo test lint unit clean
+RELEASE_BIN := target/x86_64-unknown-linux-gnu/release/ocivol
+
+# make install: PREFIX, DESTDIR, and the directories below can be set on the command line.
+# INSTALL_BIN is the binary to install (default: the release build, built if missing).
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+DATADIR ?= $(PREFIX)/share
+MANDIR ?= $(DATADIR)/man
+SYSCONFDIR ?= /etc
+SYSTEMDDIR ?= $(PREFIX)/lib/systemd/system
+INSTALL_BIN ?= $(RELEASE_BIN)
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+DEB_DIR ?= target/deb
+
+# Everything `make install` puts under DESTDIR, but the config (kept if present).
+INSTALLED := $(BINDIR)/ocivol $(BINDIR)/ocivol-runtime \
+	$(DATADIR)/ocivol/hooks.d/ocivol.json $(DATADIR)/ocivol/hooks.d/podman/ocivol-precreate.json \
+	$(DATADIR)/ocivol/containerd/ocivol.toml $(DATADIR)/ocivol/containerd/ocivol-v3.toml \
+	$(DATADIR)/ocivol/crio/99-ocivol.conf $(DATADIR)/ocivol/podman/ocivol.conf \
+	$(DATADIR)/ocivol/docker/daemon.json \
+	$(SYSTEMDDIR)/ocivol-gc.service $(SYSTEMDDIR)/ocivol-gc.timer \
+	$(DATADIR)/bash-completion/completions/ocivol $(DATADIR)/zsh/site-functions/_ocivol \
+	$(DATADIR)/fish/vendor_completions.d/ocivol.fish
+
+.PHONY: all deps build release demo test lint unit clean install uninstall deb
 
 all: build
 
@@ -27,6 +51,59 @@ deps:
 
 build:
 	$(CARGO) build
+
+release: $(RELEASE_BIN)
+
+$(RELEASE_BIN):
+	$(CARGO) build --release
+
+## install: the binary and its runc name, the config (never overwritten), the hooks.d files and
+## the engine drop-ins (under $(DATADIR)/ocivol, not active until copied: see docs/INSTALL.md),
+## the gc units, man pages and completions. Paths in the shipped files follow BINDIR.
+install: $(INSTALL_BIN)
+	install -D -m 0755 $(INSTALL_BIN) $(DESTDIR)$(BINDIR)/ocivol
+	ln -sf ocivol $(DESTDIR)$(BINDIR)/ocivol-runtime
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/ocivol/config.json ]; then \
+	  echo "keeping $(DESTDIR)$(SYSCONFDIR)/ocivol/config.json"; \
+	else install -D -m 0644 packaging/config.json $(DESTDIR)$(SYSCONFDIR)/ocivol/config.json; fi
+	@set -e; for f in hooks.d/ocivol.json:hooks.d/ocivol.json \
+	    hooks.d/podman/ocivol-precreate.json:hooks.d/podman/ocivol-precreate.json \
+	    packaging/containerd/ocivol.toml:containerd/ocivol.toml \
+	    packaging/containerd/ocivol-v3.toml:containerd/ocivol-v3.toml \
+	    packaging/crio/99-ocivol.conf:crio/99-ocivol.conf packaging/podman/ocivol.conf:podman/ocivol.conf \
+	    packaging/docker/daemon.json:docker/daemon.json; do \
+	  src=$${f%%:*}; dst=$(DESTDIR)$(DATADIR)/ocivol/$${f#*:}; \
+	  mkdir -p $$(dirname $$dst); sed 's|/usr/local/bin/|$(BINDIR)/|g' $$src > $$dst; chmod 0644 $$dst; \
+	done
+	@set -e; for u in ocivol-gc.service ocivol-gc.timer; do \
+	  mkdir -p $(DESTDIR)$(SYSTEMDDIR); \
+	  sed 's|/usr/local/bin/|$(BINDIR)/|g' packaging/systemd/$$u > $(DESTDIR)$(SYSTEMDDIR)/$$u; \
+	  chmod 0644 $(DESTDIR)$(SYSTEMDDIR)/$$u; \
+	done
+	$(INSTALL_BIN) man $(DESTDIR)$(MANDIR)/man1
+	mkdir -p $(DESTDIR)$(DATADIR)/bash-completion/completions $(DESTDIR)$(DATADIR)/zsh/site-functions \
+	  $(DESTDIR)$(DATADIR)/fish/vendor_completions.d
+	$(INSTALL_BIN) completions bash > $(DESTDIR)$(DATADIR)/bash-completion/completions/ocivol
+	$(INSTALL_BIN) completions zsh > $(DESTDIR)$(DATADIR)/zsh/site-functions/_ocivol
+	$(INSTALL_BIN) completions fish > $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/ocivol.fish
+
+## uninstall: removes what install put there; the config only if it is still the shipped one.
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED)) $(DESTDIR)$(MANDIR)/man1/ocivol.1 $(DESTDIR)$(MANDIR)/man1/ocivol-*.1
+	@if cmp -s packaging/config.json $(DESTDIR)$(SYSCONFDIR)/ocivol/config.json; then \
+	  rm -f $(DESTDIR)$(SYSCONFDIR)/ocivol/config.json; rmdir $(DESTDIR)$(SYSCONFDIR)/ocivol 2>/dev/null || true; \
+	else [ ! -e $(DESTDIR)$(SYSCONFDIR)/ocivol/config.json ] || echo "keeping the changed $(DESTDIR)$(SYSCONFDIR)/ocivol/config.json"; fi
+	rm -rf $(DESTDIR)$(DATADIR)/ocivol
+
+## deb: a Debian package of the same files, PREFIX=/usr, in $(DEB_DIR).
+deb: $(INSTALL_BIN)
+	rm -rf $(DEB_DIR)/root
+	$(MAKE) --no-print-directory install DESTDIR=$(abspath $(DEB_DIR))/root PREFIX=/usr SYSCONFDIR=/etc \
+	  SYSTEMDDIR=/lib/systemd/system INSTALL_BIN=$(abspath $(INSTALL_BIN))
+	mkdir -p $(DEB_DIR)/root/DEBIAN
+	sed 's/@VERSION@/$(VERSION)/' packaging/debian/control.in > $(DEB_DIR)/root/DEBIAN/control
+	cp packaging/debian/conffiles $(DEB_DIR)/root/DEBIAN/conffiles
+	dpkg-deb --root-owner-group --build $(DEB_DIR)/root $(DEB_DIR)/ocivol_$(VERSION)_amd64.deb
 
 ## demo: containers on real runc sharing copy-on-write, volatile and named volumes, against a
 ## state root in a temp directory.

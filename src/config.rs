@@ -120,9 +120,22 @@ impl Config {
     }
 
     /// Parses and validates the config text; the error names the key that is wrong.
+    /// Lines whose first non-blank characters are `//` are comments (the shipped example explains
+    /// each key that way); no line of valid JSON starts so. Line numbers in errors stay right.
     pub fn parse(text: &str) -> Result<Config, String> {
+        let uncommented: String = text
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with("//") {
+                    ""
+                } else {
+                    l
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
         let config: Config =
-            serde_json::from_str(text).map_err(|e| escape_controls(&e.to_string()))?;
+            serde_json::from_str(&uncommented).map_err(|e| escape_controls(&e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
@@ -230,6 +243,26 @@ impl Context {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn full_line_comments_are_allowed() {
+        let c = Config::parse(
+            "// the admin's notes\n{\n  // no host path yet\n  \"runtime\": \"runc\"\n}\n",
+        )
+        .unwrap();
+        assert_eq!(c, Config::default());
+        let e = Config::parse("// x\n{\n  \"runtime\": 3\n}").unwrap_err();
+        assert!(
+            e.contains("line 3"),
+            "line numbers count the comment lines: {e}"
+        );
+        let shipped = include_str!("../packaging/config.json");
+        assert_eq!(
+            Config::parse(shipped).unwrap(),
+            Config::default(),
+            "the shipped example is the defaults"
+        );
+    }
 
     #[test]
     fn empty_object_gives_safe_defaults() {

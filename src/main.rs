@@ -48,6 +48,38 @@ enum Cmd {
         #[arg(value_enum)]
         stage: Option<ocivol::hook::Stage>,
     },
+    /// Prints a shell completion script for ocivol.
+    ///
+    /// Example: ocivol completions bash > /usr/share/bash-completion/completions/ocivol
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Writes the man pages of ocivol and its commands into DIR (used by `make install`).
+    #[command(hide = true)]
+    Man { dir: PathBuf },
+}
+
+/// Writes ocivol.1 and one page per command (ocivol-runtime.1, ocivol-hook.1, …).
+fn write_man_pages(dir: &Path) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir)?;
+    let root = Cli::command();
+    let mut pages = vec![("ocivol".to_string(), root.clone())];
+    for sub in root.get_subcommands().filter(|s| !s.is_hide_set()) {
+        pages.push((
+            format!("ocivol-{}", sub.get_name()),
+            sub.clone()
+                .bin_name(format!("ocivol {}", sub.get_name()))
+                .display_name(format!("ocivol-{}", sub.get_name())),
+        ));
+    }
+    for (name, cmd) in pages {
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd).render(&mut out)?;
+        std::fs::write(dir.join(format!("{name}.1")), out)?;
+    }
+    Ok(())
 }
 
 fn init_logger() {
@@ -84,6 +116,18 @@ fn main() {
     }
     init_logger();
     let code = match cli.command {
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "ocivol", &mut std::io::stdout());
+            0
+        }
+        Cmd::Man { dir } => match write_man_pages(&dir) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("ocivol: write man pages to {}: {e}", dir.display());
+                1
+            }
+        },
         Cmd::Runtime { args } => ocivol::runtime::main(args, || {
             Ok(Context::from_parts(cli.config, cli.root, cli.run_root)?)
         }),

@@ -218,8 +218,15 @@ pub fn resolve(
     };
     for e in entries {
         let err = |reason: String| AnnotationError::new(VOLUMES_FROM, &e.entry, reason);
-        if e.source == me.id || me.scope.container_name.as_deref() == Some(e.source.as_str()) {
+        if e.source == me.id {
             return Err(err("a container cannot get volumes from itself".into()));
+        }
+        if me.scope.sandbox.is_some()
+            && me.scope.container_name.as_deref() == Some(e.source.as_str())
+        {
+            // Kubernetes has pod annotations only: the pod's volumes-from reaches every container
+            // of the pod, including the one it names. That one already has its own volumes.
+            continue;
         }
         let records = store.containers().map_err(|x| err(x.to_string()))?;
         if let Some(rec) = find_record(&records, me, &e.source, policy).map_err(err)? {

@@ -21,6 +21,17 @@ pub struct Containerd {
 
 impl Containerd {
     pub fn start(env: &Env) -> Containerd {
+        Containerd::start_with(env, "", false)
+    }
+
+    /// The path of the config the daemon runs with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("config.toml")
+    }
+
+    /// Starts the daemon with `extra` appended to its config.toml (tables merged into it), and the
+    /// CRI plugin enabled when `cri` is set.
+    pub fn start_with(env: &Env, extra: &str, cri: bool) -> Containerd {
         let dir = env.dir.path().join("containerd");
         fs::create_dir_all(dir.join("fifo")).unwrap();
         fs::create_dir_all(dir.join("runc")).unwrap();
@@ -29,12 +40,12 @@ impl Containerd {
 root = "{d}/root"
 state = "{d}/state"
 disabled_plugins = [
-  "io.containerd.grpc.v1.cri",
+  {cri}
   "io.containerd.snapshotter.v1.aufs",
   "io.containerd.snapshotter.v1.btrfs",
   "io.containerd.snapshotter.v1.devmapper",
   "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.snapshotter.v1.overlayfs",
+  {overlayfs}
 ]
 [grpc]
   address = "{d}/c.sock"
@@ -43,8 +54,20 @@ disabled_plugins = [
 [plugins."io.containerd.internal.v1.opt"]
   path = "{d}/opt"
 "#,
-            d = dir.display()
+            d = dir.display(),
+            cri = if cri {
+                ""
+            } else {
+                "\"io.containerd.grpc.v1.cri\","
+            },
+            // The CRI plugin needs a snapshotter; it mounts nothing until a pod is run.
+            overlayfs = if cri {
+                ""
+            } else {
+                "\"io.containerd.snapshotter.v1.overlayfs\","
+            },
         );
+        let config = format!("{config}\n{extra}\n");
         fs::write(dir.join("config.toml"), config).unwrap();
         // The name the shim calls: the binary detects it from argv[0].
         let bin = dir.join("bin");

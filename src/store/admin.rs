@@ -44,7 +44,7 @@ impl Store {
             return Err(self.in_use(
                 name,
                 &left,
-                "delete them first, or use --force to remove it anyway",
+                "delete its containers first, or use --force to remove it anyway",
             ));
         }
         let freed = self.volume_size(&def);

@@ -121,6 +121,8 @@ pub struct Store {
     owner: Option<ProcessId>,
     /// The container's init, when it is known at acquire time (a createRuntime hook knows it).
     init: Option<ProcessId>,
+    /// No process stands for the acquisition (see [`Store::untracked`]).
+    untracked: bool,
 }
 
 impl Store {
@@ -132,6 +134,7 @@ impl Store {
             probe: None,
             owner: None,
             init: None,
+            untracked: false,
         }
     }
 
@@ -156,7 +159,19 @@ impl Store {
         self
     }
 
+    /// Records no owner with the users taken: for a way in that takes volumes before the
+    /// container exists and knows no process that lives until it does (podman's precreate hook).
+    /// Such a user is released only by its container's release, a reboot, or `volume rm
+    /// --force`; reconciliation never guesses it away.
+    pub fn untracked(mut self) -> Store {
+        self.untracked = true;
+        self
+    }
+
     fn owner(&self) -> Option<ProcessId> {
+        if self.untracked {
+            return None;
+        }
         self.owner.or_else(ProcessId::current)
     }
 

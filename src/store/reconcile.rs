@@ -6,13 +6,14 @@
 //! 2. its container's init process is known and is dead, or its pid now belongs to another
 //!    process (same pid, other start time);
 //! 3. the init is not known yet (the create is in progress, or the wrapper died before it could
-//!    record it) and the process that took the volume is dead, and either
+//!    record it) and the process that took the volume (recorded with it) is dead, and either
 //!    - there is no container record for it (the record is written before the runtime runs, so
 //!      the runtime never ran), or
 //!    - the runtime does not know the container, or knows it as stopped.
 //!
 //! It is kept in every other case: while the process that took the volume lives (a create in
-//! progress), while the init lives, while the runtime has the container (even a half-created one
+//! progress), when no such process was recorded (podman's precreate hook takes volumes before
+//! the container exists), while the init lives, while the runtime has the container (even a half-created one
 //! whose state it cannot read), and when there is no way to ask the runtime. Dropping a live
 //! user would let the overlay be unmounted and a second one mounted over the same upper
 //! directory, which the kernel calls undefined behaviour; keeping a dead one only costs a mount
@@ -101,7 +102,8 @@ pub fn judge(user: &UserRecord, world: &World) -> Verdict {
     let owner_note = match &user.owner {
         Some(owner) if world.alive(owner) == Some(true) => return Verdict::Alive,
         Some(owner) => format!("process {} that took the volume is dead", owner.pid),
-        None => "nothing records who took the volume".to_string(),
+        // Nothing tells whether its container is still on its way: keep it.
+        None => return Verdict::Alive,
     };
     let Some(record) = (world.record)(&user.container) else {
         return Verdict::Gone(format!(
@@ -492,5 +494,18 @@ mod tests {
             Verdict::Alive,
             "no runtime to ask: kept"
         );
+    }
+
+    #[test]
+    fn an_untracked_user_is_kept_until_its_init_is_known_or_the_boot_changes() {
+        let u = user(None, None);
+        assert_eq!(
+            verdict(&u, false, Some(RuntimeView::Absent)),
+            Verdict::Alive
+        );
+        let mut old = u.clone();
+        old.boot_id = "earlier".into();
+        assert!(gone(verdict(&old, false, None)).contains("earlier boot"));
+        assert!(gone(verdict(&user(None, Some((30, 1))), false, None)).contains("is dead"));
     }
 }

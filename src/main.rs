@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
+use ocivol::commands::{Global, doctor, gc, ps, volume};
 use ocivol::config::{Context, ENV_CONFIG, ENV_ROOT, ENV_RUN_ROOT};
 
 #[derive(Parser)]
@@ -58,6 +59,15 @@ enum Cmd {
     /// Writes the man pages of ocivol and its commands into DIR (used by `make install`).
     #[command(hide = true)]
     Man { dir: PathBuf },
+    /// Volumes: create, ls, inspect, rm, prune, diff, reset.
+    #[command(after_help = "Example:\n  ocivol volume ls")]
+    Volume(volume::VolumeArgs),
+    /// The containers ocivol knows, with scope, status and volumes.
+    Ps(ps::PsArgs),
+    /// Release what crashed containers, killed shims and reboots left behind.
+    Gc(gc::GcArgs),
+    /// Check the host: overlayfs, state directories, the real runtime, the hooks.
+    Doctor(doctor::DoctorArgs),
 }
 
 /// Writes ocivol.1 and one page per command (ocivol-runtime.1, ocivol-hook.1, …).
@@ -115,6 +125,11 @@ fn main() {
         clear_environment();
     }
     init_logger();
+    let g = Global {
+        config: cli.config,
+        root: cli.root,
+        run_root: cli.run_root,
+    };
     let code = match cli.command {
         Cmd::Completions { shell } => {
             use clap::CommandFactory;
@@ -129,10 +144,10 @@ fn main() {
             }
         },
         Cmd::Runtime { args } => ocivol::runtime::main(args, || {
-            Ok(Context::from_parts(cli.config, cli.root, cli.run_root)?)
+            Ok(Context::from_parts(g.config, g.root, g.run_root)?)
         }),
         Cmd::Hook { stage } => {
-            let result = Context::from_parts(cli.config, cli.root, cli.run_root)
+            let result = Context::from_parts(g.config, g.root, g.run_root)
                 .map_err(anyhow::Error::from)
                 .and_then(|ctx| {
                     ocivol::hook::run(stage, &ctx, &mut std::io::stdin(), &mut std::io::stdout())
@@ -146,6 +161,10 @@ fn main() {
                 }
             }
         }
+        Cmd::Volume(a) => volume::exec(&g, a),
+        Cmd::Ps(a) => ps::exec(&g, a),
+        Cmd::Gc(a) => gc::exec(&g, a),
+        Cmd::Doctor(a) => doctor::exec(&g, a),
     };
     std::process::exit(code);
 }

@@ -105,6 +105,58 @@ fn runc_hooks_let_two_containers_share_a_copy_on_write_volume() {
     assert!(env.mounts_here().is_empty(), "{:?}", env.mounts_here());
 }
 
+#[test]
+fn a_hook_container_that_died_without_its_poststop_is_released_by_gc() {
+    let Some(env) = Env::new("a_hook_container_that_died_without_its_poststop_is_released_by_gc")
+    else {
+        return;
+    };
+    let ann = format!("shared:/data:base={}", env.base.display());
+    for id in ["hk-gc-a", "hk-gc-b"] {
+        let b = env.bundle(id, &["sleep", "600"], &[(VOLUMES, &ann)]);
+        add_hooks(&b, &hook_env(&env));
+        ok(&runc_start(&env, id, &b), "start");
+    }
+    assert_eq!(ok(&env.ocivol(&["gc"]), "gc"), "nothing to collect\n");
+    assert_eq!(env.users("shared"), 2);
+    // a's init dies and its runtime state is removed by hand: no poststop ever runs.
+    let init = env.init_pid("hk-gc-a");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(init),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while ocivol::process::start_time(init).is_some() {
+        assert!(std::time::Instant::now() < deadline, "a's init did not die");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let cgroups = fs::read_to_string(format!("/proc/{}/cgroup", env.init_pid("hk-gc-b")));
+    fs::remove_dir_all(env.runc_root.join("hk-gc-a")).unwrap();
+    // runc's delete would have removed a's cgroups: they sit beside b's.
+    for line in cgroups.unwrap_or_default().lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, ctrl, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
+        let dir = if ctrl.is_empty() {
+            "unified".to_string()
+        } else {
+            ctrl.replace("name=", "")
+        };
+        let a = Path::new("/sys/fs/cgroup")
+            .join(dir)
+            .join(path.trim_start_matches('/'))
+            .with_file_name("hk-gc-a");
+        let _ = fs::remove_dir(a);
+    }
+    assert_eq!(
+        ok(&env.ocivol(&["gc"]), "gc"),
+        format!("released volume shared from container hk-gc-a: its init process {init} is dead\n")
+    );
+    assert_eq!((env.users("shared"), env.overlays("shared")), (1, 1));
+    runc_delete(&env, "hk-gc-b");
+    assert_eq!((env.users("shared"), env.overlays("shared")), (0, 0));
+}
+
 /// A rootfs of its own with symlinks that point out of it.
 fn hostile_rootfs(env: &Env) -> PathBuf {
     let rootfs = env.dir.path().join("hostile-rootfs");
@@ -425,6 +477,13 @@ fn podman_gives_volumes_and_rm_releases(test: &str, file: &str) {
     let ann = format!("pcow:/data:base={};pnamed:/named", env.base.display());
     let out = podman.run("pm1", &ann, &["sleep", "600"]);
     ok(&out, "podman run");
+    assert_eq!(
+        (env.users("pcow"), env.overlays("pcow"), env.users("pnamed")),
+        (1, 1, 1)
+    );
+    // gc must not take the hook's running container for a gone one: podman's runc keeps its
+    // state under a root ocivol does not know, and the hook process ended long ago.
+    assert_eq!(ok(&env.ocivol(&["gc"]), "gc"), "nothing to collect\n");
     assert_eq!(
         (env.users("pcow"), env.overlays("pcow"), env.users("pnamed")),
         (1, 1, 1)

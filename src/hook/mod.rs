@@ -20,6 +20,7 @@ use serde::Deserialize;
 use crate::config::Context;
 use crate::mounts::Linux;
 use crate::prepare::{Container, prepare};
+use crate::process::ProcessId;
 use crate::spec::BundleSpec;
 use crate::store::{Store, container_key};
 use crate::volumes_from::RuntimeState;
@@ -69,8 +70,19 @@ pub fn run(
     };
     let store = Store::new(&ctx.paths, Box::new(Linux));
     match stage {
-        Stage::Precreate => precreate(ctx, &store, &text, output),
-        Stage::CreateRuntime => create_runtime(ctx, &store, &parse_state(&text)?),
+        // The hook's process ends long before the container exists, and there is no pid yet:
+        // the users it takes must not be judged by either (see store::reconcile).
+        Stage::Precreate => precreate(ctx, &store.untracked(), &text, output),
+        Stage::CreateRuntime => {
+            let state = parse_state(&text)?;
+            // The container's init is known: its death (pid and start time) tells that the
+            // container is gone, whatever runtime root it lives under.
+            let store = match state.pid.filter(|p| *p > 0).and_then(ProcessId::of) {
+                Some(init) => store.with_init(init),
+                None => store,
+            };
+            create_runtime(ctx, &store, &state)
+        }
         Stage::Poststop => poststop(&store, &parse_state(&text)?),
     }
 }

@@ -35,6 +35,8 @@ pub struct RuntimeArgs {
     pub id: Option<String>,
     /// `--bundle`/`-b` of create and run.
     pub bundle: Option<String>,
+    /// `--pid-file` of create and run: where the runtime writes the container's init pid.
+    pub pid_file: Option<String>,
     /// `run --detach`.
     pub detach: bool,
     /// `run --keep`: runc keeps the stopped container, so volumes go on `delete`.
@@ -120,6 +122,7 @@ pub fn parse(raw: Vec<OsString>) -> RuntimeArgs {
         let truthy = || value.as_deref().is_none_or(|v| v != "false");
         match (command.as_str(), name) {
             ("create" | "run", "bundle" | "b") => out.bundle = value.clone(),
+            ("create" | "run", "pid-file") => out.pid_file = value.clone(),
             ("run", "detach" | "d") => out.detach = truthy(),
             ("run", "keep") => out.keep = truthy(),
             ("delete", "force" | "f") => out.force = truthy(),

@@ -7,6 +7,7 @@
 
 pub mod args;
 pub mod log;
+pub mod state;
 
 use std::ffi::OsString;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -20,10 +21,12 @@ use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use crate::config::Context;
 use crate::mounts::Linux;
 use crate::prepare::{Container, check_container_id, prepare};
+use crate::process::ProcessId;
 use crate::spec::BundleSpec;
 use crate::store::{Store, container_key};
 use crate::volumes_from::RuntimeState;
 use args::RuntimeArgs;
+use state::RuntimeProbe;
 
 /// Where the real runtime is looked for when the config names it without a path. The caller's
 /// PATH is not used: the wrapper must not be steered to another binary by its environment.
@@ -113,14 +116,38 @@ fn exec(runtime: &Path, args: &RuntimeArgs) -> anyhow::Error {
 
 /// The runtime's own state directory of a container: it exists while the runtime knows it.
 fn runtime_state_dir(args: &RuntimeArgs, runtime: &Path, id: &str) -> PathBuf {
-    let root = args.root.clone().map(PathBuf::from).unwrap_or_else(|| {
-        let name = runtime
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        Path::new("/run").join(name)
+    state::state_dir(runtime, args.root.as_deref(), id)
+}
+
+/// The store, able to ask the real runtime whether a user's container is gone.
+fn store_for(ctx: &Context, runtime: &Path) -> Store {
+    Store::new(&ctx.paths, Box::new(Linux))
+        .with_probe(Box::new(RuntimeProbe::new(runtime.to_path_buf())))
+}
+
+/// Records the init process of a container the runtime has just created, so that its death is
+/// noticed without asking the runtime. Its pid comes from the `--pid-file` the caller passed,
+/// else from `RUNTIME state`. A failure only costs that later checks ask the runtime instead.
+fn record_init(store: &Store, args: &RuntimeArgs, runtime: &Path, id: &str, key: &str) {
+    let from_file = args.pid_file.as_deref().and_then(|f| {
+        std::fs::read_to_string(f)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
     });
-    root.join(id)
+    let pid = from_file.or_else(|| {
+        let st = state::query(runtime, args.root.as_deref(), id)?;
+        match state::view_of(&st) {
+            crate::store::RuntimeView::Alive { pid, .. } => pid,
+            _ => None,
+        }
+    });
+    let Some(init) = pid.and_then(ProcessId::of) else {
+        ::log::warn!("container {id}: its init process could not be found to record");
+        return;
+    };
+    if let Err(e) = store.record_init(key, init) {
+        ::log::warn!("container {id}: recording its init process failed: {e}");
+    }
 }
 
 fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i32> {
@@ -140,7 +167,7 @@ fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
         )
     })?;
     check_container_id(id).map_err(anyhow::Error::msg)?;
-    let store = Store::new(&ctx.paths, Box::new(Linux));
+    let store = store_for(ctx, runtime);
     let key = container_key(id, args.root.as_deref());
     if runtime_state_dir(args, runtime, id).exists() {
         // The runtime already has this container: let it say so, and touch nothing it holds.
@@ -169,6 +196,7 @@ fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
         forget_or_warn(&store, &key);
         return Err(e.into());
     }
+    crate::crash::point("before-runtime");
     let status = match spawn_and_wait(runtime, args) {
         Ok(s) => s,
         Err(e) => {
@@ -176,12 +204,16 @@ fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
             return Err(e);
         }
     };
+    let foreground = args.command.as_deref() == Some("run") && !args.detach;
     if !status.success() {
         // The runtime did not create the container: give back what it held, and forget it.
         store.forget_container(&key)?;
-    } else if args.command.as_deref() == Some("run") && !args.detach && !args.keep {
+    } else if foreground && !args.keep {
         // A foreground `run` ended and runc deleted the container: nothing uses the volumes.
         store.release_container(&key)?;
+    } else if !foreground {
+        crate::crash::point("after-create");
+        record_init(&store, args, runtime, id, &key);
     }
     Ok(pass_on(status))
 }
@@ -197,7 +229,7 @@ fn delete(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
     // Release once the runtime no longer has the container: it deleted it now, or it was
     // deleted before (a repeated delete, containerd's cleanup `delete --force`).
     if status.success() || !runtime_state_dir(args, runtime, id).exists() {
-        let store = Store::new(&ctx.paths, Box::new(Linux));
+        let store = store_for(ctx, runtime);
         store.release_container(&container_key(id, args.root.as_deref()))?;
     }
     Ok(pass_on(status))
@@ -271,14 +303,45 @@ fn spawn_and_wait(runtime: &Path, args: &RuntimeArgs) -> anyhow::Result<ExitStat
         unsafe { signal::sigaction(*sig, &action) }
             .with_context(|| format!("install a handler for {sig}"))?;
     }
-    let mut child = Command::new(runtime)
-        .args(&args.raw)
+    let mut cmd = Command::new(runtime);
+    cmd.args(&args.raw);
+    let creates = match args.command.as_deref() {
+        Some("create") => true,
+        Some("run") => args.detach,
+        _ => false,
+    };
+    if creates {
+        tie_to_parent(&mut cmd);
+    }
+    let mut child = cmd
         .spawn()
         .with_context(|| format!("cannot run {}", runtime.display()))?;
     CHILD.store(child.id() as i32, Ordering::SeqCst);
     let status = child.wait();
     CHILD.store(0, Ordering::SeqCst);
     status.with_context(|| format!("wait for {}", runtime.display()))
+}
+
+/// Makes a `create` die with the wrapper (PR_SET_PDEATHSIG): once the wrapper is dead, no
+/// runtime started by it can still be about to create the container, so reconciliation may
+/// trust "its wrapper is dead and the runtime does not know it" to mean the container will never
+/// exist. (A foreground `run` is left alone: its runtime is the container's parent.)
+fn tie_to_parent(cmd: &mut Command) {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe prctl(2),
+    // getppid(2) and _exit(2).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The wrapper may have died before the prctl: then nothing would kill us.
+            if libc::getppid() != parent {
+                libc::_exit(137);
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Passes the runtime's end on to our caller: its exit code, or, if a signal killed it, the same

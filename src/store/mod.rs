@@ -16,9 +16,18 @@
 //! only under the volume's lock. The overlay is mounted by the first user and unmounted by the
 //! last, under the same lock, so there is never more than one overlay on an upper directory
 //! (the kernel calls a second one undefined behaviour).
+//!
+//! Every acquire and release first drops, under the lock, the users whose container is gone
+//! ([`reconcile`]), and restores "no user, no overlay" if a crash broke it; `ocivol gc` does the
+//! same for every volume.
 
+mod admin;
 mod containers;
+mod diff;
+mod listing;
 mod lock;
+mod reconcile;
+mod users;
 mod volume;
 
 use std::fs;
@@ -26,10 +35,15 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use containers::{ContainerRecord, RecordedMount, container_key};
+pub use diff::{Change, ChangeKind};
+pub use listing::{UserInfo, VolumeInfo, dir_size};
+pub use reconcile::{ContainerProbe, GcAction, RuntimeView, Verdict};
+pub use users::UserRecord;
 pub use volume::{VolumeDef, VolumeKind};
 
 use crate::config::StatePaths;
 use crate::mounts::Mounter;
+use crate::process::ProcessId;
 use lock::VolumeLock;
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +58,24 @@ pub enum StoreError {
     NotFound { name: String },
     #[error("{path}: {message}")]
     Corrupt { path: PathBuf, message: String },
+    #[error("volume {name} does not exist")]
+    NoSuchVolume { name: String },
+    #[error("volume {name} is in use by {}: {}; {hint}", plural(.users.len(), "container"), .users.join(", "))]
+    InUse {
+        name: String,
+        /// The IDs of the containers using it.
+        users: Vec<String>,
+        hint: String,
+    },
+}
+
+/// `1 container`, `2 containers`.
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("{n} {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -83,6 +115,14 @@ pub struct Store {
     root: PathBuf,
     run_root: PathBuf,
     mounter: Box<dyn Mounter>,
+    /// Asks the real runtime whether it still has a container (for reconciliation).
+    probe: Option<Box<dyn ContainerProbe>>,
+    /// Who takes volumes through this store; default: this process.
+    owner: Option<ProcessId>,
+    /// The container's init, when it is known at acquire time (a createRuntime hook knows it).
+    init: Option<ProcessId>,
+    /// No process stands for the acquisition (see [`Store::untracked`]).
+    untracked: bool,
 }
 
 impl Store {
@@ -91,7 +131,48 @@ impl Store {
             root: paths.root.clone(),
             run_root: paths.run_root.clone(),
             mounter,
+            probe: None,
+            owner: None,
+            init: None,
+            untracked: false,
         }
+    }
+
+    /// Lets reconciliation ask the real runtime about containers. Without it, a user whose
+    /// liveness only the runtime could tell is kept.
+    pub fn with_probe(mut self, probe: Box<dyn ContainerProbe>) -> Store {
+        self.probe = Some(probe);
+        self
+    }
+
+    /// Records `owner` instead of this process as the one that takes volumes: a way in whose
+    /// own process ends before the container exists (a hook) names the engine process that
+    /// goes on to create it, so that the create in progress is not taken for a crash.
+    pub fn with_owner(mut self, owner: ProcessId) -> Store {
+        self.owner = Some(owner);
+        self
+    }
+
+    /// Records the container's init process with every user taken (when it is known already).
+    pub fn with_init(mut self, init: ProcessId) -> Store {
+        self.init = Some(init);
+        self
+    }
+
+    /// Records no owner with the users taken: for a way in that takes volumes before the
+    /// container exists and knows no process that lives until it does (podman's precreate hook).
+    /// Such a user is released only by its container's release, a reboot, or `volume rm
+    /// --force`; reconciliation never guesses it away.
+    pub fn untracked(mut self) -> Store {
+        self.untracked = true;
+        self
+    }
+
+    fn owner(&self) -> Option<ProcessId> {
+        if self.untracked {
+            return None;
+        }
+        self.owner.or_else(ProcessId::current)
     }
 
     fn volume_dir(&self, name: &str) -> PathBuf {
@@ -157,6 +238,7 @@ impl Store {
         };
         self.make_state_dirs()?;
         let _lock = VolumeLock::take(&self.lock_path(&name))?;
+        self.reconcile_locked(&name)?;
         let (def, created) = match self.definition(&name)? {
             Some(def) => {
                 def.check_request(req)
@@ -187,9 +269,15 @@ impl Store {
         }
         self.make_state_dirs()?;
         let _lock = VolumeLock::take(&self.lock_path(name))?;
+        self.reconcile_locked(name)?;
         let Some(def) = self.definition(name)? else {
             return Ok(None);
         };
+        if def.anonymous && self.users(name)?.is_empty() {
+            // Its last user is gone (it crashed before removing it): it goes, as it would have.
+            self.remove(&def)?;
+            return Ok(None);
+        }
         let source = self.add_user_to(&def, user, false)?;
         Ok(Some(Acquired {
             name: name.to_string(),
@@ -205,7 +293,12 @@ impl Store {
             Some(base) => self.ensure_overlay(def, base),
             None => Ok(self.data_dir(&def.name)),
         }
-        .and_then(|source| self.add_user(&def.name, user).map(|()| source));
+        .and_then(|source| {
+            crate::crash::point("after-mount");
+            self.add_user(&def.name, user)?;
+            crate::crash::point("after-user-added");
+            Ok(source)
+        });
         if source.is_err() && self.users(&def.name).map(|u| u.is_empty()).unwrap_or(false) {
             self.after_last_user(def, created)
                 .unwrap_or_else(|e2| log::warn!("cleanup of volume {} failed: {e2}", def.name));
@@ -243,6 +336,8 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).ctx(|| format!("remove {}", record.display())),
         }
+        crate::crash::point("after-user-removed");
+        self.reconcile_users_locked(name, true)?;
         if !self.users(name)?.is_empty() {
             return Ok(());
         }
@@ -350,10 +445,35 @@ impl Store {
     fn add_user(&self, name: &str, user: &str) -> Result<()> {
         let dir = self.users_dir(name);
         make_dir(&dir)?;
-        let path = dir.join(user);
-        let record = serde_json::json!({ "container": user, "boot_id": boot_id() });
-        crate::util::write_atomic(&path, record.to_string().as_bytes())
-            .ctx(|| format!("write {}", path.display()))
+        UserRecord {
+            container: user.to_string(),
+            boot_id: boot_id(),
+            owner: self.owner(),
+            init: self.init,
+        }
+        .save(&dir.join(user))
+    }
+
+    /// Records the init process of container `key` (once its runtime has created it) in its
+    /// user record of every volume it holds, so that its death alone tells that it is gone.
+    /// Only records this store's owner took are changed: a newer create of the same ID owns the
+    /// others.
+    pub fn record_init(&self, key: &str, init: ProcessId) -> Result<()> {
+        let Some(record) = self.load_container(key)? else {
+            return Ok(());
+        };
+        let owner = self.owner();
+        for name in &record.volumes {
+            let _lock = VolumeLock::take(&self.lock_path(name))?;
+            let path = self.users_dir(name).join(key);
+            if let Some(mut user) = UserRecord::load(&path, key)?
+                && user.owner == owner
+            {
+                user.init = Some(init);
+                user.save(&path)?;
+            }
+        }
+        Ok(())
     }
 
     /// Saves what a container holds; written before the runtime runs.

@@ -334,3 +334,97 @@ pub fn tree_snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     walk(dir, "", &mut out);
     out
 }
+
+/// The operator's commands, against this test's state and config.
+impl Env {
+    /// `ocivol --config … --root … --run-root … ARGS…`
+    pub fn ocivol_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(OCIVOL);
+        c.arg("--config")
+            .arg(&self.config)
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--run-root")
+            .arg(&self.run_root)
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn ocivol(&self, args: &[&str]) -> Output {
+        self.ocivol_cmd(args).output().unwrap()
+    }
+
+    /// The key of a container created under this test's runc root.
+    pub fn key(&self, id: &str) -> String {
+        ocivol::store::container_key(id, self.runc_root.to_str())
+    }
+
+    /// The path of a volume's user record of a container.
+    pub fn user_record_path(&self, volume: &str, id: &str) -> PathBuf {
+        self.run_root
+            .join("volumes")
+            .join(volume)
+            .join("users")
+            .join(self.key(id))
+    }
+
+    /// `runc state ID` of a container under this test's runc root.
+    pub fn runc_state(&self, id: &str) -> Option<Value> {
+        let out = Command::new(RUNC)
+            .arg("--root")
+            .arg(&self.runc_root)
+            .args(["state", id])
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())
+            .flatten()
+    }
+
+    /// The host pid of a container's init.
+    pub fn init_pid(&self, id: &str) -> i32 {
+        self.runc_state(id).expect("runc state")["pid"]
+            .as_i64()
+            .unwrap() as i32
+    }
+}
+
+/// Output as text.
+pub fn text(out: &[u8]) -> String {
+    String::from_utf8_lossy(out).into_owned()
+}
+
+/// Columns as the operator's tables print them: padded to the widest cell plus three spaces,
+/// the last one not padded.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let mut widths = vec![0; rows.iter().map(Vec::len).max().unwrap_or(0)];
+    for row in rows {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, c) in row.iter().enumerate() {
+            if i + 1 < row.len() {
+                line.push_str(&format!("{c:<w$}   ", w = widths[i]));
+            } else {
+                line.push_str(c);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Rows from string slices.
+pub fn rows(r: &[&[&str]]) -> Vec<Vec<String>> {
+    r.iter()
+        .map(|row| row.iter().map(|c| c.to_string()).collect())
+        .collect()
+}

@@ -1,0 +1,479 @@
+//! `ocivol doctor`: checks the host for what ocivol needs, one line per check (`ok`, `warn` or
+//! `fail`); every `fail` says how to fix it, and any `fail` makes the exit status 1.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use super::Global;
+use crate::config::{Config, DEFAULT_CONFIG, ENV_CONFIG};
+use crate::mounts::{Linux, Mounter};
+use crate::runtime::find_runtime;
+
+/// Where podman and CRI-O read hooks from.
+pub const HOOK_DIRS: &[&str] = &[
+    "/usr/share/containers/oci/hooks.d",
+    "/etc/containers/oci/hooks.d",
+];
+
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  ocivol doctor && echo ready")]
+pub struct DoctorArgs {
+    /// Where to look for ocivol's hooks files (repeatable; default: where podman and CRI-O read
+    /// them).
+    #[arg(long = "hooks-dir", value_name = "DIR")]
+    pub hooks_dirs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub level: Level,
+    pub name: &'static str,
+    pub message: String,
+}
+
+impl Check {
+    fn new(level: Level, name: &'static str, message: impl Into<String>) -> Check {
+        Check {
+            level,
+            name,
+            message: message.into(),
+        }
+    }
+
+    pub fn line(&self) -> String {
+        let level = match self.level {
+            Level::Ok => "ok",
+            Level::Warn => "warn",
+            Level::Fail => "fail",
+        };
+        format!("{level:<4} {}: {}", self.name, self.message)
+    }
+}
+
+pub fn exec(g: &Global, args: DoctorArgs) -> i32 {
+    let checks = run_checks(g, &args);
+    for c in &checks {
+        println!("{}", c.line());
+    }
+    if checks.iter().any(|c| c.level == Level::Fail) {
+        1
+    } else {
+        0
+    }
+}
+
+fn run_checks(g: &Global, args: &DoctorArgs) -> Vec<Check> {
+    let mut out = Vec::new();
+    let (config, check) = config_check(g);
+    out.push(check);
+    out.push(overlayfs_check(
+        &fs::read_to_string("/proc/filesystems").unwrap_or_default(),
+    ));
+    let paths = state_paths(g);
+    let root_ok = state_check("state root", &paths.0, "--root or OCIVOL_ROOT", &mut out);
+    state_check(
+        "run root",
+        &paths.1,
+        "--run-root or OCIVOL_RUN_ROOT",
+        &mut out,
+    );
+    out.push(if root_ok {
+        trial_mount(&paths.0)
+    } else {
+        Check::new(
+            Level::Fail,
+            "overlay mount",
+            "not tried: fix the state root first (above)",
+        )
+    });
+    out.push(runtime_check(&config.runtime));
+    let dirs: Vec<PathBuf> = if args.hooks_dirs.is_empty() {
+        HOOK_DIRS.iter().map(PathBuf::from).collect()
+    } else {
+        args.hooks_dirs.clone()
+    };
+    out.push(hooks_check(&dirs));
+    out
+}
+
+/// The state directories as the other commands would use them.
+fn state_paths(g: &Global) -> (PathBuf, PathBuf) {
+    let env = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    (
+        g.root
+            .clone()
+            .or_else(|| env(crate::config::ENV_ROOT))
+            .unwrap_or_else(|| crate::config::DEFAULT_ROOT.into()),
+        g.run_root
+            .clone()
+            .or_else(|| env(crate::config::ENV_RUN_ROOT))
+            .unwrap_or_else(|| crate::config::DEFAULT_RUN_ROOT.into()),
+    )
+}
+
+fn config_check(g: &Global) -> (Config, Check) {
+    let explicit = g.config.clone().or_else(|| {
+        std::env::var_os(ENV_CONFIG)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    });
+    let path = explicit.clone().unwrap_or_else(|| DEFAULT_CONFIG.into());
+    match Config::load(&path, explicit.is_some()) {
+        Ok(c) if path.exists() => (
+            c,
+            Check::new(Level::Ok, "config", format!("{} loaded", path.display())),
+        ),
+        Ok(c) => (
+            c,
+            Check::new(
+                Level::Ok,
+                "config",
+                format!(
+                    "{} absent: the defaults apply (no base or bind source is allowed)",
+                    path.display()
+                ),
+            ),
+        ),
+        Err(e) => (
+            Config::default(),
+            Check::new(
+                Level::Fail,
+                "config",
+                format!("{e}; fix it, or point --config or OCIVOL_CONFIG at a valid file"),
+            ),
+        ),
+    }
+}
+
+/// overlayfs in the kernel, from the text of /proc/filesystems.
+pub fn overlayfs_check(filesystems: &str) -> Check {
+    let has = filesystems
+        .lines()
+        .any(|l| l.split_whitespace().last() == Some("overlay"));
+    if has {
+        Check::new(
+            Level::Ok,
+            "overlayfs",
+            "the kernel has it (/proc/filesystems)",
+        )
+    } else {
+        Check::new(
+            Level::Fail,
+            "overlayfs",
+            "not in /proc/filesystems; load it with `modprobe overlay` (and list it in /etc/modules-load.d/)",
+        )
+    }
+}
+
+/// The name of a filesystem type from statfs(2).
+fn fs_name(magic: i64) -> String {
+    match magic {
+        0xEF53 => "ext2/ext3/ext4".into(),
+        0x5846_5342 => "xfs".into(),
+        0x9123_683E => "btrfs".into(),
+        0x0102_1994 => "tmpfs".into(),
+        0x794C_7630 => "overlayfs".into(),
+        0x2FC1_2FC1 => "zfs".into(),
+        other => format!("filesystem type {other:#x}"),
+    }
+}
+
+const OVERLAYFS_MAGIC: i64 = 0x794C_7630;
+
+/// A state directory: exists or can be made, not on overlayfs, flock works. Returns whether
+/// it passed.
+fn state_check(name: &'static str, dir: &Path, how: &str, out: &mut Vec<Check>) -> bool {
+    use std::os::unix::fs::DirBuilderExt;
+    if let Err(e) = fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
+        out.push(Check::new(
+            Level::Fail,
+            name,
+            format!(
+                "{} cannot be created: {e}; choose a writable directory with {how}",
+                dir.display()
+            ),
+        ));
+        return false;
+    }
+    let fs_type = match nix::sys::statfs::statfs(dir) {
+        Ok(s) => s.filesystem_type().0,
+        Err(e) => {
+            out.push(Check::new(
+                Level::Fail,
+                name,
+                format!(
+                    "{}: statfs: {e}; choose another directory with {how}",
+                    dir.display()
+                ),
+            ));
+            return false;
+        }
+    };
+    if fs_type == OVERLAYFS_MAGIC {
+        out.push(Check::new(
+            Level::Fail,
+            name,
+            format!(
+                "{} is on overlayfs, which cannot hold the upper and work directories of ocivol's overlays; move it to ext4, xfs or btrfs with {how}",
+                dir.display()
+            ),
+        ));
+        return false;
+    }
+    let lock = tempfile::Builder::new()
+        .prefix(".doctor-lock-")
+        .tempfile_in(dir)
+        .and_then(|f| {
+            f.as_file().try_lock().map_err(std::io::Error::other)?;
+            f.as_file().unlock()?;
+            Ok(())
+        });
+    if let Err(e) = lock {
+        out.push(Check::new(
+            Level::Fail,
+            name,
+            format!(
+                "flock does not work in {}: {e}; choose a local filesystem with {how}",
+                dir.display()
+            ),
+        ));
+        return false;
+    }
+    out.push(Check::new(
+        Level::Ok,
+        name,
+        format!("{} on {}, flock works", dir.display(), fs_name(fs_type)),
+    ));
+    true
+}
+
+/// Mounts a test overlay in the state root with the options ocivol uses, persistent and
+/// volatile, writes through it and checks the write landed in upper only.
+fn trial_mount(root: &Path) -> Check {
+    const NAME: &str = "overlay mount";
+    if !nix::unistd::getuid().is_root() {
+        return Check::new(Level::Warn, NAME, "not tried: mounting needs root");
+    }
+    let tried = (|| -> Result<(), String> {
+        let dir = tempfile::Builder::new()
+            .prefix(".doctor-")
+            .tempdir_in(root)
+            .map_err(|e| format!("cannot make a test directory in {}: {e}", root.display()))?;
+        let [lower, upper, work, merged] =
+            ["lower", "upper", "work", "merged"].map(|d| dir.path().join(d));
+        for d in [&lower, &upper, &work, &merged] {
+            fs::create_dir(d).map_err(|e| format!("create {}: {e}", d.display()))?;
+        }
+        for volatile in [false, true] {
+            let _ = fs::remove_dir_all(&work).and_then(|()| fs::create_dir(&work));
+            Linux
+                .mount_overlay(&lower, &upper, &work, &merged, volatile)
+                .map_err(|e| e.to_string())?;
+            let wrote = fs::write(merged.join("probe"), "x");
+            let unmounted = Linux.unmount(&merged);
+            wrote.map_err(|e| format!("cannot write through the test overlay: {e}"))?;
+            unmounted.map_err(|e| e.to_string())?;
+            if !upper.join("probe").exists() || lower.join("probe").exists() {
+                return Err("a write through the test overlay did not land in upper".into());
+            }
+        }
+        Ok(())
+    })();
+    match tried {
+        Ok(()) => Check::new(
+            Level::Ok,
+            NAME,
+            format!(
+                "a test overlay (lowerdir, upperdir, workdir, nosuid, nodev; and volatile) mounts in {}",
+                root.display()
+            ),
+        ),
+        Err(e) => Check::new(
+            Level::Fail,
+            NAME,
+            format!(
+                "{e}; the state root must be on a filesystem overlayfs accepts as upper (ext4, xfs, btrfs) and the kernel must allow overlay mounts"
+            ),
+        ),
+    }
+}
+
+/// A runtime's `--version` output: its name and version (`runc`, `1.1.5+ds1`).
+pub fn parse_version(text: &str) -> Option<(String, String)> {
+    let first = text.lines().next()?;
+    let mut words = first.split_whitespace();
+    let name = words.next()?.to_string();
+    if words.next()? != "version" {
+        return None;
+    }
+    Some((name, words.next()?.to_string()))
+}
+
+/// Whether a runc version has the fixes of CVE-2025-31133, CVE-2025-52565 and CVE-2025-52881:
+/// 1.2.8, 1.3.3, 1.4.0-rc.3 and later. Build metadata (`+ds1`) is ignored: a distribution that
+/// backported the fixes keeps its old version number, so this can only warn.
+pub fn runc_has_2025_fixes(version: &str) -> Option<bool> {
+    let v = version.trim_start_matches('v');
+    let v = v.split('+').next()?;
+    let (core, pre) = match v.split_once('-') {
+        Some((c, p)) => (c, Some(p)),
+        None => (v, None),
+    };
+    let mut nums = core.split('.').map(|n| n.parse::<u64>());
+    let (major, minor, patch) = (
+        nums.next()?.ok()?,
+        nums.next()?.ok()?,
+        nums.next().unwrap_or(Ok(0)).ok()?,
+    );
+    let rc = pre.map(|p| {
+        p.trim_start_matches("rc")
+            .trim_start_matches('.')
+            .parse::<u64>()
+            .unwrap_or(0)
+    });
+    let at_least = |p: u64| patch > p || (patch == p && rc.is_none());
+    Some(match (major, minor) {
+        (0, _) => false,
+        (1, 0..=1) => false,
+        (1, 2) => at_least(8),
+        (1, 3) => at_least(3),
+        (1, 4) => patch > 0 || rc.is_none_or(|n| n >= 3),
+        _ => true,
+    })
+}
+
+fn runtime_check(name: &str) -> Check {
+    const NAME: &str = "runtime";
+    let path = match find_runtime(name) {
+        Ok(p) => p,
+        Err(e) => return Check::new(Level::Fail, NAME, e.to_string()),
+    };
+    let out = std::process::Command::new(&path)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output();
+    let text = out
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    let Some((rt, version)) = text.as_deref().and_then(parse_version) else {
+        return Check::new(
+            Level::Warn,
+            NAME,
+            format!("{}: `--version` says nothing readable", path.display()),
+        );
+    };
+    if rt == "runc" && runc_has_2025_fixes(&version) == Some(false) {
+        return Check::new(
+            Level::Warn,
+            NAME,
+            format!(
+                "{} is runc {version}, older than the releases that fix CVE-2025-31133, CVE-2025-52565 and CVE-2025-52881 (1.2.8, 1.3.3, 1.4.0-rc.3); upgrade runc, unless your distribution backported the fixes",
+                path.display()
+            ),
+        );
+    }
+    Check::new(
+        Level::Ok,
+        NAME,
+        format!("{} is {rt} {version}", path.display()),
+    )
+}
+
+/// ocivol's hooks files (`ocivol*.json`) where podman and CRI-O read hooks.
+fn hooks_check(dirs: &[PathBuf]) -> Check {
+    const NAME: &str = "hooks";
+    let mut found = Vec::new();
+    for dir in dirs {
+        let Ok(entries) = fs::read_dir(dir) else {
+            continue;
+        };
+        let mut here: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|e| {
+                let n = e.file_name();
+                let n = n.to_string_lossy();
+                n.starts_with("ocivol") && n.ends_with(".json")
+            })
+            .map(|e| e.path())
+            .collect();
+        here.sort();
+        found.extend(here);
+    }
+    let shown: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    if found.is_empty() {
+        return Check::new(
+            Level::Warn,
+            NAME,
+            format!(
+                "no ocivol*.json in {}; podman and CRI-O need them to run ocivol as a hook (copy hooks.d/ocivol*.json of the ocivol sources there); not needed when ocivol is the runtime",
+                shown.join(" or ")
+            ),
+        );
+    }
+    let files: Vec<String> = found.iter().map(|f| f.display().to_string()).collect();
+    Check::new(Level::Ok, NAME, files.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runc_versions_before_the_2025_fixes_are_told_apart() {
+        for (v, fixed) in [
+            ("1.1.5+ds1", false),
+            ("1.1.15", false),
+            ("1.2.7", false),
+            ("1.2.8", true),
+            ("1.2.8-rc.1", false),
+            ("1.3.2", false),
+            ("1.3.3", true),
+            ("1.4.0-rc.2", false),
+            ("1.4.0-rc.3", true),
+            ("1.4.0", true),
+            ("1.4.1", true),
+            ("1.5.0", true),
+            ("2.0.0", true),
+        ] {
+            assert_eq!(runc_has_2025_fixes(v), Some(fixed), "{v}");
+        }
+        assert_eq!(
+            parse_version("runc version 1.1.5+ds1\ncommit: x\n"),
+            Some(("runc".into(), "1.1.5+ds1".into()))
+        );
+        assert_eq!(
+            parse_version("crun version 1.8.1\n"),
+            Some(("crun".into(), "1.8.1".into()))
+        );
+    }
+
+    #[test]
+    fn overlayfs_is_found_in_proc_filesystems() {
+        assert_eq!(
+            overlayfs_check("nodev\tproc\n\text4\nnodev\toverlay\n").level,
+            Level::Ok
+        );
+        let missing = overlayfs_check("nodev\tproc\n");
+        assert_eq!(missing.level, Level::Fail);
+        assert!(missing.line().contains("modprobe overlay"));
+    }
+}

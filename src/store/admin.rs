@@ -1,0 +1,132 @@
+//! The operator's changes to volumes: create one ahead of use, remove, prune, and reset a
+//! copy-on-write volume to its base. Each works under the volume's lock, after dropping the
+//! users whose container is gone (so a crashed container does not make a volume "in use").
+
+use super::lock::VolumeLock;
+use super::{Result, Store, StoreError, VolumeDef, VolumeKind, VolumeRequest, wipe_dir};
+
+impl Store {
+    /// Creates a volume as the operator defined it (already checked against the policy).
+    /// Creating a volume that exists as the same kind changes nothing (as `docker volume
+    /// create`); `Ok(false)` then.
+    pub fn create_volume(&self, def: &VolumeDef) -> Result<bool> {
+        self.make_state_dirs()?;
+        let _lock = VolumeLock::take(&self.lock_path(&def.name))?;
+        if let Some(have) = self.definition(&def.name)? {
+            let req = VolumeRequest {
+                name: Some(def.name.clone()),
+                base: def.base.clone(),
+                volatile: def.volatile,
+            };
+            have.check_request(&req)
+                .map_err(|reason| StoreError::Conflict {
+                    name: def.name.clone(),
+                    reason,
+                })?;
+            return Ok(false);
+        }
+        self.create(def)?;
+        Ok(true)
+    }
+
+    /// Removes a volume and its data; returns the bytes freed. A volume in use is refused
+    /// unless `force`: then its users are dropped and the containers using it lose its data.
+    pub fn remove_volume(&self, name: &str, force: bool) -> Result<u64> {
+        self.make_state_dirs()?;
+        let _lock = VolumeLock::take(&self.lock_path(name))?;
+        let def = self
+            .definition(name)?
+            .ok_or_else(|| StoreError::NoSuchVolume {
+                name: name.to_string(),
+            })?;
+        let (_, left) = self.reconcile_users_locked(name, true)?;
+        if !left.is_empty() && !force {
+            return Err(self.in_use(
+                name,
+                &left,
+                "delete its containers first, or use --force to remove it anyway",
+            ));
+        }
+        let freed = self.volume_size(&def);
+        self.unmount_if_mounted(&def)?;
+        self.remove(&def)?;
+        Ok(freed)
+    }
+
+    /// Removes the volumes no container uses: anonymous ones, or with `all` every one. Returns
+    /// each removed name with the bytes freed.
+    pub fn prune(&self, all: bool) -> Result<Vec<(String, u64)>> {
+        self.make_state_dirs()?;
+        let mut removed = Vec::new();
+        for def in self.volumes()? {
+            if !all && !def.anonymous {
+                continue;
+            }
+            let _lock = VolumeLock::take(&self.lock_path(&def.name))?;
+            let (_, left) = self.reconcile_users_locked(&def.name, true)?;
+            // Read again under the lock: it may have gone meanwhile.
+            let Some(def) = self.definition(&def.name)? else {
+                continue;
+            };
+            if !left.is_empty() {
+                continue;
+            }
+            let freed = self.volume_size(&def);
+            self.unmount_if_mounted(&def)?;
+            self.remove(&def)?;
+            removed.push((def.name.clone(), freed));
+        }
+        Ok(removed)
+    }
+
+    /// Discards the changes of a copy-on-write volume that no container uses; returns the bytes
+    /// freed. The next container sees the base only.
+    pub fn reset(&self, name: &str) -> Result<u64> {
+        self.make_state_dirs()?;
+        let _lock = VolumeLock::take(&self.lock_path(name))?;
+        let def = self
+            .definition(name)?
+            .ok_or_else(|| StoreError::NoSuchVolume {
+                name: name.to_string(),
+            })?;
+        if def.kind() != VolumeKind::CopyOnWrite {
+            return Err(StoreError::Conflict {
+                name: name.to_string(),
+                reason: "it is a plain volume; only a copy-on-write volume has changes to discard"
+                    .into(),
+            });
+        }
+        let (_, left) = self.reconcile_users_locked(name, true)?;
+        if !left.is_empty() {
+            return Err(self.in_use(
+                name,
+                &left,
+                "reset discards the changes only of a volume no container uses",
+            ));
+        }
+        let freed = self.volume_size(&def);
+        self.unmount_if_mounted(&def)?;
+        wipe_dir(&self.upper_dir(name))?;
+        wipe_dir(&self.work_dir(name))?;
+        Ok(freed)
+    }
+
+    fn unmount_if_mounted(&self, def: &VolumeDef) -> Result<()> {
+        use super::IoContext;
+        let target = self.overlay_target(&def.name);
+        if def.base.is_some() && self.mounter.is_mounted(&target) {
+            self.mounter
+                .unmount(&target)
+                .ctx(|| format!("volume {}: unmount its overlay", def.name))?;
+        }
+        Ok(())
+    }
+
+    fn in_use(&self, name: &str, keys: &[String], hint: &str) -> StoreError {
+        StoreError::InUse {
+            name: name.to_string(),
+            users: keys.iter().map(|k| self.container_name(k)).collect(),
+            hint: hint.to_string(),
+        }
+    }
+}

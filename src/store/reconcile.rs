@@ -1,0 +1,511 @@
+//! Reconciliation: which users of a volume belong to containers that are gone, so that one
+//! crashed container, killed shim or reboot never holds a volume forever.
+//!
+//! A user is **gone** when, in this order:
+//! 1. its record is from another boot (boot id differs): everything it held went with that boot;
+//! 2. its container's init process is known and is dead, or its pid now belongs to another
+//!    process (same pid, other start time);
+//! 3. the init is not known yet (the create is in progress, or the wrapper died before it could
+//!    record it) and the process that took the volume (recorded with it) is dead, and either
+//!    - there is no container record for it (the record is written before the runtime runs, so
+//!      the runtime never ran), or
+//!    - the runtime does not know the container, or knows it as stopped.
+//!
+//! It is kept in every other case: while the process that took the volume lives (a create in
+//! progress), when no such process was recorded (podman's precreate hook takes volumes before
+//! the container exists), while the init lives, while the runtime has the container (even a half-created one
+//! whose state it cannot read), and when there is no way to ask the runtime. Dropping a live
+//! user would let the overlay be unmounted and a second one mounted over the same upper
+//! directory, which the kernel calls undefined behaviour; keeping a dead one only costs a mount
+//! until `ocivol gc` runs with the runtime at hand.
+//!
+//! [`judge`] is pure: the process table, the container records and the runtime are passed in.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+
+use super::containers::ContainerRecord;
+use super::lock::VolumeLock;
+use super::users::UserRecord;
+use super::{IoContext, Result, Store, boot_id};
+use crate::process::ProcessId;
+
+/// What the real runtime says about a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeView {
+    /// It has no state for the ID.
+    Absent,
+    /// It has it, stopped (its init has exited).
+    Stopped,
+    /// It has it, created, running or paused; `pid` is its init.
+    Alive { status: String, pid: Option<i32> },
+    /// Its state directory exists but cannot be read: a create in progress, or one that was
+    /// killed half-way (`runc delete ID` removes it).
+    Unreadable,
+}
+
+/// Asks the real runtime about containers.
+pub trait ContainerProbe: Send + Sync {
+    /// The runtime's view of container `id` under its `--root` (`None`: the default root).
+    fn state(&self, id: &str, runtime_root: Option<&str>) -> RuntimeView;
+    /// The bundle's `config.json` of a container, to tell whether an engine still has it.
+    fn bundle_exists(&self, bundle: &std::path::Path) -> bool {
+        bundle.join("config.json").exists()
+    }
+}
+
+/// The verdict on one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Alive,
+    /// Gone, and why (for the operator).
+    Gone(String),
+}
+
+/// What [`judge`] may look at besides the user record.
+pub struct World<'a> {
+    /// This boot's id.
+    pub boot_id: &'a str,
+    /// The start time of the live process `pid` (`None`: no such process, or a zombie).
+    pub start_time: &'a dyn Fn(i32) -> Option<u64>,
+    /// The container record of a key.
+    pub record: &'a dyn Fn(&str) -> Option<ContainerRecord>,
+    pub probe: Option<&'a dyn ContainerProbe>,
+}
+
+impl World<'_> {
+    fn alive(&self, p: &ProcessId) -> Option<bool> {
+        Some((self.start_time)(p.pid)? == p.start)
+    }
+}
+
+/// Decides whether the container of a user record is gone (see the module's rules).
+pub fn judge(user: &UserRecord, world: &World) -> Verdict {
+    if !user.boot_id.is_empty() && !world.boot_id.is_empty() && user.boot_id != world.boot_id {
+        return Verdict::Gone(format!(
+            "its record is from an earlier boot ({})",
+            user.boot_id
+        ));
+    }
+    if let Some(init) = &user.init {
+        return match world.alive(init) {
+            Some(true) => Verdict::Alive,
+            Some(false) => Verdict::Gone(format!(
+                "its init process {} is dead (pid {} now belongs to another process)",
+                init.pid, init.pid
+            )),
+            None => Verdict::Gone(format!("its init process {} is dead", init.pid)),
+        };
+    }
+    let owner_note = match &user.owner {
+        Some(owner) if world.alive(owner) == Some(true) => return Verdict::Alive,
+        Some(owner) => format!("process {} that took the volume is dead", owner.pid),
+        // Nothing tells whether its container is still on its way: keep it.
+        None => return Verdict::Alive,
+    };
+    let Some(record) = (world.record)(&user.container) else {
+        return Verdict::Gone(format!(
+            "its container was never created ({owner_note}, and there is no container record)"
+        ));
+    };
+    let Some(probe) = world.probe else {
+        return Verdict::Alive;
+    };
+    match probe.state(&record.id, record.runtime_root.as_deref()) {
+        RuntimeView::Absent => Verdict::Gone(format!(
+            "the runtime does not know container {} ({owner_note})",
+            record.id
+        )),
+        RuntimeView::Stopped => Verdict::Gone(format!("container {} has stopped", record.id)),
+        RuntimeView::Alive { .. } | RuntimeView::Unreadable => Verdict::Alive,
+    }
+}
+
+/// One change gc makes (or would make, with `--dry-run`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GcAction {
+    /// A user of a volume whose container is gone.
+    Release {
+        volume: String,
+        container: String,
+        reason: String,
+    },
+    /// An overlay mounted with no user left.
+    Unmount { volume: String },
+    /// An anonymous volume with no user left (its last user crashed before removing it).
+    RemoveAnonymous { volume: String },
+    /// Run state of a volume whose definition is gone.
+    RemoveRunState { volume: String, path: PathBuf },
+    /// The record of a container that no runtime, bundle or volume knows any more.
+    RemoveRecord { container: String, reason: String },
+}
+
+impl GcAction {
+    /// One line for the operator; `dry_run` says what would be done instead of what was.
+    pub fn line(&self, dry_run: bool) -> String {
+        let verb = |done: &str, would: &str| {
+            if dry_run {
+                format!("would {would}")
+            } else {
+                done.to_string()
+            }
+        };
+        match self {
+            GcAction::Release {
+                volume,
+                container,
+                reason,
+            } => format!(
+                "{} volume {volume} from container {container}: {reason}",
+                verb("released", "release")
+            ),
+            GcAction::Unmount { volume } => format!(
+                "{} the overlay of volume {volume}: it has no user",
+                verb("unmounted", "unmount")
+            ),
+            GcAction::RemoveAnonymous { volume } => format!(
+                "{} anonymous volume {volume}: it has no user",
+                verb("removed", "remove")
+            ),
+            GcAction::RemoveRunState { volume, path } => format!(
+                "{} {}: volume {volume} no longer exists",
+                verb("removed", "remove"),
+                path.display()
+            ),
+            GcAction::RemoveRecord { container, reason } => format!(
+                "{} the record of container {container}: {reason}",
+                verb("removed", "remove")
+            ),
+        }
+    }
+}
+
+impl Store {
+    /// Under the volume's lock: judges every user of `name` and, when `apply`, removes those
+    /// whose container is gone. Returns what was (or would be) released and the users left.
+    pub(super) fn reconcile_users_locked(
+        &self,
+        name: &str,
+        apply: bool,
+    ) -> Result<(Vec<GcAction>, Vec<String>)> {
+        let boot = boot_id();
+        let record = |key: &str| self.load_container(key).ok().flatten();
+        let world = World {
+            boot_id: &boot,
+            start_time: &crate::process::start_time,
+            record: &record,
+            probe: self.probe.as_deref(),
+        };
+        let mut released = Vec::new();
+        let mut left = Vec::new();
+        for key in self.users(name)? {
+            let path = self.users_dir(name).join(&key);
+            let Some(user) = UserRecord::load(&path, &key)? else {
+                continue;
+            };
+            match judge(&user, &world) {
+                Verdict::Alive => left.push(key),
+                Verdict::Gone(reason) => {
+                    if apply {
+                        match fs::remove_file(&path) {
+                            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                                return Err(e).ctx(|| format!("remove {}", path.display()));
+                            }
+                            _ => {}
+                        }
+                        log::info!("volume {name}: released user {key}: {reason}");
+                    }
+                    released.push(GcAction::Release {
+                        volume: name.to_string(),
+                        container: self.container_name(&key),
+                        reason,
+                    });
+                }
+            }
+        }
+        Ok((released, left))
+    }
+
+    /// Under the lock, before a user is added: drops the users that are gone and, if none is
+    /// left, restores "no user, no overlay" (a crash between mounting and recording the first
+    /// user, or between removing the last user and unmounting, breaks it): the overlay is
+    /// unmounted and a volatile volume's changes are discarded, as its last user would have done.
+    pub(super) fn reconcile_locked(&self, name: &str) -> Result<()> {
+        let (_, left) = self.reconcile_users_locked(name, true)?;
+        if left.is_empty() && self.is_mounted(name) {
+            match self.definition(name)? {
+                Some(def) => self.after_last_user(&def, false)?,
+                None => self
+                    .mounter
+                    .unmount(&self.overlay_target(name))
+                    .ctx(|| format!("volume {name}: unmount its overlay"))?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The runtime's view of a container; `None` when this store cannot ask the runtime.
+    pub fn probe_state(&self, id: &str, runtime_root: Option<&str>) -> Option<RuntimeView> {
+        self.probe.as_ref().map(|p| p.state(id, runtime_root))
+    }
+
+    /// The container ID behind a key, for people: from its record, else the key without its
+    /// hash.
+    pub(super) fn container_name(&self, key: &str) -> String {
+        if let Ok(Some(r)) = self.load_container(key) {
+            return r.id;
+        }
+        match key.rsplit_once('.') {
+            Some((id, hash)) if hash.len() == 16 => id.to_string(),
+            _ => key.to_string(),
+        }
+    }
+
+    /// Every volume that has a definition or run state.
+    pub(super) fn volume_names(&self) -> Result<BTreeSet<String>> {
+        let mut names = BTreeSet::new();
+        for dir in [self.root.join("volumes"), self.run_root.join("volumes")] {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).ctx(|| format!("read {}", dir.display())),
+            };
+            for entry in entries {
+                let entry = entry.ctx(|| format!("read {}", dir.display()))?;
+                if let Some(name) = entry.file_name().to_str()
+                    && crate::annotations::check_name(name).is_ok()
+                {
+                    names.insert(name.to_string());
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    /// `ocivol gc`: releases the users of containers that are gone, unmounts overlays without
+    /// users, removes anonymous volumes without users and the records of containers that
+    /// neither the runtime, nor a bundle, nor a volume knows any more. With `dry_run` it only
+    /// says what it would do. Volumes are visited one at a time, each under its lock.
+    pub fn gc(&self, dry_run: bool) -> Result<Vec<GcAction>> {
+        self.make_state_dirs()?;
+        let mut actions = Vec::new();
+        let mut held = BTreeSet::new();
+        for name in self.volume_names()? {
+            let _lock = VolumeLock::take(&self.lock_path(&name))?;
+            let (released, left) = self.reconcile_users_locked(&name, !dry_run)?;
+            actions.extend(released);
+            if !left.is_empty() {
+                held.extend(left);
+                continue;
+            }
+            let mounted = self.is_mounted(&name);
+            match self.definition(&name)? {
+                Some(def) => {
+                    if mounted {
+                        actions.push(GcAction::Unmount {
+                            volume: name.clone(),
+                        });
+                    }
+                    if def.anonymous {
+                        actions.push(GcAction::RemoveAnonymous {
+                            volume: name.clone(),
+                        });
+                    }
+                    if !dry_run && (mounted || def.anonymous) {
+                        self.after_last_user(&def, false)?;
+                    }
+                }
+                None => {
+                    let path = self.run_dir(&name);
+                    if path.exists() {
+                        actions.push(GcAction::RemoveRunState {
+                            volume: name.clone(),
+                            path: path.clone(),
+                        });
+                        if !dry_run {
+                            if mounted {
+                                self.mounter
+                                    .unmount(&self.overlay_target(&name))
+                                    .ctx(|| format!("volume {name}: unmount its overlay"))?;
+                            }
+                            fs::remove_dir_all(&path)
+                                .ctx(|| format!("remove {}", path.display()))?;
+                        }
+                    }
+                }
+            }
+        }
+        let Some(probe) = self.probe.as_deref() else {
+            return Ok(actions);
+        };
+        for record in self.containers()? {
+            let key = record.key();
+            if held.contains(&key)
+                || probe.state(&record.id, record.runtime_root.as_deref()) != RuntimeView::Absent
+                || probe.bundle_exists(&record.bundle)
+            {
+                continue;
+            }
+            actions.push(GcAction::RemoveRecord {
+                container: record.id.clone(),
+                reason: format!(
+                    "the runtime does not know it, its bundle {} is gone and it holds no volume",
+                    record.bundle.display()
+                ),
+            });
+            if !dry_run {
+                self.remove_container(&key)?;
+            }
+        }
+        Ok(actions)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    struct Probe(Mutex<HashMap<String, RuntimeView>>);
+    impl ContainerProbe for Probe {
+        fn state(&self, id: &str, _root: Option<&str>) -> RuntimeView {
+            self.0
+                .lock()
+                .unwrap()
+                .get(id)
+                .cloned()
+                .unwrap_or(RuntimeView::Absent)
+        }
+    }
+
+    fn record(id: &str) -> ContainerRecord {
+        ContainerRecord {
+            id: id.into(),
+            runtime_root: None,
+            bundle: "/b".into(),
+            scope: Default::default(),
+            volumes: vec!["v".into()],
+            mounts: vec![],
+            volumes_from: vec![],
+            boot_id: "boot".into(),
+        }
+    }
+
+    fn user(owner: Option<(i32, u64)>, init: Option<(i32, u64)>) -> UserRecord {
+        let p = |(pid, start)| ProcessId { pid, start };
+        UserRecord {
+            container: "c.0".into(),
+            boot_id: "boot".into(),
+            owner: owner.map(p),
+            init: init.map(p),
+        }
+    }
+
+    /// Processes 10 (started at 100) and 20 (started at 200) live.
+    fn procs(pid: i32) -> Option<u64> {
+        match pid {
+            10 => Some(100),
+            20 => Some(200),
+            _ => None,
+        }
+    }
+
+    fn verdict(u: &UserRecord, has_record: bool, view: Option<RuntimeView>) -> Verdict {
+        let probe = Probe(Mutex::new(HashMap::new()));
+        if let Some(v) = view.clone() {
+            probe.0.lock().unwrap().insert("c".into(), v);
+        }
+        let rec = move |_: &str| has_record.then(|| record("c"));
+        let world = World {
+            boot_id: "boot",
+            start_time: &procs,
+            record: &rec,
+            probe: view.is_some().then_some(&probe as &dyn ContainerProbe),
+        };
+        judge(u, &world)
+    }
+
+    fn gone(v: Verdict) -> String {
+        match v {
+            Verdict::Gone(r) => r,
+            Verdict::Alive => panic!("expected gone"),
+        }
+    }
+
+    #[test]
+    fn a_record_of_another_boot_is_gone_whatever_its_pids_say() {
+        let mut u = user(Some((10, 100)), Some((20, 200)));
+        u.boot_id = "earlier".into();
+        assert!(gone(verdict(&u, true, Some(RuntimeView::Absent))).contains("earlier boot"));
+    }
+
+    #[test]
+    fn a_known_init_decides_by_pid_and_start_time() {
+        let live = user(None, Some((20, 200)));
+        assert_eq!(
+            verdict(&live, true, Some(RuntimeView::Absent)),
+            Verdict::Alive
+        );
+        let reused = user(None, Some((20, 199)));
+        assert!(gone(verdict(&reused, true, None)).contains("now belongs to another process"));
+        let dead = user(Some((10, 100)), Some((30, 300)));
+        assert_eq!(
+            gone(verdict(
+                &dead,
+                true,
+                Some(RuntimeView::Alive {
+                    status: "running".into(),
+                    pid: Some(30)
+                })
+            )),
+            "its init process 30 is dead"
+        );
+    }
+
+    #[test]
+    fn a_create_in_progress_is_kept_while_its_owner_lives() {
+        let u = user(Some((10, 100)), None);
+        assert_eq!(
+            verdict(&u, false, Some(RuntimeView::Absent)),
+            Verdict::Alive
+        );
+    }
+
+    #[test]
+    fn a_dead_owner_without_init_defers_to_the_record_and_the_runtime() {
+        let u = user(Some((10, 99)), None);
+        assert!(gone(verdict(&u, false, None)).contains("never created"));
+        assert!(gone(verdict(&u, true, Some(RuntimeView::Absent))).contains("does not know"));
+        assert!(gone(verdict(&u, true, Some(RuntimeView::Stopped))).contains("stopped"));
+        for kept in [
+            RuntimeView::Alive {
+                status: "created".into(),
+                pid: Some(20),
+            },
+            RuntimeView::Unreadable,
+        ] {
+            assert_eq!(verdict(&u, true, Some(kept)), Verdict::Alive);
+        }
+        assert_eq!(
+            verdict(&u, true, None),
+            Verdict::Alive,
+            "no runtime to ask: kept"
+        );
+    }
+
+    #[test]
+    fn an_untracked_user_is_kept_until_its_init_is_known_or_the_boot_changes() {
+        let u = user(None, None);
+        assert_eq!(
+            verdict(&u, false, Some(RuntimeView::Absent)),
+            Verdict::Alive
+        );
+        let mut old = u.clone();
+        old.boot_id = "earlier".into();
+        assert!(gone(verdict(&old, false, None)).contains("earlier boot"));
+        assert!(gone(verdict(&user(None, Some((30, 1))), false, None)).contains("is dead"));
+    }
+}

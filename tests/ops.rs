@@ -1,0 +1,664 @@
+//! The operator's commands end to end, with real runc and overlayfs, as root: every happy path
+//! and every refusal with its exact output.
+
+mod common;
+
+use std::fs;
+
+use common::{Env, ok, rows, table, text};
+use serde_json::json;
+
+const VOLUMES: &str = "io.ocivol.volumes";
+
+fn base(env: &Env) -> String {
+    env.base.display().to_string()
+}
+
+/// Runs an operator command that must succeed with nothing on stderr; returns its stdout.
+fn run(env: &Env, args: &[&str]) -> String {
+    let out = env.ocivol(args);
+    let stdout = ok(&out, &args.join(" "));
+    assert_eq!(text(&out.stderr), "", "{args:?}: nothing on stderr");
+    stdout
+}
+
+/// Runs an operator command that must fail with status 1; returns its stderr.
+fn refused(env: &Env, args: &[&str]) -> String {
+    let out = env.ocivol(args);
+    assert_eq!(out.status.code(), Some(1), "{args:?} must fail: {out:?}");
+    assert_eq!(text(&out.stdout), "", "{args:?}: nothing on stdout");
+    text(&out.stderr)
+}
+
+#[test]
+fn volume_create_ls_inspect_rm_with_exact_output() {
+    let Some(env) = Env::new("volume_create_ls_inspect_rm_with_exact_output") else {
+        return;
+    };
+    let b = base(&env);
+    assert_eq!(run(&env, &["volume", "create", "notes"]), "notes\n");
+    assert_eq!(
+        run(
+            &env,
+            &[
+                "volume", "create", "data", "--base", &b, "--label", "team=ml"
+            ]
+        ),
+        "data\n"
+    );
+    assert_eq!(
+        run(
+            &env,
+            &["volume", "create", "scratch", "--base", &b, "--volatile"]
+        ),
+        "scratch\n"
+    );
+    assert_eq!(
+        run(&env, &["volume", "create", "data", "--base", &b]),
+        "data\n",
+        "creating a volume that exists as the same kind changes nothing"
+    );
+    assert_eq!(
+        run(&env, &["volume", "ls"]),
+        table(&rows(&[
+            &["NAME", "KIND", "BASE", "USERS", "SIZE"],
+            &["data", "cow", &b, "0", "0B"],
+            &["notes", "plain", "-", "0", "0B"],
+            &["scratch", "volatile", &b, "0", "0B"],
+        ]))
+    );
+
+    // A container uses `data` and writes 6 bytes into it.
+    let bundle = env.bundle("a", &["sleep", "600"], &[(VOLUMES, "data:/data")]);
+    ok(&env.start("ocivol-ops1-a", &bundle), "start");
+    ok(
+        &env.exec("ocivol-ops1-a", "echo hello > /data/h.txt"),
+        "write",
+    );
+    assert_eq!(
+        run(&env, &["volume", "ls", "--filter", "in-use=true"]),
+        table(&rows(&[
+            &["NAME", "KIND", "BASE", "USERS", "SIZE"],
+            &["data", "cow", &b, "1", "6B"],
+        ]))
+    );
+    assert_eq!(
+        run(&env, &["volume", "ls", "-q", "--filter", "in-use=false"]),
+        "notes\nscratch\n"
+    );
+    assert_eq!(
+        run(&env, &["volume", "ls", "-q", "--filter", "label=team=ml"]),
+        "data\n"
+    );
+    assert_eq!(
+        run(
+            &env,
+            &["volume", "ls", "-q", "--filter", "label=team=other"]
+        ),
+        ""
+    );
+    let listed: serde_json::Value =
+        serde_json::from_str(&run(&env, &["volume", "ls", "--format", "json"])).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 3);
+    assert_eq!(listed[0]["name"], "data");
+    assert_eq!(listed[0]["size"], 6);
+
+    let inspected: serde_json::Value =
+        serde_json::from_str(&run(&env, &["volume", "inspect", "data"])).unwrap();
+    let v = &inspected[0];
+    let init = env.init_pid("ocivol-ops1-a");
+    assert!(v["created"].as_u64().unwrap() > 0);
+    let mut v = v.clone();
+    v.as_object_mut().unwrap().remove("created");
+    assert_eq!(
+        v,
+        json!({
+            "name": "data",
+            "kind": "cow",
+            "anonymous": false,
+            "base": b,
+            "labels": {"team": "ml"},
+            "mounted": true,
+            "size": 6,
+            "users": [{"container": "ocivol-ops1-a", "key": env.key("ocivol-ops1-a"), "init_pid": init}],
+            "paths": {
+                "merged": env.run_root.join("volumes/data/merged"),
+                "upper": env.root.join("volumes/data/upper"),
+                "work": env.root.join("volumes/data/work"),
+            },
+        })
+    );
+    let missing = env.ocivol(&["volume", "inspect", "data", "nope"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(
+        text(&missing.stderr),
+        "ocivol: volume nope does not exist\n"
+    );
+
+    assert_eq!(run(&env, &["volume", "rm", "notes"]), "notes\n");
+    assert_eq!(
+        refused(&env, &["volume", "rm", "notes"]),
+        "ocivol: volume notes does not exist\n"
+    );
+    assert_eq!(run(&env, &["volume", "rm", "--force", "notes"]), "");
+    assert!(!env.root.join("volumes/notes").exists());
+
+    ok(&env.delete("ocivol-ops1-a"), "delete");
+    assert_eq!(env.users("data"), 0);
+    assert_eq!(env.overlays("data"), 0);
+}
+
+#[test]
+fn volume_rm_of_a_volume_in_use_is_refused_and_names_its_users() {
+    let Some(env) = Env::new("volume_rm_of_a_volume_in_use_is_refused_and_names_its_users") else {
+        return;
+    };
+    let ann = format!("data:/data:base={}", base(&env));
+    for id in ["ocivol-ops2-a", "ocivol-ops2-b"] {
+        let bundle = env.bundle(id, &["sleep", "600"], &[(VOLUMES, &ann)]);
+        ok(&env.start(id, &bundle), "start");
+    }
+    assert_eq!(
+        refused(&env, &["volume", "rm", "data"]),
+        "ocivol: volume data is in use by 2 containers: ocivol-ops2-a, ocivol-ops2-b; \
+         delete its containers first, or use --force to remove it anyway\n"
+    );
+    assert_eq!(env.users("data"), 2, "nothing changed");
+    assert_eq!(env.overlays("data"), 1);
+    ok(&env.delete("ocivol-ops2-b"), "delete b");
+    assert_eq!(
+        refused(&env, &["volume", "rm", "data"]),
+        "ocivol: volume data is in use by 1 container: ocivol-ops2-a; \
+         delete its containers first, or use --force to remove it anyway\n"
+    );
+
+    assert_eq!(run(&env, &["volume", "rm", "--force", "data"]), "data\n");
+    assert_eq!(
+        env.overlays("data"),
+        0,
+        "its overlay is unmounted on the host"
+    );
+    assert!(!env.root.join("volumes/data").exists());
+    assert!(!env.run_root.join("volumes/data").exists());
+    // The container's delete finds nothing left to release.
+    ok(&env.delete("ocivol-ops2-a"), "delete a");
+    assert!(env.mounts_here().is_empty(), "{:?}", env.mounts_here());
+}
+
+#[test]
+fn volume_create_checks_the_policy_like_an_annotation() {
+    let Some(env) = Env::new("volume_create_checks_the_policy_like_an_annotation") else {
+        return;
+    };
+    let outside = env.dir.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    let o = outside.display().to_string();
+    assert_eq!(
+        refused(&env, &["volume", "create", "bad", "--base", &o]),
+        format!(
+            "ocivol: volume bad: base {o} is not under the policy's allowed_bases [{}]; \
+             an admin must allow it in the ocivol config\n",
+            base(&env)
+        )
+    );
+    assert_eq!(
+        refused(&env, &["volume", "create", "../etc"]),
+        "ocivol: invalid volume name \"../etc\": a name starts with a letter or digit and has \
+         only letters, digits, '_', '.' and '-'\n"
+    );
+    assert_eq!(
+        refused(&env, &["volume", "create", "c", "--base", "relative"]),
+        "ocivol: volume c: base \"relative\" is not an absolute path; it must start with '/'\n"
+    );
+    // ocivol's own state is never a base, even under an allowed directory.
+    fs::create_dir_all(&env.root).unwrap();
+    env.write_policy(json!({ "allowed_bases": [env.dir.path()] }));
+    let state = env.root.display().to_string();
+    assert_eq!(
+        refused(&env, &["volume", "create", "c", "--base", &state]),
+        format!("ocivol: volume c: base {state} overlaps ocivol's state directory {state}\n")
+    );
+    env.write_policy(json!({ "allowed_bases": [env.base] }));
+    // A volume that exists as another kind.
+    run(&env, &["volume", "create", "plain"]);
+    assert_eq!(
+        refused(&env, &["volume", "create", "plain", "--base", &base(&env)]),
+        format!(
+            "ocivol: volume plain: it exists as a plain volume, so it cannot be copy-on-write \
+             over {}; use another name or drop base=\n",
+            base(&env)
+        )
+    );
+    let volatile_alone = env.ocivol(&["volume", "create", "v", "--volatile"]);
+    assert_eq!(volatile_alone.status.code(), Some(2), "clap refuses it");
+    assert!(text(&volatile_alone.stderr).contains("--base <DIR>"));
+    assert_eq!(
+        run(&env, &["volume", "ls", "-q"]),
+        "plain\n",
+        "nothing else made"
+    );
+}
+
+#[test]
+fn volume_reset_of_a_volume_in_use_is_refused() {
+    let Some(env) = Env::new("volume_reset_of_a_volume_in_use_is_refused") else {
+        return;
+    };
+    let ann = format!("data:/data:base={}", base(&env));
+    let bundle = env.bundle("a", &["sleep", "600"], &[(VOLUMES, &ann)]);
+    ok(&env.start("ocivol-ops4-a", &bundle), "start");
+    ok(&env.exec("ocivol-ops4-a", "echo x > /data/x"), "write");
+    assert_eq!(
+        refused(&env, &["volume", "reset", "data"]),
+        "ocivol: volume data is in use by 1 container: ocivol-ops4-a; \
+         reset discards the changes only of a volume no container uses\n"
+    );
+    assert!(
+        env.root.join("volumes/data/upper/x").exists(),
+        "nothing discarded"
+    );
+    run(&env, &["volume", "create", "notes"]);
+    assert_eq!(
+        refused(&env, &["volume", "reset", "notes"]),
+        "ocivol: volume notes: it is a plain volume; only a copy-on-write volume has changes \
+         to discard\n"
+    );
+    assert_eq!(
+        refused(&env, &["volume", "diff", "notes"]),
+        "ocivol: volume notes: it is a plain volume; only a copy-on-write volume has changes \
+         against a base\n"
+    );
+    assert_eq!(
+        refused(&env, &["volume", "reset", "nope"]),
+        "ocivol: volume nope does not exist\n"
+    );
+    ok(&env.delete("ocivol-ops4-a"), "delete");
+    assert_eq!(run(&env, &["volume", "reset", "data"]), "data\n");
+    assert!(!env.root.join("volumes/data/upper/x").exists());
+}
+
+#[test]
+fn volume_diff_lists_exactly_the_changes_and_reset_restores_the_base() {
+    let Some(env) = Env::new("volume_diff_lists_exactly_the_changes_and_reset_restores_the_base")
+    else {
+        return;
+    };
+    // The base: file.txt, sub/deep.txt (from Env), plus a directory to replace and one to delete.
+    fs::create_dir_all(env.base.join("keep")).unwrap();
+    fs::write(env.base.join("keep/one.txt"), "one\n").unwrap();
+    fs::write(env.base.join("keep/two.txt"), "two\n").unwrap();
+    fs::create_dir_all(env.base.join("gone/deeper")).unwrap();
+    fs::write(env.base.join("gone/deeper/x.txt"), "x\n").unwrap();
+    let before = common::tree_snapshot(&env.base);
+
+    let ann = format!("data:/data:base={}", base(&env));
+    let script = "set -e
+        echo new > /data/new.txt
+        echo changed > /data/file.txt
+        rm /data/sub/deep.txt
+        echo added > /data/sub/added.txt
+        rm -r /data/keep
+        mkdir /data/keep
+        echo two-again > /data/keep/two.txt
+        echo three > /data/keep/three.txt
+        rm -r /data/gone";
+    let w = env.bundle("w", &["sh", "-c", script], &[(VOLUMES, &ann)]);
+    ok(
+        &env.runtime(&["run", "--bundle", w.to_str().unwrap(), "ocivol-ops5-w"]),
+        "run the writer",
+    );
+    assert_eq!(
+        run(&env, &["volume", "diff", "data"]),
+        "C /file.txt\n\
+         D /gone\n\
+         C /keep\n\
+         D /keep/one.txt\n\
+         A /keep/three.txt\n\
+         C /keep/two.txt\n\
+         A /new.txt\n\
+         C /sub\n\
+         A /sub/added.txt\n\
+         D /sub/deep.txt\n"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&env, &["volume", "diff", "--format", "json", "data"])).unwrap();
+    assert_eq!(json[0], json!({"kind": "Changed", "path": "/file.txt"}));
+
+    // A container sees the changes; after reset the next one sees the base only.
+    let list = "cd /data && ls -R . && cat file.txt";
+    let r = env.bundle("r", &["sh", "-c", list], &[(VOLUMES, &ann)]);
+    let seen = ok(
+        &env.runtime(&["run", "--bundle", r.to_str().unwrap(), "ocivol-ops5-r1"]),
+        "run a reader",
+    );
+    assert!(
+        seen.contains("three.txt") && seen.ends_with("changed\n"),
+        "{seen}"
+    );
+    assert_eq!(run(&env, &["volume", "reset", "data"]), "data\n");
+    assert_eq!(run(&env, &["volume", "diff", "data"]), "");
+    let seen = ok(
+        &env.runtime(&["run", "--bundle", r.to_str().unwrap(), "ocivol-ops5-r2"]),
+        "run a reader after reset",
+    );
+    assert_eq!(
+        seen,
+        ".:\nfile.txt\ngone\nkeep\nsub\n\n./gone:\ndeeper\n\n./gone/deeper:\nx.txt\n\n\
+         ./keep:\none.txt\ntwo.txt\n\n./sub:\ndeep.txt\nfrom the base\n"
+    );
+    assert_eq!(
+        common::tree_snapshot(&env.base),
+        before,
+        "the base never changed"
+    );
+}
+
+#[test]
+fn volume_prune_removes_unused_volumes_and_reports_the_space() {
+    let Some(env) = Env::new("volume_prune_removes_unused_volumes_and_reports_the_space") else {
+        return;
+    };
+    // An anonymous volume left without users: its container's delete was killed between
+    // removing the user and removing the volume.
+    let bundle = env.bundle("a", &["sleep", "600"], &[(VOLUMES, "/scratch;kept:/kept")]);
+    ok(&env.start("ocivol-ops6-a", &bundle), "start a");
+    ok(
+        &env.exec(
+            "ocivol-ops6-a",
+            "echo hello > /scratch/h; echo 1234567 > /kept/k",
+        ),
+        "write",
+    );
+    let anon = fs::read_dir(env.root.join("volumes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|n| n.len() == 32)
+        .unwrap();
+    let out = env
+        .runtime_cmd(&["delete", "--force", "ocivol-ops6-a"])
+        .env("OCIVOL_TEST_CRASH", "after-user-removed")
+        .output()
+        .unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(9),
+        "the delete was killed: {out:?}"
+    );
+    assert_eq!(env.users(&anon), 0);
+    assert!(env.root.join("volumes").join(&anon).exists(), "left behind");
+    // A named volume in use is never pruned.
+    let b = env.bundle("b", &["sleep", "600"], &[(VOLUMES, "busy:/busy")]);
+    ok(&env.start("ocivol-ops6-b", &b), "start b");
+
+    assert_eq!(
+        run(&env, &["volume", "prune"]),
+        format!("Deleted Volumes:\n{anon}\n\nTotal reclaimed space: 6B\n")
+    );
+    assert_eq!(
+        run(&env, &["volume", "prune"]),
+        "Total reclaimed space: 0B\n"
+    );
+    assert_eq!(
+        run(&env, &["volume", "prune", "--all"]),
+        "Deleted Volumes:\nkept\n\nTotal reclaimed space: 8B\n"
+    );
+    assert_eq!(run(&env, &["volume", "ls", "-q"]), "busy\n");
+    ok(&env.delete("ocivol-ops6-b"), "delete b");
+}
+
+#[test]
+fn ps_lists_containers_with_scope_status_and_volumes() {
+    let Some(env) = Env::new("ps_lists_containers_with_scope_status_and_volumes") else {
+        return;
+    };
+    let ann = format!("data:/data:base={};/anon", base(&env));
+    let a = env.bundle("a", &["sleep", "600"], &[(VOLUMES, &ann)]);
+    ok(&env.start("ocivol-ops7-a", &a), "start a");
+    let b = env.bundle("b", &["sleep", "600"], &[(VOLUMES, "notes:/notes")]);
+    ok(&env.create("ocivol-ops7-b", &b), "create b");
+    let c = env.bundle("c", &["true"], &[(VOLUMES, "notes:/notes")]);
+    ok(
+        &env.runtime(&["run", "--bundle", c.to_str().unwrap(), "ocivol-ops7-c"]),
+        "run c",
+    );
+    let d = env.bundle("d", &["sleep", "600"], &[(VOLUMES, "notes:/notes")]);
+    ok(&env.start("ocivol-ops7-d", &d), "start d");
+    let d_init = env.init_pid("ocivol-ops7-d");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(d_init),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_until("d stops", || {
+        env.runc_state("ocivol-ops7-d").unwrap()["status"] == "stopped"
+    });
+
+    let anon = env.store().containers().unwrap();
+    let anon = anon
+        .iter()
+        .find(|r| r.id == "ocivol-ops7-a")
+        .unwrap()
+        .volumes
+        .iter()
+        .find(|v| v.len() == 32)
+        .unwrap()
+        .clone();
+    let scope = format!("root:{}", env.runc_root.display());
+    let a_vols = format!("data,{anon}");
+    assert_eq!(
+        run(&env, &["ps"]),
+        table(&rows(&[
+            &["CONTAINER ID", "SCOPE", "STATUS", "VOLUMES"],
+            &["ocivol-ops7-a", &scope, "running", &a_vols],
+            &["ocivol-ops7-b", &scope, "created", "notes"],
+            &["ocivol-ops7-c", &scope, "gone", "notes"],
+            &["ocivol-ops7-d", &scope, "stopped", "notes"],
+        ]))
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&env, &["ps", "--format", "json"])).unwrap();
+    assert_eq!(json[0]["id"], "ocivol-ops7-a");
+    assert_eq!(json[0]["status"], "running");
+    assert_eq!(json[0]["pid"], env.init_pid("ocivol-ops7-a"));
+    assert_eq!(json[0]["scope"]["namespace"], scope);
+    assert_eq!(json[0]["mounts"][0]["destination"], "/data");
+    assert_eq!(json[0]["mounts"][1]["destination"], "/anon");
+    assert_eq!(json[2]["status"], "gone");
+    assert!(json[2].get("pid").is_none());
+    for id in ["ocivol-ops7-a", "ocivol-ops7-b", "ocivol-ops7-d"] {
+        ok(&env.delete(id), "delete");
+    }
+    assert_eq!(env.users("notes"), 0);
+}
+
+#[test]
+fn doctor_reports_each_check_on_this_machine() {
+    let Some(env) = Env::new("doctor_reports_each_check_on_this_machine") else {
+        return;
+    };
+    let hooks = env.dir.path().join("hooks.d");
+    fs::create_dir(&hooks).unwrap();
+    let h = hooks.display().to_string();
+    let out = env.ocivol(&["doctor", "--hooks-dir", &h]);
+    assert_eq!(out.status.code(), Some(0), "no fail: {out:?}");
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 7, "{stdout}");
+    assert_eq!(
+        lines[0],
+        format!("ok   config: {} loaded", env.config.display())
+    );
+    assert_eq!(
+        lines[1],
+        "ok   overlayfs: the kernel has it (/proc/filesystems)"
+    );
+    for (line, what, dir) in [
+        (lines[2], "state root", &env.root),
+        (lines[3], "run root", &env.run_root),
+    ] {
+        assert!(
+            line.starts_with(&format!("ok   {what}: {} on ", dir.display()))
+                && line.ends_with(", flock works"),
+            "{line}"
+        );
+    }
+    assert_eq!(
+        lines[4],
+        format!(
+            "ok   overlay mount: a test overlay (lowerdir, upperdir, workdir, nosuid, nodev; and \
+             volatile) mounts in {}",
+            env.root.display()
+        )
+    );
+    let version = text(
+        &std::process::Command::new(common::RUNC)
+            .arg("--version")
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    if version.starts_with("runc version 1.1.") {
+        let v = version
+            .lines()
+            .next()
+            .unwrap()
+            .trim_start_matches("runc version ");
+        assert_eq!(
+            lines[5],
+            format!(
+                "warn runtime: /usr/sbin/runc is runc {v}, older than the releases that fix \
+                 CVE-2025-31133, CVE-2025-52565 and CVE-2025-52881 (1.2.8, 1.3.3, 1.4.0-rc.3); \
+                 upgrade runc, unless your distribution backported the fixes"
+            )
+        );
+    } else {
+        assert!(
+            lines[5].contains("runtime: /usr/sbin/runc is runc "),
+            "{}",
+            lines[5]
+        );
+    }
+    assert_eq!(
+        lines[6],
+        format!(
+            "warn hooks: no ocivol*.json in {h}; podman and CRI-O need them to run ocivol as a \
+             hook (copy hooks.d/ocivol*.json of the ocivol sources there); not needed when \
+             ocivol is the runtime"
+        )
+    );
+    // With the hooks installed the check passes; nothing of the trial mount is left.
+    fs::write(hooks.join("ocivol.json"), "{}").unwrap();
+    let out = env.ocivol(&["doctor", "--hooks-dir", &h]);
+    assert_eq!(
+        text(&out.stdout).lines().last().unwrap(),
+        format!("ok   hooks: {h}/ocivol.json")
+    );
+    assert!(env.mounts_here().is_empty());
+    let left: Vec<_> = fs::read_dir(&env.root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn doctor_fails_with_a_fix_on_a_state_root_on_overlayfs_and_a_missing_runtime() {
+    let Some(env) =
+        Env::new("doctor_fails_with_a_fix_on_a_state_root_on_overlayfs_and_a_missing_runtime")
+    else {
+        return;
+    };
+    let o = env.dir.path().join("ovl");
+    let [lower, upper, work, merged] = ["lower", "upper", "work", "merged"].map(|d| o.join(d));
+    for d in [&lower, &upper, &work, &merged] {
+        fs::create_dir_all(d).unwrap();
+    }
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.display(),
+        upper.display(),
+        work.display()
+    );
+    nix::mount::mount(
+        Some("ocivol-test"),
+        &merged,
+        Some("overlay"),
+        nix::mount::MsFlags::empty(),
+        Some(opts.as_str()),
+    )
+    .unwrap();
+    fs::write(
+        &env.config,
+        json!({"runtime": "/nonexistent/runc"}).to_string(),
+    )
+    .unwrap();
+    let root = merged.join("state");
+    let out = std::process::Command::new(common::OCIVOL)
+        .arg("--config")
+        .arg(&env.config)
+        .arg("--root")
+        .arg(&root)
+        .arg("--run-root")
+        .arg(&env.run_root)
+        .args(["doctor", "--hooks-dir", "/nonexistent"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[2],
+        format!(
+            "fail state root: {} is on overlayfs, which cannot hold the upper and work \
+             directories of ocivol's overlays; move it to ext4, xfs or btrfs with --root or \
+             OCIVOL_ROOT",
+            root.display()
+        )
+    );
+    assert_eq!(
+        lines[4],
+        "fail overlay mount: not tried: fix the state root first (above)"
+    );
+    assert_eq!(
+        lines[5],
+        "fail runtime: the real runtime \"/nonexistent/runc\" was not found; install it or set \
+         \"runtime\" in the ocivol config"
+    );
+    nix::mount::umount2(&merged, nix::mount::MntFlags::MNT_DETACH).unwrap();
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    for cmd in [
+        &["volume"][..],
+        &["volume", "create"],
+        &["volume", "ls"],
+        &["volume", "inspect"],
+        &["volume", "rm"],
+        &["volume", "prune"],
+        &["volume", "diff"],
+        &["volume", "reset"],
+        &["ps"],
+        &["gc"],
+        &["doctor"],
+    ] {
+        let out = std::process::Command::new(common::OCIVOL)
+            .args(cmd)
+            .arg("--help")
+            .output()
+            .unwrap();
+        let help = ok(&out, &format!("{cmd:?} --help"));
+        assert!(
+            help.contains("Example") && help.contains(&format!("ocivol {}", cmd.join(" "))),
+            "{cmd:?}: {help}"
+        );
+    }
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -115,6 +115,7 @@ fn main() {
         .file_name()
         .is_some_and(|n| n == "ocivol-runtime")
     {
+        init_logger();
         let code = ocivol::runtime::main(argv.collect(), || {
             Ok(Context::from_parts(None, None, None)?)
         });

@@ -243,6 +243,34 @@ fn make_deb_builds_a_package_that_installs_a_working_ocivol_and_removes_cleanly(
         "ocivol --version",
     );
     assert!(version.starts_with("ocivol "), "{version}");
+    // doctor checks the host's default state directories by using them (flock, a trial overlay):
+    // remove them afterwards if they were not there before.
+    let state_dirs = ["/var/lib/ocivol", "/run/ocivol"];
+    let existed: Vec<bool> = state_dirs.iter().map(|d| Path::new(d).exists()).collect();
+    let doctor = Command::new("/usr/bin/ocivol")
+        .arg("doctor")
+        .output()
+        .unwrap();
+    for (d, was) in state_dirs.iter().zip(existed) {
+        if !was {
+            let _ = fs::remove_dir_all(d);
+        }
+    }
+    let report = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        report.lines().count() >= 5,
+        "doctor reports each check: {report}"
+    );
+    assert!(
+        report
+            .lines()
+            .any(|l| l.contains("runtime: /usr/sbin/runc")),
+        "{report}"
+    );
+    assert!(
+        doctor.status.success() != report.lines().any(|l| l.starts_with("fail")),
+        "doctor's exit status matches its report: {report}"
+    );
     // The installed runc name reaches the real runtime through the installed config.
     let runc = ok(
         &Command::new("/usr/bin/ocivol-runtime")

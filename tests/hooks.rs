@@ -422,25 +422,11 @@ impl<'a> Podman<'a> {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let d = self.env.dir.path().join("podman");
-        let mut c = Command::new("podman");
-        c.arg("--root")
-            .arg(d.join("storage"))
-            .arg("--runroot")
-            .arg(d.join("runroot"))
-            .arg("--tmpdir")
-            .arg(d.join("tmp"))
-            .args([
-                "--storage-driver",
-                "vfs",
-                "--cgroup-manager=cgroupfs",
-                "--events-backend=file",
-            ])
-            .args(["--runtime", RUNC])
+        let mut c = self.env.podman_cmd();
+        c.args(["--runtime", RUNC])
             .arg("--hooks-dir")
             .arg(&self.hooks)
-            .args(args)
-            .stdin(Stdio::null());
+            .args(args);
         c
     }
 

@@ -446,24 +446,9 @@ fn podman_with_the_containers_conf_drop_in_runs_a_volume() {
     )
     .unwrap();
 
-    let d = env.dir.path().join("podman");
     let podman = |args: &[&str]| {
-        let mut c = Command::new("podman");
-        c.env("CONTAINERS_CONF", &conf)
-            .arg("--root")
-            .arg(d.join("storage"))
-            .arg("--runroot")
-            .arg(d.join("runroot"))
-            .arg("--tmpdir")
-            .arg(d.join("tmp"))
-            .args([
-                "--storage-driver",
-                "vfs",
-                "--cgroup-manager=cgroupfs",
-                "--events-backend=file",
-            ])
-            .args(args)
-            .stdin(Stdio::null());
+        let mut c = env.podman_cmd();
+        c.env("CONTAINERS_CONF", &conf).args(args);
         c
     };
     struct Cleanup<F: Fn()>(F);

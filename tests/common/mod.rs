@@ -145,17 +145,29 @@ impl Env {
 
     /// `ocivol --config … --root … --run-root … runtime --root RUNC_ROOT ARGS…`
     pub fn runtime_cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(OCIVOL);
-        c.arg("--config")
-            .arg(&self.config)
-            .arg("--root")
-            .arg(&self.root)
-            .arg("--run-root")
-            .arg(&self.run_root)
-            .arg("runtime")
-            .arg("--root")
-            .arg(&self.runc_root)
-            .args(args)
+        let runc_root = self.runc_root.to_str().unwrap();
+        let mut c = self.ocivol_cmd(&["runtime", "--root", runc_root]);
+        c.args(args);
+        c
+    }
+
+    /// `podman` with the flags this machine needs (MACHINE.md) and its own storage, run root and
+    /// temp dir under the test's directory; the caller adds `--runtime`, hooks and the command.
+    pub fn podman_cmd(&self) -> Command {
+        let d = self.dir.path().join("podman");
+        let mut c = Command::new("podman");
+        c.arg("--root")
+            .arg(d.join("storage"))
+            .arg("--runroot")
+            .arg(d.join("runroot"))
+            .arg("--tmpdir")
+            .arg(d.join("tmp"))
+            .args([
+                "--storage-driver",
+                "vfs",
+                "--cgroup-manager=cgroupfs",
+                "--events-backend=file",
+            ])
             .stdin(Stdio::null());
         c
     }

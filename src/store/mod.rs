@@ -230,6 +230,12 @@ impl Store {
         ContainerRecord::load_all(&self.containers_dir())
     }
 
+    /// The keys of the records of containers with this ID (under any runtime root), from the
+    /// file names alone.
+    pub fn container_keys_of(&self, id: &str) -> Result<Vec<String>> {
+        ContainerRecord::keys_of_id(&self.containers_dir(), id)
+    }
+
     /// Stops counting `user` as a user of the volume; the last user unmounts the overlay, discards
     /// a volatile volume's changes and removes an anonymous volume. Releasing twice is harmless.
     pub fn release(&self, name: &str, user: &str) -> Result<()> {

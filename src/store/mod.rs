@@ -142,6 +142,21 @@ impl Store {
         Ok(users)
     }
 
+    /// Whether anyone uses the volume. Reads one entry of `users/`, not all of them: this is on
+    /// the path of every release.
+    fn has_users(&self, name: &str) -> Result<bool> {
+        let dir = self.users_dir(name);
+        match fs::read_dir(&dir) {
+            Ok(mut entries) => match entries.next() {
+                None => Ok(false),
+                Some(Ok(_)) => Ok(true),
+                Some(Err(e)) => Err(e).ctx(|| format!("read {}", dir.display())),
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e).ctx(|| format!("read {}", dir.display())),
+        }
+    }
+
     /// Whether the volume's overlay is mounted.
     pub fn is_mounted(&self, name: &str) -> bool {
         self.mounter.is_mounted(&self.overlay_target(name))
@@ -206,7 +221,7 @@ impl Store {
             None => Ok(self.data_dir(&def.name)),
         }
         .and_then(|source| self.add_user(&def.name, user).map(|()| source));
-        if source.is_err() && self.users(&def.name).map(|u| u.is_empty()).unwrap_or(false) {
+        if source.is_err() && self.has_users(&def.name).map(|u| !u).unwrap_or(false) {
             self.after_last_user(def, created)
                 .unwrap_or_else(|e2| log::warn!("cleanup of volume {} failed: {e2}", def.name));
         }
@@ -249,7 +264,7 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).ctx(|| format!("remove {}", record.display())),
         }
-        if !self.users(name)?.is_empty() {
+        if self.has_users(name)? {
             return Ok(());
         }
         match self.definition(name)? {

@@ -373,7 +373,8 @@ impl Store {
         make_dir(&dir)?;
         let path = dir.join(user);
         let record = serde_json::json!({ "container": user, "boot_id": boot_id() });
-        crate::util::write_atomic(&path, record.to_string().as_bytes())
+        // Under the run root: see write_atomic_unsynced.
+        crate::util::write_atomic_unsynced(&path, record.to_string().as_bytes())
             .ctx(|| format!("write {}", path.display()))
     }
 

@@ -142,18 +142,13 @@ impl Store {
         Ok(users)
     }
 
-    /// Whether anyone uses the volume. Reads one entry of `users/`, not all of them: this is on
-    /// the path of every release.
+    /// Whether anyone uses the volume. Looks for one entry of `users/`, not all of them: this is
+    /// on the path of every release.
     fn has_users(&self, name: &str) -> Result<bool> {
         let dir = self.users_dir(name);
-        match fs::read_dir(&dir) {
-            Ok(mut entries) => match entries.next() {
-                None => Ok(false),
-                Some(Ok(_)) => Ok(true),
-                Some(Err(e)) => Err(e).ctx(|| format!("read {}", dir.display())),
-            },
+        match crate::util::dir_has_entries(&dir) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e).ctx(|| format!("read {}", dir.display())),
+            other => other.ctx(|| format!("read {}", dir.display())),
         }
     }
 

@@ -45,7 +45,7 @@ fail() {
 # The temp directory and its cleanup
 # ---------------------------------------------------------------------------------------------
 
-T=$(mktemp -d /tmp/ocivol-bench.XXXXXX)
+T=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/ocivol-bench.XXXXXX")
 TAG=${T##*.}              # keeps container IDs (and so cgroup names) of parallel runs apart
 BG_PIDS=()                # background processes we started
 PODMAN_USED=0

@@ -157,7 +157,9 @@ bench_store() {
     section "2, 3. the store alone: first vs later user, users and records"
     local quick=() f=$OUT/raw/store_scale.json
     [ "$QUICK" = 1 ] && quick=(--quick)
-    (cd "$REPO" && cargo bench -q --bench store_scale -- --dir "$T/store-bench" --base "$BASE" \
+    local target=()
+    [ -n "${BENCH_CARGO_TARGET_DIR:-}" ] && target=(--target-dir "$BENCH_CARGO_TARGET_DIR")
+    (cd "$REPO" && cargo bench -q "${target[@]}" --bench store_scale -- --dir "$T/store-bench" --base "$BASE" \
         --out "$f" "${quick[@]}" >/dev/null) || fail "store_scale"
     rm -rf "$T/store-bench"
     if want 2; then
@@ -449,7 +451,7 @@ jq -s --arg started "$STARTED" --arg finished "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
     --arg cores "$(nproc)" --arg mem "$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)" \
     --arg os "$(. /etc/os-release && echo "$PRETTY_NAME")" --arg runc "$("$RUNC" --version | head -1)" \
     --arg podman "$(podman --version 2>/dev/null || echo none)" --arg hyperfine "$(hyperfine --version)" \
-    --arg fs "$(findmnt -no FSTYPE -T "$T")" --arg load "$LOAD" --arg quick "$QUICK" \
+    --arg fs "$(findmnt -no FSTYPE -T "$T")" --arg load "$LOAD" --arg quick "$QUICK" --arg workdir "$T" \
     --arg commit "$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     --argjson settings "$(jq -n --arg runs "$RUNS" --arg rounds "$ROUNDS" --arg mib "$BENCH_IO_MIB" \
         --arg files "$BENCH_SMALL_FILES" --arg par "$BENCH_PARALLEL" --arg prun "$BENCH_PODMAN_RUNS" \
@@ -459,7 +461,7 @@ jq -s --arg started "$STARTED" --arg finished "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
     '{machine: {os: $os, kernel: $kernel, cpu: $cpu, cores: ($cores | tonumber), memory: $mem,
                state_fs: $fs, runc: $runc, podman: $podman, hyperfine: $hyperfine,
                load_at_end: $load},
-      commit: $commit, started: $started, finished: $finished, quick: ($quick == "1"),
+      commit: $commit, workdir: $workdir, started: $started, finished: $finished, quick: ($quick == "1"),
       settings: $settings, rows: .}' "$OUT/rows.jsonl" >"$OUT/results.json"
 
 jq -r '

@@ -228,11 +228,10 @@ pub fn resolve(
             // of the pod, including the one it names. That one already has its own volumes.
             continue;
         }
-        let records = store.containers().map_err(|x| err(x.to_string()))?;
-        if let Some(rec) = find_record(&records, me, &e.source, policy).map_err(err)? {
-            check_chain(&records, me.key, rec).map_err(err)?;
+        if let Some(rec) = find_record(store, me, &e.source, policy).map_err(err)? {
+            check_chain(store, me.key, &rec).map_err(err)?;
             out.source_keys.push(rec.key());
-            out.mounts.push((e.mode, from_record(rec)));
+            out.mounts.push((e.mode, from_record(&rec)));
             continue;
         }
         let bundle = runtime
@@ -268,26 +267,65 @@ fn refusal(source: &str, theirs: &Scope, mine: &Scope) -> String {
     )
 }
 
+/// How the records of other containers are looked up. A container start must not read every
+/// record (a node keeps one per container it ever ran): the store reads one file for a key and
+/// only file names for an ID; all of them are read only for a container name in a pod.
+pub trait Records {
+    fn by_key(&self, key: &str) -> Result<Option<ContainerRecord>, String>;
+    /// A record of a container with this ID under any runtime root.
+    fn by_id(&self, id: &str) -> Result<Option<ContainerRecord>, String>;
+    fn all(&self) -> Result<Vec<ContainerRecord>, String>;
+}
+
+impl Records for Store {
+    fn by_key(&self, key: &str) -> Result<Option<ContainerRecord>, String> {
+        // As when every record was read: one that cannot be read is skipped with a warning.
+        Ok(self.load_container(key).unwrap_or_else(|e| {
+            log::warn!("skipping container record {key}: {e}");
+            None
+        }))
+    }
+    fn by_id(&self, id: &str) -> Result<Option<ContainerRecord>, String> {
+        let keys = self.container_keys_of(id).map_err(|e| e.to_string())?;
+        Ok(keys.iter().find_map(|k| self.by_key(k).ok().flatten()))
+    }
+    fn all(&self) -> Result<Vec<ContainerRecord>, String> {
+        self.containers().map_err(|e| e.to_string())
+    }
+}
+
+impl Records for Vec<ContainerRecord> {
+    fn by_key(&self, key: &str) -> Result<Option<ContainerRecord>, String> {
+        Ok(self.iter().find(|r| r.key() == key).cloned())
+    }
+    fn by_id(&self, id: &str) -> Result<Option<ContainerRecord>, String> {
+        Ok(self.iter().find(|r| r.id == id).cloned())
+    }
+    fn all(&self) -> Result<Vec<ContainerRecord>, String> {
+        Ok(self.clone())
+    }
+}
+
 /// A record of `source` this container may use: by ID under the same runtime root, else by
 /// container name in the same pod, else by ID anywhere (allowed only when the scope is `any`).
-fn find_record<'r>(
-    records: &'r [ContainerRecord],
+fn find_record(
+    records: &dyn Records,
     me: &Me,
     source: &str,
     policy: &Policy,
-) -> Result<Option<&'r ContainerRecord>, String> {
-    let same_root = container_key(source, me.runtime_root);
-    let candidate = records
-        .iter()
-        .find(|r| r.key() == same_root)
-        .or_else(|| {
-            let sandbox = me.scope.sandbox.as_deref()?;
-            records.iter().find(|r| {
-                r.scope.sandbox.as_deref() == Some(sandbox)
-                    && r.scope.container_name.as_deref() == Some(source)
-            })
-        })
-        .or_else(|| records.iter().find(|r| r.id == source));
+) -> Result<Option<ContainerRecord>, String> {
+    let mut candidate = records.by_key(&container_key(source, me.runtime_root))?;
+    if candidate.is_none()
+        && let Some(sandbox) = me.scope.sandbox.as_deref()
+    {
+        candidate = records.all()?.into_iter().find(|r| {
+            r.scope.sandbox.as_deref() == Some(sandbox)
+                && r.scope.container_name.as_deref() == Some(source)
+        });
+    }
+    if candidate.is_none() {
+        candidate = records.by_id(source)?;
+    }
     match candidate {
         Some(r)
             if policy.volumes_from_scope == VolumesFromScope::Namespace
@@ -300,12 +338,8 @@ fn find_record<'r>(
 }
 
 /// Follows the sources' own volumes-from back; reaching this container again is a cycle.
-fn check_chain(
-    records: &[ContainerRecord],
-    me: &str,
-    start: &ContainerRecord,
-) -> Result<(), String> {
-    let mut frontier = vec![(start, 1usize)];
+fn check_chain(records: &dyn Records, me: &str, start: &ContainerRecord) -> Result<(), String> {
+    let mut frontier = vec![(start.clone(), 1usize)];
     while let Some((rec, depth)) = frontier.pop() {
         if depth > MAX_CHAIN {
             return Err(format!(
@@ -319,7 +353,7 @@ fn check_chain(
                     rec.id
                 ));
             }
-            if let Some(next) = records.iter().find(|r| &r.key() == k) {
+            if let Some(next) = records.by_key(k)? {
                 frontier.push((next, depth + 1));
             }
         }
@@ -525,13 +559,13 @@ mod tests {
     #[test]
     fn cycles_and_deep_chains_are_refused() {
         // b gets from a, c from b: a asking for c's volumes would close a cycle.
-        let records = [record("a", &[]), record("b", &["a"]), record("c", &["b"])];
-        let e = check_chain(&records, &container_key("a", None), &records[2]).unwrap_err();
+        let records = Vec::from([record("a", &[]), record("b", &["a"]), record("c", &["b"])]);
+        let e = check_chain(&records.to_vec(), &container_key("a", None), &records[2]).unwrap_err();
         assert!(
             e.contains("cycle: b already gets volumes from this container"),
             "{e}"
         );
-        assert!(check_chain(&records, &container_key("d", None), &records[2]).is_ok());
+        assert!(check_chain(&records.to_vec(), &container_key("d", None), &records[2]).is_ok());
         // A chain of 20: deeper than MAX_CHAIN.
         let chain: Vec<_> = (0..20)
             .map(|i| {

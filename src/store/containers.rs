@@ -105,6 +105,32 @@ impl ContainerRecord {
         Ok(out)
     }
 
+    /// The keys of the records in `dir` of containers with this ID: `ID.HASH.json` with HASH the
+    /// 16 hex digits of [`container_key`]. Reads file names only.
+    pub fn keys_of_id(dir: &Path, id: &str) -> Result<Vec<String>> {
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).ctx(|| format!("read {}", dir.display())),
+        };
+        let mut keys = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(key) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            if let Some((of, hash)) = key.rsplit_once('.')
+                && of == id
+                && hash.len() == 16
+                && hash.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                keys.push(key.to_string());
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
     pub fn remove(dir: &Path, key: &str) -> Result<()> {
         let path = Self::path(dir, key);
         match fs::remove_file(&path) {
@@ -129,6 +155,35 @@ mod tests {
         assert_eq!(
             a,
             container_key("web", Some("/run/containerd/runc/default"))
+        );
+    }
+
+    #[test]
+    fn keys_of_an_id_come_from_file_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = container_key("web", Some("/r1"));
+        let b = container_key("web", None);
+        for name in [
+            format!("{a}.json"),
+            format!("{b}.json"),
+            format!("{}.json", container_key("web.1", None)),
+            format!("{}.json", container_key("we", None)),
+            "web.json".into(),
+            "web.nothex0123456789.json".into(),
+            format!(".ocivol-tmp-{a}.json"),
+        ] {
+            fs::write(dir.path().join(name), "{}").unwrap();
+        }
+        let mut want = vec![a, b];
+        want.sort();
+        assert_eq!(
+            ContainerRecord::keys_of_id(dir.path(), "web").unwrap(),
+            want
+        );
+        assert!(
+            ContainerRecord::keys_of_id(&dir.path().join("none"), "web")
+                .unwrap()
+                .is_empty()
         );
     }
 }

@@ -223,6 +223,16 @@ impl Store {
         Ok(users)
     }
 
+    /// Whether anyone uses the volume. Looks for one entry of `users/`, not all of them: this is
+    /// on the path of every release.
+    fn has_users(&self, name: &str) -> Result<bool> {
+        let dir = self.users_dir(name);
+        match crate::util::dir_has_entries(&dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            other => other.ctx(|| format!("read {}", dir.display())),
+        }
+    }
+
     /// Whether the volume's overlay is mounted.
     pub fn is_mounted(&self, name: &str) -> bool {
         self.mounter.is_mounted(&self.overlay_target(name))
@@ -299,7 +309,7 @@ impl Store {
             crate::crash::point("after-user-added");
             Ok(source)
         });
-        if source.is_err() && self.users(&def.name).map(|u| u.is_empty()).unwrap_or(false) {
+        if source.is_err() && self.has_users(&def.name).map(|u| !u).unwrap_or(false) {
             self.after_last_user(def, created)
                 .unwrap_or_else(|e2| log::warn!("cleanup of volume {} failed: {e2}", def.name));
         }
@@ -323,6 +333,12 @@ impl Store {
         ContainerRecord::load_all(&self.containers_dir())
     }
 
+    /// The keys of the records of containers with this ID (under any runtime root), from the
+    /// file names alone.
+    pub fn container_keys_of(&self, id: &str) -> Result<Vec<String>> {
+        ContainerRecord::keys_of_id(&self.containers_dir(), id)
+    }
+
     /// Stops counting `user` as a user of the volume; the last user unmounts the overlay, discards
     /// a volatile volume's changes and removes an anonymous volume. Releasing twice is harmless.
     pub fn release(&self, name: &str, user: &str) -> Result<()> {
@@ -338,7 +354,7 @@ impl Store {
         }
         crate::crash::point("after-user-removed");
         self.reconcile_users_locked(name, true)?;
-        if !self.users(name)?.is_empty() {
+        if self.has_users(name)? {
             return Ok(());
         }
         match self.definition(name)? {

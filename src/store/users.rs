@@ -48,6 +48,7 @@ impl UserRecord {
 
     pub fn save(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_vec(self).unwrap_or_default();
-        crate::util::write_atomic(path, &text).ctx(|| format!("write {}", path.display()))
+        // Under the run root: see write_atomic_unsynced.
+        crate::util::write_atomic_unsynced(path, &text).ctx(|| format!("write {}", path.display()))
     }
 }

@@ -1,0 +1,323 @@
+//! Library-level benchmarks of the volume store, run by `bench/run.sh` (rows 2 and 3 of
+//! docs/PERFORMANCE.md); not a cargo test harness.
+//!
+//! ```text
+//! cargo bench --bench store_scale -- --dir DIR --base BASE --out FILE [--quick]
+//! ```
+//!
+//! Everything lives under DIR (the caller's temp directory, whose trap unmounts what is left if
+//! this program is killed). Needs root: the overlays are real. Every figure is a median of
+//! interleaved samples, so that drift on a noisy machine hits every case alike.
+//!
+//! - first user (mounts the overlay) vs later user (no mount) vs non-last and last release
+//!   (unmount);
+//! - acquire + release of one more user with 1, 100, 1000 users present and 10,000 container
+//!   records in the state root;
+//! - preparing a container with `volumes-from` (the full library path: resolve, join, record,
+//!   release) with 10 vs 10,000 records present.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ocivol::config::{Config, Context, StatePaths};
+use ocivol::mounts::Linux;
+use ocivol::prepare::{Container, prepare};
+use ocivol::scope::Scope;
+use ocivol::store::{ContainerRecord, RecordedMount, Store, VolumeRequest, container_key};
+use ocivol::volumes_from::RuntimeState;
+use serde_json::json;
+
+struct Args {
+    dir: PathBuf,
+    base: PathBuf,
+    out: PathBuf,
+    quick: bool,
+}
+
+fn args() -> Args {
+    let mut dir = None;
+    let mut base = None;
+    let mut out = None;
+    let mut quick = std::env::var("BENCH_QUICK").is_ok_and(|v| v == "1");
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--dir" => dir = it.next().map(PathBuf::from),
+            "--base" => base = it.next().map(PathBuf::from),
+            "--out" => out = it.next().map(PathBuf::from),
+            "--quick" => quick = true,
+            // cargo bench passes --bench to every bench target.
+            "--bench" => {}
+            other => die(&format!("unknown argument {other:?}")),
+        }
+    }
+    let need =
+        |v: Option<PathBuf>, what: &str| v.unwrap_or_else(|| die(&format!("{what} is required")));
+    Args {
+        dir: need(dir, "--dir"),
+        base: need(base, "--base"),
+        out: need(out, "--out"),
+        quick,
+    }
+}
+
+fn die(msg: &str) -> ! {
+    eprintln!("store_scale: {msg}");
+    eprintln!("usage: store_scale --dir DIR --base BASE --out FILE [--quick]");
+    std::process::exit(2)
+}
+
+fn store_at(dir: &Path) -> (StatePaths, Store) {
+    let paths = StatePaths {
+        root: dir.join("root"),
+        run_root: dir.join("run"),
+    };
+    let store = Store::new(&paths, Box::new(Linux));
+    (paths, store)
+}
+
+fn cow(name: &str, base: &Path) -> VolumeRequest {
+    VolumeRequest {
+        name: Some(name.to_string()),
+        base: Some(base.to_path_buf()),
+        volatile: false,
+    }
+}
+
+/// Microseconds since `t`.
+fn us(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e6
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// `n` records of containers that once ran, as the runtime wrapper leaves them (written without
+/// the store's fsync: this is set-up, not what is measured).
+fn write_records(paths: &StatePaths, n: usize) {
+    let dir = paths.root.join("containers");
+    fs::create_dir_all(&dir).expect("create containers/");
+    for i in 0..n {
+        let rec = ContainerRecord {
+            id: format!("old-{i:05}"),
+            runtime_root: None,
+            bundle: PathBuf::from(format!("/run/containers/old-{i:05}")),
+            scope: Scope {
+                namespace: "root:default".into(),
+                ..Scope::default()
+            },
+            volumes: vec![format!("vol-{}", i % 50)],
+            mounts: vec![RecordedMount {
+                destination: PathBuf::from("/data"),
+                source: paths.root.join(format!("volumes/vol-{}/data", i % 50)),
+                options: vec!["rw".into()],
+                volume: Some(format!("vol-{}", i % 50)),
+            }],
+            volumes_from: Vec::new(),
+            boot_id: String::new(),
+        };
+        let path = dir.join(format!("{}.json", rec.key()));
+        fs::write(path, serde_json::to_vec_pretty(&rec).expect("serialize")).expect("write record");
+    }
+}
+
+/// Row 2: what the first user, a later user, a non-last and the last release cost.
+fn first_vs_later(dir: &Path, base: &Path, iters: usize) -> serde_json::Value {
+    let (_, store) = store_at(&dir.join("first-later"));
+    let req = cow("fl", base);
+    let (mut first, mut later, mut rel, mut last) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..iters {
+        let t = Instant::now();
+        store.acquire(&req, "a", true).expect("first acquire");
+        first.push(us(t));
+        let t = Instant::now();
+        store.acquire(&req, "b", true).expect("later acquire");
+        later.push(us(t));
+        let t = Instant::now();
+        store.release("fl", "b").expect("release b");
+        rel.push(us(t));
+        let t = Instant::now();
+        store.release("fl", "a").expect("last release");
+        last.push(us(t));
+    }
+    assert!(
+        !store.is_mounted("fl"),
+        "the overlay is gone after the last release"
+    );
+    let later_m = median(&mut later);
+    let (first_m, rel_m, last_m) = (median(&mut first), median(&mut rel), median(&mut last));
+    json!({
+        "iterations": iters,
+        "first_acquire_us": round2(first_m),
+        "later_acquire_us": round2(later_m),
+        "release_not_last_us": round2(rel_m),
+        "last_release_us": round2(last_m),
+        "first_over_later": round2(first_m / later_m),
+        "last_over_not_last": round2(last_m / rel_m),
+    })
+}
+
+/// Row 3: acquire + release of one more user of a volume with `users` users already, every case
+/// in the same state root with `records` container records, sampled in interleaved rounds.
+fn scale(
+    dir: &Path,
+    base: &Path,
+    users: &[usize],
+    records: usize,
+    iters: usize,
+) -> serde_json::Value {
+    let (paths, store) = store_at(&dir.join("scale"));
+    write_records(&paths, records);
+    for &n in users {
+        let req = cow(&format!("u{n}"), base);
+        for i in 0..n {
+            store
+                .acquire(&req, &format!("holder-{i}"), true)
+                .expect("holder");
+        }
+    }
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); users.len()];
+    for round in 0..iters {
+        for (k, &n) in users.iter().enumerate() {
+            let name = format!("u{n}");
+            let user = format!("probe-{round}");
+            let t = Instant::now();
+            store
+                .acquire(&cow(&name, base), &user, true)
+                .expect("acquire");
+            store.release(&name, &user).expect("release");
+            samples[k].push(us(t));
+        }
+    }
+    for &n in users {
+        let name = format!("u{n}");
+        for i in 0..n {
+            store
+                .release(&name, &format!("holder-{i}"))
+                .expect("release holder");
+        }
+        assert!(store.users(&name).expect("users").is_empty());
+        assert!(!store.is_mounted(&name));
+    }
+    let medians: Vec<f64> = samples.iter_mut().map(|s| median(s)).collect();
+    let rows: Vec<_> = users
+        .iter()
+        .zip(&medians)
+        .map(|(n, m)| json!({ "users": n, "median_us": round2(*m), "ratio_to_first": round2(m / medians[0]) }))
+        .collect();
+    json!({ "records": records, "iterations": iters, "cases": rows })
+}
+
+struct NoRuntime;
+impl RuntimeState for NoRuntime {
+    fn bundle_of(&self, _id: &str) -> Option<PathBuf> {
+        None
+    }
+}
+
+/// Row 3 (continued): `prepare` + release of a container with `volumes-from` of a source holding
+/// one copy-on-write volume, with few and with many records in the state root.
+fn volumes_from(dir: &Path, base: &Path, counts: &[usize], iters: usize) -> serde_json::Value {
+    let mut config = Config::default();
+    config.policy.allowed_bases = vec![base.to_path_buf()];
+    let setups: Vec<(Context, Store)> = counts
+        .iter()
+        .map(|&n| {
+            let (paths, store) = store_at(&dir.join(format!("vfrom-{n}")));
+            write_records(&paths, n);
+            let ctx = Context {
+                config: config.clone(),
+                paths,
+            };
+            let ann = BTreeMap::from([(
+                "io.ocivol.volumes".to_string(),
+                format!("src-vol:/data:base={}", base.display()),
+            )]);
+            let c = Container {
+                id: "src",
+                runtime_root: None,
+                bundle: Path::new("/nonexistent/bundles/src"),
+                annotations: &ann,
+            };
+            prepare(&ctx, &store, &c, &NoRuntime)
+                .expect("prepare the source")
+                .expect("the source has volumes");
+            (ctx, store)
+        })
+        .collect();
+    let ann = BTreeMap::from([("io.ocivol.volumes-from".to_string(), "src".to_string())]);
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); counts.len()];
+    for round in 0..iters {
+        for (k, (ctx, store)) in setups.iter().enumerate() {
+            let id = format!("reader-{round}");
+            let c = Container {
+                id: &id,
+                runtime_root: None,
+                bundle: Path::new("/nonexistent/bundles/reader"),
+                annotations: &ann,
+            };
+            let t = Instant::now();
+            let p = prepare(ctx, store, &c, &NoRuntime)
+                .expect("prepare")
+                .expect("volumes-from gives volumes");
+            let key = container_key(&id, None);
+            store.release_container(&key).expect("release");
+            samples[k].push(us(t));
+            assert_eq!(p.record.volumes, ["src-vol"]);
+            store.remove_container(&key).expect("remove record");
+        }
+    }
+    for (_, store) in &setups {
+        store
+            .release_container(&container_key("src", None))
+            .expect("release the source");
+        assert!(!store.is_mounted("src-vol"));
+    }
+    let medians: Vec<f64> = samples.iter_mut().map(|s| median(s)).collect();
+    let rows: Vec<_> = counts
+        .iter()
+        .zip(&medians)
+        .map(|(n, m)| json!({ "records": n, "median_us": round2(*m), "ratio_to_first": round2(m / medians[0]) }))
+        .collect();
+    json!({ "iterations": iters, "cases": rows })
+}
+
+fn main() {
+    let a = args();
+    if !nix::unistd::getuid().is_root() {
+        eprintln!("store_scale: skipped: requires root (it mounts overlays)");
+        std::process::exit(0);
+    }
+    fs::create_dir_all(&a.dir).expect("create --dir");
+    let (users, records, iters): (&[usize], usize, usize) = if a.quick {
+        (&[1, 10, 50], 100, 5)
+    } else {
+        (&[1, 100, 1000], 10_000, 200)
+    };
+    let vf_counts = [10, records];
+    let result = json!({
+        "quick": a.quick,
+        "first_vs_later": first_vs_later(&a.dir, &a.base, iters),
+        "scale": scale(&a.dir, &a.base, users, records, iters),
+        "volumes_from": volumes_from(&a.dir, &a.base, &vf_counts, iters / 2 + 1),
+    });
+    let text = serde_json::to_string_pretty(&result).expect("serialize");
+    fs::write(&a.out, format!("{text}\n")).expect("write --out");
+    println!("{text}");
+}

@@ -34,11 +34,21 @@ fn replace(path: &Path, data: &[u8], sync: bool) -> io::Result<()> {
     Ok(())
 }
 
-/// Whether directory `dir` holds any entry besides `.` and `..`, read with one small
-/// getdents64(2). std's `read_dir` asks the kernel for 32 KiB of entries at once, which makes
-/// even its first entry cost about 170 µs in a directory of 1,000 files (ext4); a 1 KiB buffer
-/// keeps it near constant: the kernel stops filling when the buffer is full.
+/// Whether directory `dir` holds any entry besides `.` and `..`.
 pub fn dir_has_entries(dir: &Path) -> io::Result<bool> {
+    Ok(!dir_first_entries(dir, 1)?.is_empty())
+}
+
+/// Up to `max` names of entries of `dir` (not `.` and `..`), in directory order, read with small
+/// getdents64(2) calls. std's `read_dir` asks the kernel for 32 KiB of entries at once, which
+/// makes even its first entry cost about 170 µs in a directory of 1,000 files (ext4); a 1 KiB
+/// buffer keeps it near constant: the kernel stops filling when the buffer is full.
+pub fn dir_first_entries(dir: &Path, max: usize) -> io::Result<Vec<std::ffi::OsString>> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut found = Vec::new();
+    if max == 0 {
+        return Ok(found);
+    }
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
@@ -61,7 +71,7 @@ pub fn dir_has_entries(dir: &Path) -> io::Result<bool> {
             return Err(io::Error::last_os_error());
         }
         if n == 0 {
-            return Ok(false);
+            return Ok(found);
         }
         // SAFETY: the first n bytes of buf were written by the kernel.
         let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
@@ -75,7 +85,10 @@ pub fn dir_has_entries(dir: &Path) -> io::Result<bool> {
             let name = &bytes[off + 19..(off + reclen).min(bytes.len())];
             let name = &name[..name.iter().position(|b| *b == 0).unwrap_or(name.len())];
             if name != b"." && name != b".." {
-                return Ok(true);
+                found.push(std::ffi::OsStr::from_bytes(name).to_os_string());
+                if found.len() == max {
+                    return Ok(found);
+                }
             }
             off += reclen;
         }
@@ -85,6 +98,20 @@ pub fn dir_has_entries(dir: &Path) -> io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dir_first_entries_stops_at_max_and_reads_all_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..300 {
+            std::fs::write(dir.path().join(format!("user-{i:04}")), "").unwrap();
+        }
+        assert_eq!(dir_first_entries(dir.path(), 8).unwrap().len(), 8);
+        let mut all = dir_first_entries(dir.path(), usize::MAX).unwrap();
+        all.sort();
+        assert_eq!(all.len(), 300, "several getdents64 calls");
+        assert_eq!(all[0], "user-0000");
+        assert!(dir_first_entries(dir.path(), 0).unwrap().is_empty());
+    }
 
     #[test]
     fn dir_has_entries_ignores_dot_and_dotdot() {

@@ -39,7 +39,7 @@ impl Store {
             .ok_or_else(|| StoreError::NoSuchVolume {
                 name: name.to_string(),
             })?;
-        let (_, left) = self.reconcile_users_locked(name, true)?;
+        let (_, left) = self.reconcile_users_locked(name, true, None)?;
         if !left.is_empty() && !force {
             return Err(self.in_use(
                 name,
@@ -63,7 +63,7 @@ impl Store {
                 continue;
             }
             let _lock = VolumeLock::take(&self.lock_path(&def.name))?;
-            let (_, left) = self.reconcile_users_locked(&def.name, true)?;
+            let (_, left) = self.reconcile_users_locked(&def.name, true, None)?;
             // Read again under the lock: it may have gone meanwhile.
             let Some(def) = self.definition(&def.name)? else {
                 continue;
@@ -96,7 +96,7 @@ impl Store {
                     .into(),
             });
         }
-        let (_, left) = self.reconcile_users_locked(name, true)?;
+        let (_, left) = self.reconcile_users_locked(name, true, None)?;
         if !left.is_empty() {
             return Err(self.in_use(
                 name,

@@ -353,7 +353,7 @@ impl Store {
             Err(e) => return Err(e).ctx(|| format!("remove {}", record.display())),
         }
         crate::crash::point("after-user-removed");
-        self.reconcile_users_locked(name, true)?;
+        self.reconcile_users_locked(name, true, Some(reconcile::HOT_PATH_JUDGED))?;
         if self.has_users(name)? {
             return Ok(());
         }

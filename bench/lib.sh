@@ -51,16 +51,8 @@ BG_PIDS=()                # background processes we started
 PODMAN_USED=0
 CLEANED=0
 
-# Mount points under $T (octal escapes decoded), deepest first.
-mounts_under_t() {
-    local _id _parent _dev _root mp _rest
-    while read -r _id _parent _dev _root mp _rest; do
-        mp=$(printf '%b' "${mp//\\/\\0}")
-        case "$mp" in
-        "$T" | "$T"/*) printf '%d %s\n' "$(tr -cd / <<<"$mp" | wc -c)" "$mp" ;;
-        esac
-    done </proc/self/mountinfo | sort -rn -k1,1 | cut -d' ' -f2-
-}
+# shellcheck source=../scripts/mounts.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../scripts/mounts.sh"
 
 # Containers runc still has under our --root.
 runc_list_t() {

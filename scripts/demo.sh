@@ -57,16 +57,8 @@ TAG=${T##*.}            # the random part, keeps cgroup names of parallel runs a
 CONTAINERS=()           # every container ID this script started
 CLEANED=0
 
-# Mount points under $T from /proc/self/mountinfo (octal escapes decoded), deepest first.
-mounts_under_t() {
-    local _id _parent _dev _root mp _rest
-    while read -r _id _parent _dev _root mp _rest; do
-        mp=$(printf '%b' "${mp//\\/\\0}")
-        case "$mp" in
-        "$T" | "$T"/*) printf '%d %s\n' "$(tr -cd / <<<"$mp" | wc -c)" "$mp" ;;
-        esac
-    done </proc/self/mountinfo | sort -rn -k1,1 | cut -d' ' -f2-
-}
+# shellcheck source=mounts.sh
+source "$SCRIPT_DIR/mounts.sh"
 
 cleanup() {
     local rc=$? id mp pass

@@ -1,0 +1,11 @@
+# Sourced by scripts/demo.sh and bench/lib.sh: the mount points under the caller's $T, read from
+# /proc/self/mountinfo (octal escapes decoded), deepest first, for their cleanup.
+mounts_under_t() {
+    local _id _parent _dev _root mp _rest
+    while read -r _id _parent _dev _root mp _rest; do
+        mp=$(printf '%b' "${mp//\\/\\0}")
+        case "$mp" in
+        "$T" | "$T"/*) printf '%d %s\n' "$(tr -cd / <<<"$mp" | wc -c)" "$mp" ;;
+        esac
+    done </proc/self/mountinfo | sort -rn -k1,1 | cut -d' ' -f2-
+}

@@ -61,7 +61,7 @@ runc_list_t() {
 }
 
 cleanup() {
-    local rc=$? id pid mp pass
+    local rc=$? id pid
     [ "$CLEANED" = 1 ] && return 0
     CLEANED=1
     set +e
@@ -79,13 +79,7 @@ cleanup() {
                 "$RUNC" --root "$T/runc" delete --force "$id" >/dev/null 2>&1
         done
     done
-    for pass in 1 2 3 4 5; do
-        mp=$(mounts_under_t)
-        [ -z "$mp" ] && break
-        while IFS= read -r mp; do
-            [ -n "$mp" ] && umount -l "$mp" 2>/dev/null
-        done <<<"$mp"
-    done
+    unmount_all_under_t
     if [ -n "$(mounts_under_t)" ] || [ -n "$(runc_list_t)" ]; then
         say "cleanup: mounts or containers left under $T, not removing it:"
         mounts_under_t >&2

@@ -61,7 +61,7 @@ CLEANED=0
 source "$SCRIPT_DIR/mounts.sh"
 
 cleanup() {
-    local rc=$? id mp pass
+    local rc=$? id
     [ "$CLEANED" = 1 ] && return 0
     CLEANED=1
     set +e
@@ -71,13 +71,7 @@ cleanup() {
     for id in "${CONTAINERS[@]}"; do
         "$RUNC" --root "$T/runc" delete --force "$id" >/dev/null 2>&1
     done
-    for pass in 1 2 3 4 5; do
-        mp=$(mounts_under_t)
-        [ -z "$mp" ] && break
-        while IFS= read -r mp; do
-            [ -n "$mp" ] && umount -l "$mp" 2>/dev/null
-        done <<<"$mp"
-    done
+    unmount_all_under_t
     if [ -n "$(mounts_under_t)" ]; then
         printf 'cleanup: mounts left under %s, not removing it:\n' "$T" >&2
         mounts_under_t >&2

@@ -9,3 +9,15 @@ mounts_under_t() {
         esac
     done </proc/self/mountinfo | sort -rn -k1,1 | cut -d' ' -f2-
 }
+
+# Lazily unmounts everything under $T, deepest first, a few passes (a mount can hide another).
+unmount_all_under_t() {
+    local pass mp
+    for pass in 1 2 3 4 5; do
+        mp=$(mounts_under_t)
+        [ -z "$mp" ] && return 0
+        while IFS= read -r mp; do
+            [ -n "$mp" ] && umount -l "$mp" 2>/dev/null
+        done <<<"$mp"
+    done
+}

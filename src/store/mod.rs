@@ -41,8 +41,10 @@ pub use reconcile::{ContainerProbe, GcAction, RuntimeView, Verdict};
 pub use users::UserRecord;
 pub use volume::{VolumeDef, VolumeKind};
 
+use crate::annotations::MountFlags;
 use crate::config::StatePaths;
 use crate::mounts::Mounter;
+use crate::pin::{Guard, How, Pin};
 use crate::process::ProcessId;
 use lock::VolumeLock;
 
@@ -99,8 +101,8 @@ impl<T> IoContext<T> for io::Result<T> {
 pub struct VolumeRequest {
     /// `None`: an anonymous volume with a fresh name.
     pub name: Option<String>,
-    /// Copy-on-write over this (resolved) base directory.
-    pub base: Option<PathBuf>,
+    /// Copy-on-write over this base directory, checked and open.
+    pub base: Option<Pin>,
     pub volatile: bool,
 }
 
@@ -109,6 +111,8 @@ pub struct VolumeRequest {
 pub struct Acquired {
     pub name: String,
     pub source: PathBuf,
+    /// Options the policy forces on the volume's mounts (those of its base's allowed entry).
+    pub force: MountFlags,
 }
 
 pub struct Store {
@@ -240,8 +244,16 @@ impl Store {
 
     /// Makes the volume ready for `user` and counts it as a user: creates the volume on first use
     /// (if allowed), mounts its overlay if it is the first user. On error nothing is left: a
-    /// volume created by this call is removed again.
-    pub fn acquire(&self, req: &VolumeRequest, user: &str, auto_create: bool) -> Result<Acquired> {
+    /// volume created by this call is removed again. A copy-on-write volume's stored base is
+    /// checked against `guard` (the policy of this moment) at every use, whether or not its
+    /// overlay is mounted already.
+    pub fn acquire(
+        &self,
+        req: &VolumeRequest,
+        user: &str,
+        auto_create: bool,
+        guard: &Guard,
+    ) -> Result<Acquired> {
         let (name, anonymous) = match &req.name {
             Some(n) => (n.clone(), false),
             None => (random_name()?, true),
@@ -262,18 +274,49 @@ impl Store {
                 if !anonymous && !auto_create {
                     return Err(StoreError::NotFound { name });
                 }
-                let def = VolumeDef::new(&name, req.base.clone(), req.volatile, anonymous);
+                let base = req.base.as_ref().map(|b| b.path().to_path_buf());
+                let def = VolumeDef::new(&name, base, req.volatile, anonymous);
                 self.create(&def)?;
                 (def, true)
             }
         };
-        let source = self.add_user_to(&def, user, created)?;
-        Ok(Acquired { name, source })
+        let base = match self.base_of(&def, req.base.as_ref(), guard) {
+            Ok(b) => b,
+            Err(e) => {
+                if created {
+                    self.remove(&def)?;
+                }
+                return Err(e);
+            }
+        };
+        let source = self.add_user_to(&def, user, created, base.as_ref())?;
+        Ok(Acquired {
+            name,
+            source,
+            force: base.map(|b| b.force()).unwrap_or_default(),
+        })
+    }
+
+    /// The open base of a copy-on-write volume: the one the request checked when it names the
+    /// same directory, else the stored path checked again now, with no symlink on its way.
+    fn base_of(&self, def: &VolumeDef, asked: Option<&Pin>, guard: &Guard) -> Result<Option<Pin>> {
+        let Some(stored) = &def.base else {
+            return Ok(None);
+        };
+        if let Some(pin) = asked.filter(|p| p.path() == stored) {
+            return Ok(Some(pin.clone()));
+        }
+        crate::plan::base_dir(guard, stored, How::Stored)
+            .map(Some)
+            .map_err(|reason| StoreError::Conflict {
+                name: def.name.clone(),
+                reason,
+            })
     }
 
     /// Adds `user` to a volume that exists, as it was created: what volumes-from does with the
     /// volumes of its source. `Ok(None)`: the volume no longer exists.
-    pub fn join(&self, name: &str, user: &str) -> Result<Option<Acquired>> {
+    pub fn join(&self, name: &str, user: &str, guard: &Guard) -> Result<Option<Acquired>> {
         if self.definition(name)?.is_none() {
             return Ok(None);
         }
@@ -288,18 +331,26 @@ impl Store {
             self.remove(&def)?;
             return Ok(None);
         }
-        let source = self.add_user_to(&def, user, false)?;
+        let base = self.base_of(&def, None, guard)?;
+        let source = self.add_user_to(&def, user, false, base.as_ref())?;
         Ok(Some(Acquired {
             name: name.to_string(),
             source,
+            force: base.map(|b| b.force()).unwrap_or_default(),
         }))
     }
 
     /// Under the lock: mounts the overlay if needed and records the user; returns what to bind.
     /// On error, with no user left, undoes what the first user did (and removes a volume made by
     /// this call).
-    fn add_user_to(&self, def: &VolumeDef, user: &str, created: bool) -> Result<PathBuf> {
-        let source = match &def.base {
+    fn add_user_to(
+        &self,
+        def: &VolumeDef,
+        user: &str,
+        created: bool,
+        base: Option<&Pin>,
+    ) -> Result<PathBuf> {
+        let source = match base {
             Some(base) => self.ensure_overlay(def, base),
             None => Ok(self.data_dir(&def.name)),
         }
@@ -411,19 +462,25 @@ impl Store {
             def.save(&dir)
         })();
         if made.is_err() {
-            let _ = fs::remove_dir_all(&dir);
+            let _ = crate::util::remove_tree(&dir);
         }
         made
     }
 
-    /// Removes a volume that has no user, with its data.
+    /// Removes a volume that has no user, with its data. The definition goes last: a removal
+    /// that fails part-way leaves a volume that `volume ls` still shows and `volume rm` can
+    /// finish, never data without a definition.
     fn remove(&self, def: &VolumeDef) -> Result<()> {
-        for dir in [self.run_dir(&def.name), self.volume_dir(&def.name)] {
-            match fs::remove_dir_all(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e).ctx(|| format!("remove {}", dir.display())),
-            }
+        let dir = self.volume_dir(&def.name);
+        for path in [
+            self.data_dir(&def.name),
+            self.upper_dir(&def.name),
+            self.work_dir(&def.name),
+            self.run_dir(&def.name),
+            dir.join(volume::FILE),
+            dir.clone(),
+        ] {
+            remove_if_present(&path)?;
         }
         if def.anonymous {
             // Nobody else can know a fresh random name: the lock file can go too.
@@ -433,7 +490,7 @@ impl Store {
     }
 
     /// Mounts the volume's overlay unless it is mounted already (then it is shared).
-    fn ensure_overlay(&self, def: &VolumeDef, base: &Path) -> Result<PathBuf> {
+    fn ensure_overlay(&self, def: &VolumeDef, base: &Pin) -> Result<PathBuf> {
         let target = self.overlay_target(&def.name);
         make_dir(&target)?;
         if self.mounter.is_mounted(&target) {
@@ -509,6 +566,9 @@ impl Store {
     /// Releases every volume a container holds. Idempotent. The record stays: the container may
     /// be started again, or be the source of a later volumes-from.
     pub fn release_container(&self, key: &str) -> Result<()> {
+        // Staged mounts first: one of an overlay would keep its superblock after the unmount.
+        crate::staging::unstage(&self.run_root, key)
+            .ctx(|| format!("remove the staged mounts of {key}"))?;
         let Some(record) = self.load_container(key)? else {
             return Ok(());
         };
@@ -539,14 +599,23 @@ fn make_dir(path: &Path) -> Result<()> {
         .ctx(|| format!("create {}", path.display()))
 }
 
-/// Empties a directory (it exists afterwards).
+/// Empties a directory (it exists afterwards), with a bounded number of fds whatever its depth.
 fn wipe_dir(path: &Path) -> Result<()> {
-    match fs::remove_dir_all(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).ctx(|| format!("empty {}", path.display())),
+    match crate::util::empty_dir(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => make_dir(path),
+        Err(e) => Err(e).ctx(|| format!("empty {}", path.display())),
     }
-    make_dir(path)
+}
+
+/// Removes a file or a directory tree, if it is there.
+pub(super) fn remove_if_present(path: &Path) -> Result<()> {
+    match crate::util::remove_tree(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(e).ctx(|| format!("remove {}", path.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A fresh name for an anonymous volume (or an unnamed container): 32 random hex digits, like
@@ -575,7 +644,7 @@ mod tests {
 
     struct Shared(Arc<Recording>);
     impl Mounter for Shared {
-        fn mount_overlay(&self, l: &Path, u: &Path, w: &Path, t: &Path, v: bool) -> io::Result<()> {
+        fn mount_overlay(&self, l: &Pin, u: &Path, w: &Path, t: &Path, v: bool) -> io::Result<()> {
             self.0.mount_overlay(l, u, w, t, v)
         }
         fn unmount(&self, t: &Path) -> io::Result<()> {
@@ -600,17 +669,26 @@ mod tests {
     fn cow(name: &str, base: &Path, volatile: bool) -> VolumeRequest {
         VolumeRequest {
             name: Some(name.into()),
-            base: Some(base.into()),
+            base: Some(Pin::own(base).unwrap()),
             volatile,
         }
+    }
+
+    /// A policy that allows every base under `/`.
+    fn guard() -> Guard {
+        let policy = crate::config::Policy {
+            allowed_bases: vec![crate::config::AllowedPath::new("/")],
+            ..Default::default()
+        };
+        Guard::new(&policy, &[])
     }
 
     #[test]
     fn first_user_mounts_last_user_unmounts() {
         let (dir, s, rec) = store();
         let req = cow("v", dir.path(), false);
-        let a = s.acquire(&req, "a", true).unwrap();
-        let b = s.acquire(&req, "b", true).unwrap();
+        let a = s.acquire(&req, "a", true, &guard()).unwrap();
+        let b = s.acquire(&req, "b", true, &guard()).unwrap();
         assert_eq!(a.source, b.source);
         assert_eq!(*rec.mounts_made.lock().unwrap(), 1);
         assert_eq!(s.users("v").unwrap(), ["a", "b"]);
@@ -630,7 +708,7 @@ mod tests {
     fn volatile_changes_are_wiped_after_last_user() {
         let (dir, s, _) = store();
         let req = cow("v", dir.path(), true);
-        s.acquire(&req, "a", true).unwrap();
+        s.acquire(&req, "a", true, &guard()).unwrap();
         fs::write(s.upper_dir("v").join("change"), "x").unwrap();
         s.release("v", "a").unwrap();
         assert_eq!(fs::read_dir(s.upper_dir("v")).unwrap().count(), 0);
@@ -644,7 +722,7 @@ mod tests {
             base: None,
             volatile: false,
         };
-        let a = s.acquire(&req, "a", false).unwrap();
+        let a = s.acquire(&req, "a", false, &guard()).unwrap();
         assert_eq!(a.name.len(), 32);
         assert!(a.source.is_dir());
         s.release(&a.name, "a").unwrap();
@@ -655,6 +733,8 @@ mod tests {
     #[test]
     fn contradicting_an_existing_volume_is_an_error() {
         let (dir, s, _) = store();
+        let other = dir.path().join("other");
+        fs::create_dir(&other).unwrap();
         s.acquire(
             &VolumeRequest {
                 name: Some("p".into()),
@@ -663,21 +743,23 @@ mod tests {
             },
             "a",
             true,
+            &guard(),
         )
         .unwrap();
         let e = s
-            .acquire(&cow("p", dir.path(), false), "b", true)
+            .acquire(&cow("p", dir.path(), false), "b", true, &guard())
             .unwrap_err()
             .to_string();
         assert!(e.contains("volume p") && e.contains("plain"), "{e}");
-        s.acquire(&cow("c", dir.path(), false), "a", true).unwrap();
+        s.acquire(&cow("c", dir.path(), false), "a", true, &guard())
+            .unwrap();
         let e = s
-            .acquire(&cow("c", Path::new("/other"), false), "b", true)
+            .acquire(&cow("c", &other, false), "b", true, &guard())
             .unwrap_err()
             .to_string();
         assert!(e.contains("copy-on-write over"), "{e}");
         let e = s
-            .acquire(&cow("c", dir.path(), true), "b", true)
+            .acquire(&cow("c", dir.path(), true), "b", true, &guard())
             .unwrap_err()
             .to_string();
         assert!(e.contains("volatile"), "{e}");
@@ -696,6 +778,7 @@ mod tests {
                 },
                 "a",
                 false,
+                &guard(),
             )
             .unwrap_err();
         assert!(matches!(e, StoreError::NotFound { .. }));
@@ -704,10 +787,12 @@ mod tests {
 
     #[test]
     fn failed_mount_leaves_no_volume_and_no_user() {
-        let (_dir, s, _) = store();
-        // The recording mounter refuses paths overlay options cannot carry.
-        let req = cow("v", Path::new("/bad,path"), false);
-        assert!(s.acquire(&req, "a", true).is_err());
+        let (dir, s, _) = store();
+        // The recording mounter refuses a lower layer that is not a directory.
+        let file = dir.path().join("file");
+        fs::write(&file, "").unwrap();
+        let req = cow("v", &file, false);
+        assert!(s.acquire(&req, "a", true, &guard()).is_err());
         assert!(s.definition("v").unwrap().is_none());
         assert!(s.users("v").unwrap().is_empty());
     }

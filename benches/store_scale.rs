@@ -117,6 +117,7 @@ fn write_records(paths: &StatePaths, n: usize) {
         let rec = ContainerRecord {
             id: format!("old-{i:05}"),
             runtime_root: None,
+            key_root: None,
             bundle: PathBuf::from(format!("/run/containers/old-{i:05}")),
             scope: Scope {
                 namespace: "root:default".into(),
@@ -131,6 +132,7 @@ fn write_records(paths: &StatePaths, n: usize) {
             }],
             volumes_from: Vec::new(),
             boot_id: String::new(),
+            init: None,
         };
         let path = dir.join(format!("{}.json", rec.key()));
         fs::write(path, serde_json::to_vec_pretty(&rec).expect("serialize")).expect("write record");
@@ -252,6 +254,7 @@ fn volumes_from(dir: &Path, base: &Path, counts: &[usize], iters: usize) -> serd
             let c = Container {
                 id: "src",
                 runtime_root: None,
+                key_root: None,
                 bundle: Path::new("/nonexistent/bundles/src"),
                 annotations: &ann,
             };
@@ -269,6 +272,7 @@ fn volumes_from(dir: &Path, base: &Path, counts: &[usize], iters: usize) -> serd
             let c = Container {
                 id: &id,
                 runtime_root: None,
+                key_root: None,
                 bundle: Path::new("/nonexistent/bundles/reader"),
                 annotations: &ann,
             };

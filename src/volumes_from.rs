@@ -223,6 +223,7 @@ pub struct Me<'a> {
 
 /// What the resolution found: the mounts to add, and the keys of the sources (recorded, for
 /// cycle checks of later containers).
+#[derive(Debug)]
 pub struct Resolved {
     pub mounts: Vec<(Mode, Vec<SourceMount>)>,
     pub source_keys: Vec<String>,
@@ -472,6 +473,7 @@ fn sibling_bundle(bundle: &Path, my_id: &str, source: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn sm(dest: &str, ro: bool, volume: Option<&str>) -> SourceMount {
         SourceMount {
@@ -697,5 +699,210 @@ mod tests {
         );
         assert_eq!(sibling_bundle(&ctrd.join("me"), "me", "nope"), None);
         assert_eq!(sibling_bundle(Path::new("/some/bundle"), "me", "src"), None);
+    }
+
+    /// Counts the records a lookup returns.
+    struct Counting<'a>(&'a dyn Records, Cell<usize>);
+    impl Records for Counting<'_> {
+        fn by_key(&self, key: &str) -> Result<Option<ContainerRecord>, String> {
+            self.1.set(self.1.get() + 1);
+            self.0.by_key(key)
+        }
+        fn by_id(&self, id: &str) -> Result<Vec<ContainerRecord>, String> {
+            let found = self.0.by_id(id)?;
+            self.1.set(self.1.get() + found.len().max(1));
+            Ok(found)
+        }
+        fn by_name(&self, sandbox: &str, name: &str) -> Result<Option<ContainerRecord>, String> {
+            self.1.set(self.1.get() + 1);
+            self.0.by_name(sandbox, name)
+        }
+    }
+
+    struct NoRuntime;
+    impl RuntimeState for NoRuntime {
+        fn bundle_of(&self, _id: &str) -> Option<PathBuf> {
+            None
+        }
+    }
+
+    fn temp_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = crate::config::StatePaths {
+            root: dir.path().join("root"),
+            run_root: dir.path().join("run"),
+        };
+        let store = Store::new(&paths, Box::new(crate::mounts::Linux));
+        (dir, store)
+    }
+
+    fn me<'a>(id: &'a str, key: &'a str, scope: &'a Scope) -> Me<'a> {
+        Me {
+            id,
+            key,
+            runtime_root: None,
+            key_root: None,
+            bundle: Path::new("/nonexistent/bundle"),
+            scope,
+        }
+    }
+
+    /// Issue 12, reproduction 4: 64 duplicate entries per level made the cycle check read
+    /// 64^depth records (depth 4: 108 s). Each record is read once now.
+    #[test]
+    fn a_deep_chain_of_duplicate_entries_reads_each_record_once() {
+        let (_dir, store) = temp_store();
+        // n5 gets from n4 64 times, n4 from n3 64 times, … (records written before entries were
+        // de-duplicated, or by hand).
+        let chain: Vec<ContainerRecord> = (0..6)
+            .map(|i| {
+                let prev = format!("n{}", i.max(1) - 1);
+                let from: Vec<&str> = if i == 0 { vec![] } else { vec![&prev; 64] };
+                record(&format!("n{i}"), &from)
+            })
+            .collect();
+        let entries = parse(&"n5;".repeat(64), 64).unwrap();
+        assert_eq!(entries.len(), 1, "duplicate entries are one");
+        let scope = Scope::default();
+        let counting = Counting(&chain, Cell::new(0));
+        let key = container_key("new", None);
+        let got = resolve_with(
+            &store,
+            &counting,
+            &me("new", &key, &scope),
+            &entries,
+            &Policy::default(),
+            &NoRuntime,
+        )
+        .map_err(|e| e.to_string())
+        .unwrap();
+        assert_eq!(got.source_keys, [container_key("n5", None)]);
+        assert_eq!(counting.1.get(), 6, "n5 found, then n4 … n0 once each");
+
+        // The same chain closing a cycle is refused as cheaply.
+        let counting = Counting(&chain, Cell::new(0));
+        let key = container_key("n0", None);
+        let e = resolve_with(
+            &store,
+            &counting,
+            &me("n0", &key, &scope),
+            &entries,
+            &Policy::default(),
+            &NoRuntime,
+        )
+        .map_err(|e| e.to_string())
+        .unwrap_err();
+        assert!(e.contains("cycle: n1 already gets volumes"), "{e}");
+        assert!(counting.1.get() <= 6, "{}", counting.1.get());
+    }
+
+    #[test]
+    fn the_records_one_create_reads_are_bounded() {
+        let (_dir, store) = temp_store();
+        // 64 sources, each getting from 10 others of its own: 704 records to follow.
+        let mut records = Vec::new();
+        let mut names = Vec::new();
+        for i in 0..64 {
+            let leaves: Vec<String> = (0..10).map(|j| format!("leaf-{i}-{j}")).collect();
+            for l in &leaves {
+                records.push(record(l, &[]));
+            }
+            let refs: Vec<&str> = leaves.iter().map(String::as_str).collect();
+            records.push(record(&format!("src-{i}"), &refs));
+            names.push(format!("src-{i}"));
+        }
+        let entries = parse(&names.join(";"), 64).unwrap();
+        let scope = Scope::default();
+        let counting = Counting(&records, Cell::new(0));
+        let key = container_key("new", None);
+        let e = resolve_with(
+            &store,
+            &counting,
+            &me("new", &key, &scope),
+            &entries,
+            &Policy::default(),
+            &NoRuntime,
+        )
+        .map_err(|e| e.to_string())
+        .unwrap_err();
+        assert!(e.contains("more than 512 container records"), "{e}");
+        assert!(counting.1.get() <= MAX_RECORDS_READ, "{}", counting.1.get());
+    }
+
+    #[test]
+    fn duplicate_entries_keep_the_last_of_each_source_and_mode() {
+        let got: Vec<_> = parse("a;b;a;a:ro;b;a:ro", 64)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.entry)
+            .collect();
+        assert_eq!(got, ["a", "b", "a:ro"]);
+    }
+
+    /// Issue 12, reproduction 5: volumes-from by a Kubernetes container name read every record
+    /// (10 s per create with 20,000). It reads the name index and one record now.
+    #[test]
+    fn volumes_from_by_container_name_reads_one_record_among_20000() {
+        let (dir, store) = temp_store();
+        let records = dir.path().join("root/containers");
+        fs::create_dir_all(&records).unwrap();
+        let pod = |sandbox: &str, name: &str| Scope {
+            namespace: "containerd/k8s.io".into(),
+            pod_namespace: Some("team-a".into()),
+            sandbox: Some(sandbox.into()),
+            container_name: Some(name.into()),
+            engine: crate::scope::Engine::Containerd,
+            sandbox_container: false,
+        };
+        for i in 0..20_000 {
+            let mut r = record(&format!("old-{i:05}"), &[]);
+            r.scope = pod(&format!("sb-{}", i % 5000), "app");
+            fs::write(
+                records.join(format!("{}.json", r.key())),
+                serde_json::to_vec(&r).unwrap(),
+            )
+            .unwrap();
+        }
+        let mut db = record("db-id", &[]);
+        db.scope = pod("sb-1", "db");
+        store.save_container(&db).unwrap();
+        // An index entry that lies: it points at a record of another pod.
+        let mut other = record("other-id", &[]);
+        other.scope = pod("sb-2", "cache");
+        store.save_container(&other).unwrap();
+        fs::write(dir.path().join("run/names/sb-1/cache"), other.key()).unwrap();
+
+        let scope = pod("sb-1", "app");
+        let key = container_key("reader", None);
+        let before = crate::store::records_read();
+        let got = resolve(
+            &store,
+            &me("reader", &key, &scope),
+            &parse("db", 64).unwrap(),
+            &Policy::default(),
+            &NoRuntime,
+        )
+        .map_err(|e| e.to_string())
+        .unwrap();
+        assert_eq!(got.source_keys, [db.key()]);
+        let read = crate::store::records_read() - before;
+        assert!(read <= 3, "{read} record files read");
+
+        let before = crate::store::records_read();
+        let e = resolve(
+            &store,
+            &me("reader", &key, &scope),
+            &parse("cache", 64).unwrap(),
+            &Policy::default(),
+            &NoRuntime,
+        )
+        .map_err(|e| e.to_string())
+        .unwrap_err();
+        assert!(e.contains("no container \"cache\" in this scope"), "{e}");
+        assert!(crate::store::records_read() - before <= 3);
+
+        // Removing the record removes its index entry.
+        store.remove_container(&db.key()).unwrap();
+        assert!(!dir.path().join("run/names/sb-1/db").exists());
     }
 }

@@ -139,11 +139,11 @@ lint:
 
 ## test: fmt, clippy, every test (root-only ones run as root), and no ocivol mount left behind.
 test: deps bench-deps lint
-	@before=$$(grep -c ocivol /proc/self/mountinfo || true); \
+	@before=$$(grep -cE 'ocivol|/tmp/' /proc/self/mountinfo || true); \
 	$(CARGO) test; status=$$?; \
-	after=$$(grep -c ocivol /proc/self/mountinfo || true); \
+	after=$$(grep -cE 'ocivol|/tmp/' /proc/self/mountinfo || true); \
 	if [ "$$after" -gt "$$before" ]; then \
-	  echo "make test: ocivol mounts grew from $$before to $$after:" >&2; grep ocivol /proc/self/mountinfo >&2; exit 1; \
+	  echo "make test: ocivol mounts grew from $$before to $$after:" >&2; grep -E 'ocivol|/tmp/' /proc/self/mountinfo >&2; exit 1; \
 	fi; \
 	exit $$status
 

@@ -14,7 +14,8 @@
 //! - acquire + release of one more user with 1, 100, 1000 users present and 10,000 container
 //!   records in the state root;
 //! - preparing a container with `volumes-from` (the full library path: resolve, join, record,
-//!   release) with 10 vs 10,000 records present.
+//!   release) with 10 vs 10,000 records present;
+//! - the same by Kubernetes container name (through the name index), with 10 vs 20,000 records.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -127,6 +128,7 @@ fn write_records(paths: &StatePaths, n: usize) {
         let rec = ContainerRecord {
             id: format!("old-{i:05}"),
             runtime_root: None,
+            key_root: None,
             bundle: PathBuf::from(format!("/run/containers/old-{i:05}")),
             scope: Scope {
                 namespace: "root:default".into(),
@@ -142,6 +144,7 @@ fn write_records(paths: &StatePaths, n: usize) {
             }],
             volumes_from: Vec::new(),
             boot_id: String::new(),
+            init: None,
         };
         let path = dir.join(format!("{}.json", rec.key()));
         fs::write(path, serde_json::to_vec_pretty(&rec).expect("serialize")).expect("write record");
@@ -267,6 +270,7 @@ fn volumes_from(dir: &Path, base: &Path, counts: &[usize], iters: usize) -> serd
             let c = Container {
                 id: "src",
                 runtime_root: None,
+                key_root: None,
                 bundle: Path::new("/nonexistent/bundles/src"),
                 annotations: &ann,
             };
@@ -284,6 +288,7 @@ fn volumes_from(dir: &Path, base: &Path, counts: &[usize], iters: usize) -> serd
             let c = Container {
                 id: &id,
                 runtime_root: None,
+                key_root: None,
                 bundle: Path::new("/nonexistent/bundles/reader"),
                 annotations: &ann,
             };
@@ -313,6 +318,106 @@ fn volumes_from(dir: &Path, base: &Path, counts: &[usize], iters: usize) -> serd
     json!({ "iterations": iters, "cases": rows })
 }
 
+/// The keys containerd's CRI writes into a container's spec, for a pod's container `name`.
+fn cri(name: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "io.kubernetes.cri.sandbox-namespace".to_string(),
+            "bench".to_string(),
+        ),
+        (
+            "io.kubernetes.cri.sandbox-id".to_string(),
+            "sb-bench".to_string(),
+        ),
+        (
+            "io.kubernetes.cri.container-name".to_string(),
+            name.to_string(),
+        ),
+        (
+            "io.kubernetes.cri.container-type".to_string(),
+            "container".to_string(),
+        ),
+    ])
+}
+
+/// Row 3 (continued): `prepare` + release of a pod's container with `volumes-from` naming another
+/// container of its pod by name, with few and with many records (of other pods) in the state root.
+fn volumes_from_by_name(
+    dir: &Path,
+    base: &Path,
+    counts: &[usize],
+    iters: usize,
+) -> serde_json::Value {
+    let mut config = Config::default();
+    config.policy.allowed_bases = vec![AllowedPath::new(base)];
+    let tasks = Path::new("/nonexistent/io.containerd.runtime.v2.task/k8s.io");
+    let setups: Vec<(Context, Store)> = counts
+        .iter()
+        .map(|&n| {
+            let (paths, store) = store_at(&dir.join(format!("vfname-{n}")));
+            write_records(&paths, n);
+            let ctx = Context {
+                config: config.clone(),
+                paths,
+            };
+            let mut ann = cri("src");
+            ann.insert(
+                "io.ocivol.volumes".to_string(),
+                format!("src-vol:/data:base={}", base.display()),
+            );
+            let c = Container {
+                id: "src-id",
+                runtime_root: None,
+                key_root: None,
+                bundle: &tasks.join("src-id"),
+                annotations: &ann,
+            };
+            prepare(&ctx, &store, &c, &NoRuntime)
+                .expect("prepare the source")
+                .expect("the source has volumes");
+            (ctx, store)
+        })
+        .collect();
+    let mut ann = cri("reader");
+    ann.insert("io.ocivol.volumes-from".to_string(), "src".to_string());
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); counts.len()];
+    for round in 0..iters {
+        for (k, (ctx, store)) in setups.iter().enumerate() {
+            let id = format!("reader-{round}");
+            let bundle = tasks.join(&id);
+            let c = Container {
+                id: &id,
+                runtime_root: None,
+                key_root: None,
+                bundle: &bundle,
+                annotations: &ann,
+            };
+            let t = Instant::now();
+            let p = prepare(ctx, store, &c, &NoRuntime)
+                .expect("prepare")
+                .expect("volumes-from by name gives volumes");
+            let key = container_key(&id, None);
+            store.release_container(&key).expect("release");
+            samples[k].push(us(t));
+            assert_eq!(p.record.volumes, ["src-vol"]);
+            store.remove_container(&key).expect("remove record");
+        }
+    }
+    for (_, store) in &setups {
+        store
+            .release_container(&container_key("src-id", None))
+            .expect("release the source");
+        assert!(!store.is_mounted("src-vol"));
+    }
+    let medians: Vec<f64> = samples.iter_mut().map(|s| median(s)).collect();
+    let rows: Vec<_> = counts
+        .iter()
+        .zip(&medians)
+        .map(|(n, m)| json!({ "records": n, "median_us": round2(*m), "ratio_to_first": round2(m / medians[0]) }))
+        .collect();
+    json!({ "iterations": iters, "cases": rows })
+}
+
 fn main() {
     let a = args();
     if !nix::unistd::getuid().is_root() {
@@ -326,11 +431,14 @@ fn main() {
         (&[1, 100, 1000], 10_000, 200)
     };
     let vf_counts = [10, records];
+    // Issue 12: a node keeps a record per container until gc; 20,000 is a busy node's week.
+    let by_name_counts = [10, if a.quick { 100 } else { 20_000 }];
     let result = json!({
         "quick": a.quick,
         "first_vs_later": first_vs_later(&a.dir, &a.base, iters),
         "scale": scale(&a.dir, &a.base, users, records, iters),
         "volumes_from": volumes_from(&a.dir, &a.base, &vf_counts, iters / 2 + 1),
+        "volumes_from_by_name": volumes_from_by_name(&a.dir, &a.base, &by_name_counts, iters / 2 + 1),
     });
     let text = serde_json::to_string_pretty(&result).expect("serialize");
     fs::write(&a.out, format!("{text}\n")).expect("write --out");

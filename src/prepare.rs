@@ -65,12 +65,20 @@ pub struct Container<'a> {
     pub id: &'a str,
     /// The runtime's `--root`, if one was given.
     pub runtime_root: Option<&'a str>,
+    /// What tells the container apart from another of the same ID when there is no runtime
+    /// root: set by the hooks (see [`ContainerRecord::key_root`]).
+    pub key_root: Option<&'a str>,
     pub bundle: &'a Path,
     pub annotations: &'a BTreeMap<String, String>,
 }
 
+/// The key of the container's record.
+pub fn key_of(c: &Container) -> String {
+    container_key(c.id, c.runtime_root.or(c.key_root))
+}
+
 /// Resolves the container's annotations and takes its volumes. `Ok(None)`: nothing for ocivol to
-/// do. Both annotations are parsed and every source found before anything is taken; on a later
+/// do (no annotation of ocivol's, or a pod's sandbox container). Both annotations are parsed and every source found before anything is taken; on a later
 /// error what was taken is released again, so nothing is held and no record is left.
 pub fn prepare(
     ctx: &Context,
@@ -84,6 +92,11 @@ pub fn prepare(
         return Ok(None);
     }
     check_container_id(c.id).map_err(anyhow::Error::msg)?;
+    let scope = Scope::of(c.bundle, c.runtime_root, c.annotations);
+    if scope.sandbox_container {
+        // The engines copy the pod's annotations into its sandbox (pause) container too.
+        return Ok(None);
+    }
     let policy = &ctx.config.policy;
     let specs = match volumes_text {
         Some(t) => annotations::parse_volumes(t, policy.max_volumes_per_container)?,
@@ -99,12 +112,12 @@ pub fn prepare(
     );
     let planned = plan::plan(&specs, &guard)?;
 
-    let key = container_key(c.id, c.runtime_root);
-    let scope = Scope::of(c.bundle, c.runtime_root, c.annotations);
+    let key = key_of(c);
     let me = volumes_from::Me {
         id: c.id,
         key: &key,
         runtime_root: c.runtime_root,
+        key_root: c.key_root,
         bundle: c.bundle,
         scope: &scope,
     };
@@ -115,12 +128,14 @@ pub fn prepare(
     let mut record = ContainerRecord {
         id: c.id.to_string(),
         runtime_root: c.runtime_root.map(str::to_string),
+        key_root: c.key_root.map(str::to_string),
         bundle: c.bundle.to_path_buf(),
         scope,
         volumes: Vec::new(),
         mounts: Vec::new(),
         volumes_from: resolved.source_keys,
         boot_id: boot_id(),
+        init: store.init_process(),
     };
     let mut pins = Vec::new();
     let taken = take(

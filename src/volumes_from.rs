@@ -7,7 +7,8 @@
 //! bundle directories beside this container's own. The merge rules are pure functions, tested as
 //! a table.
 
-use std::collections::BTreeMap;
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Mount;
@@ -17,10 +18,16 @@ use crate::config::{Policy, VolumesFromScope};
 use crate::prepare::check_container_id;
 use crate::scope::Scope;
 use crate::spec::BundleSpec;
-use crate::store::{ContainerRecord, Store, container_key};
+use crate::store::{ContainerRecord, Store, container_key, hook_key_root};
 
 /// Longest chain of volumes-from that is followed when looking for a cycle.
 pub const MAX_CHAIN: usize = 16;
+
+/// Most container records one container's volumes-from may read (finding its sources and
+/// following their chains for cycles). Each source costs one or two reads and each container of
+/// a chain one, so only a pathological set-up reaches it; it bounds the work of every create
+/// whatever the records say.
+pub const MAX_RECORDS_READ: usize = 512;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -61,7 +68,7 @@ pub fn parse(value: &str, max_entries: usize) -> Result<Vec<FromEntry>, Annotati
             ),
         ));
     }
-    entries
+    let parsed: Vec<FromEntry> = entries
         .into_iter()
         .map(|entry| {
             let err = |reason: String| AnnotationError::new(VOLUMES_FROM, entry, reason);
@@ -86,7 +93,22 @@ pub fn parse(value: &str, max_entries: usize) -> Result<Vec<FromEntry>, Annotati
                 mode,
             })
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok(dedup(parsed))
+}
+
+/// Keeps the last of entries with the same source and mode: merging a source's mounts again
+/// changes nothing but the order, and the last one decides that (a later source wins a
+/// destination), so `a;b;a` is `b;a`.
+fn dedup(entries: Vec<FromEntry>) -> Vec<FromEntry> {
+    let mut seen = BTreeSet::new();
+    let mut out: Vec<FromEntry> = entries
+        .into_iter()
+        .rev()
+        .filter(|e| seen.insert((e.source.clone(), e.mode == Mode::ReadOnly)))
+        .collect();
+    out.reverse();
+    out
 }
 
 /// A mount of a source container, as it will be copied.
@@ -198,18 +220,23 @@ pub struct Me<'a> {
     pub id: &'a str,
     pub key: &'a str,
     pub runtime_root: Option<&'a str>,
+    /// Set when a hook prepares the container (see [`ContainerRecord::key_root`]).
+    pub key_root: Option<&'a str>,
     pub bundle: &'a Path,
     pub scope: &'a Scope,
 }
 
 /// What the resolution found: the mounts to add, and the keys of the sources (recorded, for
 /// cycle checks of later containers).
+#[derive(Debug)]
 pub struct Resolved {
     pub mounts: Vec<(Mode, Vec<SourceMount>)>,
     pub source_keys: Vec<String>,
 }
 
-/// Finds every source and its mounts. Errors name the annotation and the entry.
+/// Finds every source and its mounts. Errors name the annotation and the entry. A source outside
+/// this container's scope is refused with the same words as one that does not exist, so that a
+/// refusal tells nothing about other scopes.
 pub fn resolve(
     store: &Store,
     me: &Me,
@@ -217,6 +244,19 @@ pub fn resolve(
     policy: &Policy,
     runtime: &dyn RuntimeState,
 ) -> Result<Resolved, AnnotationError> {
+    resolve_with(store, store, me, entries, policy, runtime)
+}
+
+/// [`resolve`] with the records read through `records` (tests count the reads).
+pub fn resolve_with(
+    store: &Store,
+    records: &dyn Records,
+    me: &Me,
+    entries: &[FromEntry],
+    policy: &Policy,
+    runtime: &dyn RuntimeState,
+) -> Result<Resolved, AnnotationError> {
+    let records = Budget::new(records, MAX_RECORDS_READ);
     let mut out = Resolved {
         mounts: Vec::new(),
         source_keys: Vec::new(),
@@ -233,8 +273,8 @@ pub fn resolve(
             // of the pod, including the one it names. That one already has its own volumes.
             continue;
         }
-        if let Some(rec) = find_record(store, me, &e.source, policy).map_err(err)? {
-            check_chain(store, me.key, &rec).map_err(err)?;
+        if let Some(rec) = find_record(&records, me, &e.source, policy).map_err(err)? {
+            check_chain(&records, me.key, &rec).map_err(err)?;
             out.source_keys.push(rec.key());
             out.mounts.push((e.mode, from_record(&rec)));
             continue;
@@ -242,44 +282,43 @@ pub fn resolve(
         let bundle = runtime
             .bundle_of(&e.source)
             .or_else(|| sibling_bundle(me.bundle, me.id, &e.source))
-            .ok_or_else(|| {
-                err(format!(
-                    "no container {:?} is known to ocivol or to the runtime in {}",
-                    e.source, me.scope
-                ))
-            })?;
+            .ok_or_else(|| err(not_in_scope(&e.source)))?;
         let spec =
             BundleSpec::load(&bundle).map_err(|x| err(format!("source {}: {x}", e.source)))?;
         let their = Scope::of(&bundle, me.runtime_root, &spec.annotations());
-        if policy.volumes_from_scope == VolumesFromScope::Namespace
-            && !their.same_namespace(me.scope)
-        {
-            return Err(err(refusal(&e.source, &their, me.scope)));
+        if !in_scope(policy, me.scope, &their) {
+            return Err(err(not_in_scope(&e.source)));
         }
         let mounts = spec.mounts().map_err(|x| err(x.to_string()))?;
-        out.source_keys
-            .push(container_key(&e.source, me.runtime_root));
+        let key = match me.key_root {
+            Some(_) => container_key(&e.source, Some(&hook_key_root(&bundle))),
+            None => container_key(&e.source, me.runtime_root),
+        };
+        out.source_keys.push(key);
         out.mounts
             .push((e.mode, from_spec(&mounts, |p| store.volume_of_path(p))));
     }
     Ok(out)
 }
 
-fn refusal(source: &str, theirs: &Scope, mine: &Scope) -> String {
-    format!(
-        "container {source:?} is in {theirs}, this one in {mine}; the policy's volumes_from_scope is \"namespace\", \
-         so volumes-from cannot cross it"
-    )
+/// The one refusal for a source that does not exist and for one in another scope.
+fn not_in_scope(source: &str) -> String {
+    format!("no container {source:?} in this scope")
+}
+
+fn in_scope(policy: &Policy, mine: &Scope, theirs: &Scope) -> bool {
+    policy.volumes_from_scope == VolumesFromScope::Any || theirs.same_namespace(mine)
 }
 
 /// How the records of other containers are looked up. A container start must not read every
-/// record (a node keeps one per container it ever ran): the store reads one file for a key and
-/// only file names for an ID; all of them are read only for a container name in a pod.
+/// record (a node keeps one per container it ever ran): the store reads one file for a key, only
+/// file names for an ID, and one index entry for a container name in a pod.
 pub trait Records {
     fn by_key(&self, key: &str) -> Result<Option<ContainerRecord>, String>;
-    /// A record of a container with this ID under any runtime root.
-    fn by_id(&self, id: &str) -> Result<Option<ContainerRecord>, String>;
-    fn all(&self) -> Result<Vec<ContainerRecord>, String>;
+    /// The records of containers with this ID under any runtime root.
+    fn by_id(&self, id: &str) -> Result<Vec<ContainerRecord>, String>;
+    /// The record of the container called `name` in the pod of `sandbox`.
+    fn by_name(&self, sandbox: &str, name: &str) -> Result<Option<ContainerRecord>, String>;
 }
 
 impl Records for Store {
@@ -290,12 +329,18 @@ impl Records for Store {
             None
         }))
     }
-    fn by_id(&self, id: &str) -> Result<Option<ContainerRecord>, String> {
+    fn by_id(&self, id: &str) -> Result<Vec<ContainerRecord>, String> {
         let keys = self.container_keys_of(id).map_err(|e| e.to_string())?;
-        Ok(keys.iter().find_map(|k| self.by_key(k).ok().flatten()))
+        Ok(keys
+            .iter()
+            .filter_map(|k| self.by_key(k).ok().flatten())
+            .collect())
     }
-    fn all(&self) -> Result<Vec<ContainerRecord>, String> {
-        self.containers().map_err(|e| e.to_string())
+    fn by_name(&self, sandbox: &str, name: &str) -> Result<Option<ContainerRecord>, String> {
+        Ok(self.container_by_name(sandbox, name).unwrap_or_else(|e| {
+            log::warn!("skipping the name index entry of {name} in sandbox {sandbox}: {e}");
+            None
+        }))
     }
 }
 
@@ -303,54 +348,97 @@ impl Records for Vec<ContainerRecord> {
     fn by_key(&self, key: &str) -> Result<Option<ContainerRecord>, String> {
         Ok(self.iter().find(|r| r.key() == key).cloned())
     }
-    fn by_id(&self, id: &str) -> Result<Option<ContainerRecord>, String> {
-        Ok(self.iter().find(|r| r.id == id).cloned())
+    fn by_id(&self, id: &str) -> Result<Vec<ContainerRecord>, String> {
+        Ok(self.iter().filter(|r| r.id == id).cloned().collect())
     }
-    fn all(&self) -> Result<Vec<ContainerRecord>, String> {
-        Ok(self.clone())
+    fn by_name(&self, sandbox: &str, name: &str) -> Result<Option<ContainerRecord>, String> {
+        Ok(self
+            .iter()
+            .find(|r| {
+                r.scope.sandbox.as_deref() == Some(sandbox)
+                    && r.scope.container_name.as_deref() == Some(name)
+            })
+            .cloned())
+    }
+}
+
+/// Records read through a budget: past `left` records, every lookup is an error.
+struct Budget<'a> {
+    inner: &'a dyn Records,
+    left: Cell<usize>,
+}
+
+impl<'a> Budget<'a> {
+    fn new(inner: &'a dyn Records, max: usize) -> Budget<'a> {
+        Budget {
+            inner,
+            left: Cell::new(max),
+        }
+    }
+
+    fn take(&self, n: usize) -> Result<(), String> {
+        match self.left.get().checked_sub(n) {
+            Some(left) => {
+                self.left.set(left);
+                Ok(())
+            }
+            None => Err(format!(
+                "resolving it would read more than {MAX_RECORDS_READ} container records"
+            )),
+        }
+    }
+}
+
+impl Records for Budget<'_> {
+    fn by_key(&self, key: &str) -> Result<Option<ContainerRecord>, String> {
+        self.take(1)?;
+        self.inner.by_key(key)
+    }
+    fn by_id(&self, id: &str) -> Result<Vec<ContainerRecord>, String> {
+        let found = self.inner.by_id(id)?;
+        self.take(found.len().max(1))?;
+        Ok(found)
+    }
+    fn by_name(&self, sandbox: &str, name: &str) -> Result<Option<ContainerRecord>, String> {
+        self.take(1)?;
+        self.inner.by_name(sandbox, name)
     }
 }
 
 /// A record of `source` this container may use: by ID under the same runtime root, else by
-/// container name in the same pod, else by ID anywhere (allowed only when the scope is `any`).
+/// container name in the same pod, else by ID under any root. A record of another scope is not
+/// one (unless the policy's scope is `any`).
 fn find_record(
     records: &dyn Records,
     me: &Me,
     source: &str,
     policy: &Policy,
 ) -> Result<Option<ContainerRecord>, String> {
-    let mut candidate = records.by_key(&container_key(source, me.runtime_root))?;
-    if candidate.is_none()
-        && let Some(sandbox) = me.scope.sandbox.as_deref()
+    let usable = |r: &ContainerRecord| in_scope(policy, me.scope, &r.scope);
+    if let Some(r) = records
+        .by_key(&container_key(source, me.runtime_root))?
+        .filter(usable)
     {
-        candidate = records.all()?.into_iter().find(|r| {
-            r.scope.sandbox.as_deref() == Some(sandbox)
+        return Ok(Some(r));
+    }
+    if let Some(sandbox) = me.scope.sandbox.as_deref()
+        && let Some(r) = records.by_name(sandbox, source)?.filter(|r| {
+            usable(r)
+                && r.scope.sandbox.as_deref() == Some(sandbox)
                 && r.scope.container_name.as_deref() == Some(source)
-        });
+        })
+    {
+        return Ok(Some(r));
     }
-    if candidate.is_none() {
-        candidate = records.by_id(source)?;
-    }
-    match candidate {
-        Some(r)
-            if policy.volumes_from_scope == VolumesFromScope::Namespace
-                && !r.scope.same_namespace(me.scope) =>
-        {
-            Err(refusal(source, &r.scope, me.scope))
-        }
-        other => Ok(other),
-    }
+    Ok(records.by_id(source)?.into_iter().find(usable))
 }
 
-/// Follows the sources' own volumes-from back; reaching this container again is a cycle.
+/// Follows the sources' own volumes-from back, each container once (breadth first, so a
+/// container's depth is its shortest chain); reaching this container again is a cycle.
 fn check_chain(records: &dyn Records, me: &str, start: &ContainerRecord) -> Result<(), String> {
-    let mut frontier = vec![(start.clone(), 1usize)];
-    while let Some((rec, depth)) = frontier.pop() {
-        if depth > MAX_CHAIN {
-            return Err(format!(
-                "the volumes-from chain is deeper than {MAX_CHAIN} containers"
-            ));
-        }
+    let mut seen = BTreeSet::from([start.key()]);
+    let mut queue = VecDeque::from([(start.clone(), 1usize)]);
+    while let Some((rec, depth)) = queue.pop_front() {
         for k in &rec.volumes_from {
             if k == me {
                 return Err(format!(
@@ -358,8 +446,16 @@ fn check_chain(records: &dyn Records, me: &str, start: &ContainerRecord) -> Resu
                     rec.id
                 ));
             }
+            if !seen.insert(k.clone()) {
+                continue;
+            }
+            if depth >= MAX_CHAIN {
+                return Err(format!(
+                    "the volumes-from chain is deeper than {MAX_CHAIN} containers"
+                ));
+            }
             if let Some(next) = records.by_key(k)? {
-                frontier.push((next, depth + 1));
+                queue.push_back((next, depth + 1));
             }
         }
     }
@@ -382,6 +478,7 @@ fn sibling_bundle(bundle: &Path, my_id: &str, source: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn sm(dest: &str, ro: bool, volume: Option<&str>) -> SourceMount {
         SourceMount {
@@ -553,12 +650,14 @@ mod tests {
         ContainerRecord {
             id: id.into(),
             runtime_root: None,
+            key_root: None,
             bundle: "/b".into(),
             scope: Scope::default(),
             volumes: vec![],
             mounts: vec![],
             volumes_from: from.iter().map(|f| container_key(f, None)).collect(),
             boot_id: String::new(),
+            init: None,
         }
     }
 
@@ -606,5 +705,210 @@ mod tests {
         );
         assert_eq!(sibling_bundle(&ctrd.join("me"), "me", "nope"), None);
         assert_eq!(sibling_bundle(Path::new("/some/bundle"), "me", "src"), None);
+    }
+
+    /// Counts the records a lookup returns.
+    struct Counting<'a>(&'a dyn Records, Cell<usize>);
+    impl Records for Counting<'_> {
+        fn by_key(&self, key: &str) -> Result<Option<ContainerRecord>, String> {
+            self.1.set(self.1.get() + 1);
+            self.0.by_key(key)
+        }
+        fn by_id(&self, id: &str) -> Result<Vec<ContainerRecord>, String> {
+            let found = self.0.by_id(id)?;
+            self.1.set(self.1.get() + found.len().max(1));
+            Ok(found)
+        }
+        fn by_name(&self, sandbox: &str, name: &str) -> Result<Option<ContainerRecord>, String> {
+            self.1.set(self.1.get() + 1);
+            self.0.by_name(sandbox, name)
+        }
+    }
+
+    struct NoRuntime;
+    impl RuntimeState for NoRuntime {
+        fn bundle_of(&self, _id: &str) -> Option<PathBuf> {
+            None
+        }
+    }
+
+    fn temp_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = crate::config::StatePaths {
+            root: dir.path().join("root"),
+            run_root: dir.path().join("run"),
+        };
+        let store = Store::new(&paths, Box::new(crate::mounts::Linux));
+        (dir, store)
+    }
+
+    fn me<'a>(id: &'a str, key: &'a str, scope: &'a Scope) -> Me<'a> {
+        Me {
+            id,
+            key,
+            runtime_root: None,
+            key_root: None,
+            bundle: Path::new("/nonexistent/bundle"),
+            scope,
+        }
+    }
+
+    /// Issue 12, reproduction 4: 64 duplicate entries per level made the cycle check read
+    /// 64^depth records (depth 4: 108 s). Each record is read once now.
+    #[test]
+    fn a_deep_chain_of_duplicate_entries_reads_each_record_once() {
+        let (_dir, store) = temp_store();
+        // n5 gets from n4 64 times, n4 from n3 64 times, … (records written before entries were
+        // de-duplicated, or by hand).
+        let chain: Vec<ContainerRecord> = (0..6)
+            .map(|i| {
+                let prev = format!("n{}", i.max(1) - 1);
+                let from: Vec<&str> = if i == 0 { vec![] } else { vec![&prev; 64] };
+                record(&format!("n{i}"), &from)
+            })
+            .collect();
+        let entries = parse(&"n5;".repeat(64), 64).unwrap();
+        assert_eq!(entries.len(), 1, "duplicate entries are one");
+        let scope = Scope::default();
+        let counting = Counting(&chain, Cell::new(0));
+        let key = container_key("new", None);
+        let got = resolve_with(
+            &store,
+            &counting,
+            &me("new", &key, &scope),
+            &entries,
+            &Policy::default(),
+            &NoRuntime,
+        )
+        .map_err(|e| e.to_string())
+        .unwrap();
+        assert_eq!(got.source_keys, [container_key("n5", None)]);
+        assert_eq!(counting.1.get(), 6, "n5 found, then n4 … n0 once each");
+
+        // The same chain closing a cycle is refused as cheaply.
+        let counting = Counting(&chain, Cell::new(0));
+        let key = container_key("n0", None);
+        let e = resolve_with(
+            &store,
+            &counting,
+            &me("n0", &key, &scope),
+            &entries,
+            &Policy::default(),
+            &NoRuntime,
+        )
+        .map_err(|e| e.to_string())
+        .unwrap_err();
+        assert!(e.contains("cycle: n1 already gets volumes"), "{e}");
+        assert!(counting.1.get() <= 6, "{}", counting.1.get());
+    }
+
+    #[test]
+    fn the_records_one_create_reads_are_bounded() {
+        let (_dir, store) = temp_store();
+        // 64 sources, each getting from 10 others of its own: 704 records to follow.
+        let mut records = Vec::new();
+        let mut names = Vec::new();
+        for i in 0..64 {
+            let leaves: Vec<String> = (0..10).map(|j| format!("leaf-{i}-{j}")).collect();
+            for l in &leaves {
+                records.push(record(l, &[]));
+            }
+            let refs: Vec<&str> = leaves.iter().map(String::as_str).collect();
+            records.push(record(&format!("src-{i}"), &refs));
+            names.push(format!("src-{i}"));
+        }
+        let entries = parse(&names.join(";"), 64).unwrap();
+        let scope = Scope::default();
+        let counting = Counting(&records, Cell::new(0));
+        let key = container_key("new", None);
+        let e = resolve_with(
+            &store,
+            &counting,
+            &me("new", &key, &scope),
+            &entries,
+            &Policy::default(),
+            &NoRuntime,
+        )
+        .map_err(|e| e.to_string())
+        .unwrap_err();
+        assert!(e.contains("more than 512 container records"), "{e}");
+        assert!(counting.1.get() <= MAX_RECORDS_READ, "{}", counting.1.get());
+    }
+
+    #[test]
+    fn duplicate_entries_keep_the_last_of_each_source_and_mode() {
+        let got: Vec<_> = parse("a;b;a;a:ro;b;a:ro", 64)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.entry)
+            .collect();
+        assert_eq!(got, ["a", "b", "a:ro"]);
+    }
+
+    /// Issue 12, reproduction 5: volumes-from by a Kubernetes container name read every record
+    /// (10 s per create with 20,000). It reads the name index and one record now.
+    #[test]
+    fn volumes_from_by_container_name_reads_one_record_among_20000() {
+        let (dir, store) = temp_store();
+        let records = dir.path().join("root/containers");
+        fs::create_dir_all(&records).unwrap();
+        let pod = |sandbox: &str, name: &str| Scope {
+            namespace: "containerd/k8s.io".into(),
+            pod_namespace: Some("team-a".into()),
+            sandbox: Some(sandbox.into()),
+            container_name: Some(name.into()),
+            engine: crate::scope::Engine::Containerd,
+            sandbox_container: false,
+        };
+        for i in 0..20_000 {
+            let mut r = record(&format!("old-{i:05}"), &[]);
+            r.scope = pod(&format!("sb-{}", i % 5000), "app");
+            fs::write(
+                records.join(format!("{}.json", r.key())),
+                serde_json::to_vec(&r).unwrap(),
+            )
+            .unwrap();
+        }
+        let mut db = record("db-id", &[]);
+        db.scope = pod("sb-1", "db");
+        store.save_container(&db).unwrap();
+        // An index entry that lies: it points at a record of another pod.
+        let mut other = record("other-id", &[]);
+        other.scope = pod("sb-2", "cache");
+        store.save_container(&other).unwrap();
+        fs::write(dir.path().join("run/names/sb-1/cache"), other.key()).unwrap();
+
+        let scope = pod("sb-1", "app");
+        let key = container_key("reader", None);
+        let before = crate::store::records_read();
+        let got = resolve(
+            &store,
+            &me("reader", &key, &scope),
+            &parse("db", 64).unwrap(),
+            &Policy::default(),
+            &NoRuntime,
+        )
+        .map_err(|e| e.to_string())
+        .unwrap();
+        assert_eq!(got.source_keys, [db.key()]);
+        let read = crate::store::records_read() - before;
+        assert!(read <= 3, "{read} record files read");
+
+        let before = crate::store::records_read();
+        let e = resolve(
+            &store,
+            &me("reader", &key, &scope),
+            &parse("cache", 64).unwrap(),
+            &Policy::default(),
+            &NoRuntime,
+        )
+        .map_err(|e| e.to_string())
+        .unwrap_err();
+        assert!(e.contains("no container \"cache\" in this scope"), "{e}");
+        assert!(crate::store::records_read() - before <= 3);
+
+        // Removing the record removes its index entry.
+        store.remove_container(&db.key()).unwrap();
+        assert!(!dir.path().join("run/names/sb-1/db").exists());
     }
 }

@@ -652,22 +652,17 @@ fn crun_hooks_share_a_copy_on_write_volume_where_crun_runs() {
     assert_eq!(env.users("crun"), 0);
 }
 
-#[test]
-fn precreate_always_sets_its_own_key_over_one_a_user_wrote() {
-    // No mount is made for a plain named volume: this runs without root.
-    let dir = tempfile::tempdir().unwrap();
-    let spec = json!({
-        "ociVersion": "1.0.2",
-        "annotations": { VOLUMES: "pre:/pre", "io.ocivol.precreate-key": "victim" }
-    });
+/// Runs `ocivol hook precreate` on `spec` against the state under `dir`.
+fn precreate(dir: &Path, spec: &Value) -> Output {
     let mut child = Command::new(OCIVOL)
         .args(["--root"])
-        .arg(dir.path().join("root"))
+        .arg(dir.join("root"))
         .arg("--run-root")
-        .arg(dir.path().join("run"))
+        .arg(dir.join("run"))
         .args(["hook", "precreate"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     use std::io::Write;
@@ -677,23 +672,61 @@ fn precreate_always_sets_its_own_key_over_one_a_user_wrote() {
         .unwrap()
         .write_all(spec.to_string().as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn precreate_keys_its_record_by_podmans_id_never_by_an_annotation() {
+    // No mount is made for a plain named volume: this runs without root.
+    let dir = tempfile::tempdir().unwrap();
+    // precreate leaves its staged mounts for podman's runtime; this test has no runtime to
+    // release them, so they go with the directory.
+    let _unmount = common::UnmountOnDrop(dir.path().to_path_buf());
+    let id = "9d741c844a22c66ff5f93db92ce11156209c04742d8a6dd1c2568d8281c26f97";
+    let userdata = |root: &str| format!("/var/{root}/vfs-containers/{id}/userdata");
+    // What podman 4 gives precreate: its own mounts from the container's directories, and its
+    // cgroup path, both naming the container's ID.
+    let spec = |id_in_cgroup: &str| {
+        json!({
+            "ociVersion": "1.0.2",
+            "annotations": { VOLUMES: "pre:/pre", "io.ocivol.precreate-key": "victim" },
+            "mounts": [
+                { "destination": "/etc/hosts", "type": "bind",
+                  "source": format!("{}/hosts", userdata("run")), "options": ["bind"] },
+                { "destination": "/dev/shm", "type": "bind",
+                  "source": format!("{}/shm", userdata("lib")), "options": ["bind"] },
+            ],
+            "linux": { "cgroupsPath": format!("/libpod_parent/libpod-{id_in_cgroup}") }
+        })
+    };
+    let out = precreate(dir.path(), &spec(id));
     let changed: Value = serde_json::from_slice(&ok(&out, "precreate").into_bytes()).unwrap();
-    let key = changed["annotations"]["io.ocivol.precreate-key"]
-        .as_str()
-        .unwrap();
-    assert!(
-        key.starts_with("precreate-") && key.len() == "precreate-".len() + 32,
-        "{key}"
+    assert_eq!(
+        changed["annotations"]["io.ocivol.precreate-key"], "victim",
+        "the annotation is left alone and never read"
     );
-    assert_eq!(changed["mounts"][0]["destination"], "/pre");
+    assert_eq!(changed["mounts"][2]["destination"], "/pre");
     let users: Vec<_> = fs::read_dir(dir.path().join("run/volumes/pre/users"))
         .unwrap()
-        .map(|e| e.unwrap().file_name())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(users.len(), 1);
-    assert!(
-        users[0].to_string_lossy().starts_with(key),
-        "the user is the key precreate chose, never the user's"
+    assert_eq!(
+        users,
+        [ocivol::store::container_key(
+            id,
+            Some(ocivol::store::PRECREATE_KEY_ROOT)
+        )],
+        "the user is podman's container ID, never the annotation's value"
     );
+
+    // Two IDs, or none: precreate cannot tell the container and refuses.
+    let other = "0".repeat(64);
+    let mut none = spec(id);
+    none["mounts"] = json!([]);
+    for (what, bad) in [("two IDs", spec(&other)), ("no ID", none)] {
+        let out = precreate(dir.path(), &bad);
+        assert!(!out.status.success(), "{what}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("precreate: "), "{what}: {stderr}");
+    }
 }

@@ -252,13 +252,13 @@ fn other_namespace_unknown_source_and_cycle_are_refused_and_leave_nothing() {
                 ("io.kubernetes.cri.sandbox-namespace", "default"),
             ],
             "vf-scope-b",
-            "container \"vf-scope-a\" is in containerd namespace default, this one in containerd namespace other",
+            "no container \"vf-scope-a\" in this scope",
         ),
         (
             &[],
             vec![(FROM, "vf-nope")],
             "vf-scope-c",
-            "no container \"vf-nope\" is known",
+            "no container \"vf-nope\" in this scope",
         ),
         (
             &[],
@@ -299,4 +299,60 @@ fn other_namespace_unknown_source_and_cycle_are_refused_and_leave_nothing() {
         assert_eq!(stdout(&out), "");
     }
     assert!(Path::new(&env.run_root).join("volumes/cow/merged").exists());
+}
+
+#[test]
+fn cri_keys_added_with_ctr_never_reach_another_containerd_namespace() {
+    let Some((env, ctrd, a_volumes)) =
+        setup("cri_keys_added_with_ctr_never_reach_another_containerd_namespace")
+    else {
+        return;
+    };
+    // team-b's container, with the keys containerd's CRI would write (here `ctr` adds them).
+    let cri = |ns: &'static str, name: &'static str| {
+        vec![
+            ("io.kubernetes.cri.sandbox-namespace", ns),
+            ("io.kubernetes.cri.sandbox-id", "sb-shared"),
+            ("io.kubernetes.cri.container-name", name),
+            ("io.kubernetes.cri.container-type", "container"),
+        ]
+    };
+    let mut victim = cri("team-b", "db");
+    victim.push((VOLUMES, &a_volumes));
+    start(&ctrd, &env, &["-n", "team-b"], &victim, "vf-tenant-b");
+    // team-a's claims team-b's Kubernetes namespace and sandbox, and asks by name, by ID, and
+    // for a container that exists nowhere: the containerd namespace, from the bundle path, keeps
+    // them apart, and the three answers are the same.
+    let mut refusals = Vec::new();
+    for (i, source) in ["db", "vf-tenant-b", "vf-nowhere"].iter().enumerate() {
+        let mut ann = cri("team-b", "app");
+        ann.push((FROM, source));
+        let id = format!("vf-tenant-a{i}");
+        let out = ctrd
+            .run_with(&["--rm", "-n", "team-a"], &ann, &env.rootfs, &id, &["true"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{source} must be refused");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            stderr.contains(&format!("no container {source:?} in this scope")),
+            "{source}: {stderr}"
+        );
+        assert!(!stderr.contains("team-b"), "names no other scope: {stderr}");
+        refusals.push(
+            stderr
+                .lines()
+                .find(|l| l.contains("ocivol:"))
+                .unwrap_or_default()
+                .replace(source, "X")
+                .replace(&id, "Y"),
+        );
+        assert_eq!(env.users("cow"), 1, "{source}: nothing taken");
+    }
+    assert_eq!(
+        refusals[1], refusals[2],
+        "an existing and a missing source look alike"
+    );
+    ctrd.remove("team-b", "vf-tenant-b");
+    assert_eq!((env.users("cow"), env.overlays("cow")), (0, 0));
 }

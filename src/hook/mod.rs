@@ -7,27 +7,28 @@
 //! - `poststop`: releases what the container held. Idempotent.
 //! - no stage: told from stdin (a state with status `creating` or `stopped`, or a config), so
 //!   that one hooks.d file can list several stages with the same command.
+//!
+//! Hooks get no `--root`, so a container's record is keyed by its ID and its bundle path (or the
+//! state's `root` where a runtime gives one): two containers with one ID under two runtime roots
+//! have two records. Nothing in the spec names the record poststop releases: it is computed
+//! from the `id` and `bundle` the engine gives poststop.
 
 mod attach;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context as _, anyhow, bail};
 use serde::Deserialize;
 
 use crate::config::Context;
 use crate::mounts::Linux;
-use crate::prepare::{Container, prepare};
+use crate::prepare::{Container, key_of, prepare};
 use crate::process::ProcessId;
 use crate::spec::BundleSpec;
-use crate::store::{Store, container_key};
+use crate::store::{PRECREATE_KEY_ROOT, Store, container_key, hook_key_root};
 use crate::volumes_from::RuntimeState;
-
-/// Set by `precreate` on the spec it returns, so that `poststop` (which gets the engine's ID)
-/// finds what precreate took. Always overwritten: a value a user put there is never used.
-pub const PRECREATE_KEY: &str = "io.ocivol.precreate-key";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Stage {
@@ -43,6 +44,19 @@ struct HookState {
     #[serde(default)]
     pid: Option<i32>,
     bundle: PathBuf,
+    /// The runtime's root, for runtimes that put it in the state (runc does not).
+    #[serde(default)]
+    root: Option<String>,
+}
+
+impl HookState {
+    /// (runtime root, key root) of the container's record.
+    fn key_parts(&self) -> (Option<&str>, Option<String>) {
+        match self.root.as_deref().filter(|r| !r.is_empty()) {
+            Some(root) => (Some(root), None),
+            None => (None, Some(hook_key_root(&self.bundle))),
+        }
+    }
 }
 
 /// Hooks have no runtime to ask: volumes-from finds sources in ocivol's records and in the
@@ -108,6 +122,11 @@ fn infer_stage(text: &[u8]) -> anyhow::Result<Stage> {
     bail!("stdin is neither an OCI state nor a config.json")
 }
 
+/// podman's precreate hook takes the volumes before the container exists, and podman's poststop
+/// gets only the container's `id` and `bundle`. The record is keyed by podman's container ID,
+/// read from the mounts podman itself wrote into the config (`/etc/hosts`, `/etc/hostname`,
+/// `/run/.containerenv`, `/dev/shm` come from `…/DRIVER-containers/ID/userdata/`) and its
+/// cgroup path (`…libpod-ID`), never from an annotation.
 fn precreate(
     ctx: &Context,
     store: &Store,
@@ -116,23 +135,25 @@ fn precreate(
 ) -> anyhow::Result<()> {
     let mut spec = BundleSpec::parse(PathBuf::from("<stdin>"), text)?;
     if spec.wants_ocivol() {
-        // The engine's ID is not in the config yet: precreate names the container itself.
-        let key = format!("precreate-{}", crate::store::random_name()?);
-        let mut annotations = spec.annotations();
-        annotations.remove(PRECREATE_KEY);
+        let (id, userdata) = podman_container(&spec)?;
+        let annotations = spec.annotations();
         let container = Container {
-            id: &key,
+            id: &id,
             runtime_root: None,
-            bundle: Path::new(""),
+            key_root: Some(PRECREATE_KEY_ROOT),
+            bundle: &userdata,
             annotations: &annotations,
         };
+        let key = key_of(&container);
+        // What an earlier start of this container held, if its poststop never ran: podman runs
+        // one container of an ID at a time, and precreate only when it starts it.
+        store.release_container(&key)?;
         if let Some(prepared) = prepare(ctx, store, &container, &NoRuntime)? {
             // podman hands the spec to its runtime after this process has exited: the staged
             // mounts stay until poststop releases the container.
-            let record_key = container_key(&key, None);
             let staged = crate::staging::stage(
                 &ctx.paths.run_root,
-                &record_key,
+                &key,
                 &prepared.record.mounts,
                 &prepared.pins,
                 None,
@@ -140,28 +161,66 @@ fn precreate(
             .map_err(anyhow::Error::from)
             .and_then(|sources| Ok(spec.add_mounts(&prepared.spec_mounts(&sources))?));
             if let Err(e) = staged {
-                let _ = store.forget_container(&record_key);
+                let _ = store.forget_container(&key);
                 return Err(e);
             }
-            set_annotation(&mut spec, PRECREATE_KEY, &key);
         }
     }
     serde_json::to_writer(&mut *output, &spec.value).context("write the config to stdout")?;
     output.flush().context("write the config to stdout")
 }
 
-fn set_annotation(spec: &mut BundleSpec, key: &str, value: &str) {
-    if let Some(obj) = spec.value.as_object_mut() {
-        let ann = obj
-            .entry("annotations")
-            .or_insert_with(|| serde_json::json!({}));
-        if let Some(map) = ann.as_object_mut() {
-            map.insert(
-                key.to_string(),
-                serde_json::Value::String(value.to_string()),
-            );
+/// podman's container ID and the `userdata` directory it was read from, from what podman wrote
+/// into the config; every place that names an ID must name the same one.
+fn podman_container(spec: &BundleSpec) -> anyhow::Result<(String, PathBuf)> {
+    let mut found: Option<(String, PathBuf)> = None;
+    let mut ids = Vec::new();
+    for m in spec.mounts()? {
+        if let Some(src) = m.source()
+            && let Some((id, dir)) = storage_container_dir(src)
+        {
+            ids.push(id.clone());
+            found.get_or_insert((id, dir));
         }
     }
+    if let Some(cg) = spec
+        .value
+        .pointer("/linux/cgroupsPath")
+        .and_then(|v| v.as_str())
+        && let Some(pos) = cg.rfind("libpod")
+    {
+        ids.push(
+            cg[pos + "libpod".len()..]
+                .trim_start_matches(['-', ':'])
+                .to_string(),
+        );
+    }
+    match found {
+        Some((id, dir)) if ids.iter().all(|i| *i == id) => Ok((id, dir)),
+        Some(_) => bail!(
+            "precreate: the config names several podman container IDs ({}); refusing to guess",
+            ids.join(", ")
+        ),
+        None => bail!(
+            "precreate: the config has no mount from podman's container directory \
+             (…/DRIVER-containers/ID/userdata), so the container cannot be told; \
+             use the createRuntime hooks file (hooks.d/ocivol.json) instead"
+        ),
+    }
+}
+
+/// `(ID, …/DRIVER-containers/ID/userdata)` for a path under such a directory.
+fn storage_container_dir(path: &Path) -> Option<(String, PathBuf)> {
+    let parts: Vec<Component> = path.components().collect();
+    let at = parts.iter().position(|c| c.as_os_str() == "userdata")?;
+    if at < 2 {
+        return None;
+    }
+    let id = parts[at - 1].as_os_str().to_str()?;
+    let store = parts[at - 2].as_os_str().to_str()?;
+    let is_id = id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    (is_id && store.ends_with("-containers"))
+        .then(|| (id.to_string(), parts[..=at].iter().collect()))
 }
 
 fn create_runtime(ctx: &Context, store: &Store, state: &HookState) -> anyhow::Result<()> {
@@ -180,16 +239,28 @@ fn create_runtime(ctx: &Context, store: &Store, state: &HookState) -> anyhow::Re
         .ok_or_else(|| anyhow!("{}: no root.path", spec.path.display()))?;
     let rootfs =
         std::fs::canonicalize(state.bundle.join(root)).with_context(|| format!("rootfs {root}"))?;
-    let key = container_key(&state.id, None);
-    // What an earlier run of a container with this ID held (a restart, a crashed hook).
-    store.release_container(&key)?;
     let annotations: BTreeMap<String, String> = spec.annotations();
+    let (runtime_root, key_root) = state.key_parts();
     let container = Container {
         id: &state.id,
-        runtime_root: None,
+        runtime_root,
+        key_root: key_root.as_deref(),
         bundle: &state.bundle,
         annotations: &annotations,
     };
+    let key = key_of(&container);
+    // What an earlier container with this ID and bundle held (a crashed hook, one whose poststop
+    // never ran) is released first, but only once it is known to be gone.
+    if let Some(old) = store.load_container(&key)? {
+        if store.holder_alive(&old)? {
+            bail!(
+                "container {}: a container with the same ID and bundle still holds volumes; \
+                 delete it first",
+                state.id
+            );
+        }
+        store.release_container(&key)?;
+    }
     let Some(prepared) = prepare(ctx, store, &container, &NoRuntime)? else {
         return Ok(());
     };
@@ -202,14 +273,25 @@ fn create_runtime(ctx: &Context, store: &Store, state: &HookState) -> anyhow::Re
     Ok(())
 }
 
+/// Releases what the container of this `id` and `bundle` held: its createRuntime record, and
+/// what podman's precreate took for a container of podman's with this ID.
 fn poststop(store: &Store, state: &HookState) -> anyhow::Result<()> {
-    store.release_container(&container_key(&state.id, None))?;
-    // A container prepared by podman's precreate is recorded under the key precreate gave it.
-    if let Ok(spec) = BundleSpec::load(&state.bundle)
-        && let Some(key) = spec.annotations().get(PRECREATE_KEY)
-        && crate::prepare::check_container_id(key).is_ok()
-    {
-        store.release_container(&container_key(key, None))?;
+    let (runtime_root, key_root) = state.key_parts();
+    let key = container_key(&state.id, runtime_root.or(key_root.as_deref()));
+    match store.load_container(&key)? {
+        // The container poststop runs for has stopped: a record whose init lives is another
+        // container's with the same ID and bundle (one whose create this one's failure undid).
+        Some(r) if r.init.is_some_and(|i| i.is_alive()) => {
+            log::warn!(
+                "poststop of {}: its record belongs to a running container; kept",
+                state.id
+            );
+        }
+        Some(_) => store.release_container(&key)?,
+        None => {}
+    }
+    if storage_container_dir(&state.bundle).is_some_and(|(id, _)| id == state.id) {
+        store.release_container(&container_key(&state.id, Some(PRECREATE_KEY_ROOT)))?;
     }
     Ok(())
 }

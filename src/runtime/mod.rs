@@ -181,6 +181,7 @@ fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
     let container = Container {
         id,
         runtime_root: args.root.as_deref(),
+        key_root: None,
         bundle: &bundle,
         annotations: &annotations,
     };

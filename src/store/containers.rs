@@ -1,6 +1,7 @@
 //! What ocivol knows of a container: `containers/KEY.json` under the persistent root. Written
 //! before the real runtime runs, so that a delete (or a crash recovery) knows what to release.
 
+use std::cell::Cell;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,11 @@ pub struct ContainerRecord {
     /// The runtime's `--root`, when one was given (it tells containerd namespaces apart).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_root: Option<String>,
+    /// What tells this container apart from another of the same ID when there is no runtime
+    /// root: [`hook_key_root`] of its bundle for a container prepared by a hook (hooks get no
+    /// `--root`), [`PRECREATE_KEY_ROOT`] for one prepared by podman's precreate hook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_root: Option<String>,
     pub bundle: PathBuf,
     /// Who the container belongs to (for volumes-from).
     #[serde(default)]
@@ -41,6 +47,32 @@ pub struct ContainerRecord {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes_from: Vec<String>,
     pub boot_id: String,
+    /// The container's init process, when it was known as the volumes were taken (a
+    /// createRuntime hook knows it): while it lives, the record is not released for another
+    /// container with the same key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<crate::process::ProcessId>,
+}
+
+/// The key root of a container prepared by a hook: its bundle path, which runc, CRI-O and podman
+/// all give every hook of the container (`bundle` in the OCI state).
+pub fn hook_key_root(bundle: &Path) -> String {
+    format!("bundle:{}", bundle.display())
+}
+
+/// The key root of a container prepared by podman's precreate hook, keyed by the container ID
+/// that podman gives its poststop hook (see hook::precreate).
+pub const PRECREATE_KEY_ROOT: &str = "podman-precreate";
+
+thread_local! {
+    /// Container record files read by this thread (see [`records_read`]).
+    static RECORDS_READ: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many container record files this thread has read so far: lets tests prove that a lookup
+/// reads a bounded number of them, whatever the number of records on the node.
+pub fn records_read() -> u64 {
+    RECORDS_READ.with(Cell::get)
 }
 
 /// The key of a container in ocivol's state: its ID and a hash of the runtime root, as the
@@ -57,7 +89,10 @@ pub fn container_key(id: &str, runtime_root: Option<&str>) -> String {
 
 impl ContainerRecord {
     pub fn key(&self) -> String {
-        container_key(&self.id, self.runtime_root.as_deref())
+        container_key(
+            &self.id,
+            self.runtime_root.as_deref().or(self.key_root.as_deref()),
+        )
     }
 
     fn path(dir: &Path, key: &str) -> PathBuf {
@@ -75,6 +110,7 @@ impl ContainerRecord {
 
     pub fn load(dir: &Path, key: &str) -> Result<Option<ContainerRecord>> {
         let path = Self::path(dir, key);
+        RECORDS_READ.with(|n| n.set(n.get() + 1));
         match fs::read_to_string(&path) {
             Ok(text) => serde_json::from_str(&text)
                 .map(Some)

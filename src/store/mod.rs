@@ -9,7 +9,8 @@
 //! RUN_ROOT (/run/ocivol)                  cleared by a reboot
 //! ├── locks/NAME.lock                     flock per volume; never removed while in use
 //! ├── volumes/NAME/merged/                the volume's one overlay mount point
-//! └── volumes/NAME/users/KEY              one record per (volume, container) using it
+//! ├── volumes/NAME/users/KEY              one record per (volume, container) using it
+//! └── names/SANDBOX/NAME                  the key of a pod's container by name (see names.rs)
 //! ```
 //!
 //! The number of users of a volume is the number of files in its `users/`, and it is changed
@@ -26,6 +27,7 @@ mod containers;
 mod diff;
 mod listing;
 mod lock;
+mod names;
 mod reconcile;
 mod users;
 mod volume;
@@ -34,7 +36,9 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use containers::{ContainerRecord, RecordedMount, container_key};
+pub use containers::{
+    ContainerRecord, PRECREATE_KEY_ROOT, RecordedMount, container_key, hook_key_root, records_read,
+};
 pub use diff::{Change, ChangeKind};
 pub use listing::{UserInfo, VolumeInfo, dir_size};
 pub use reconcile::{ContainerProbe, GcAction, RuntimeView, Verdict};
@@ -203,6 +207,14 @@ impl Store {
     }
     fn containers_dir(&self) -> PathBuf {
         self.root.join("containers")
+    }
+    fn names_dir(&self) -> PathBuf {
+        self.run_root.join("names")
+    }
+
+    /// The container's init process this store records with the users it takes, if known.
+    pub fn init_process(&self) -> Option<ProcessId> {
+        self.init
     }
 
     /// The definition of a volume, if it exists.
@@ -549,10 +561,15 @@ impl Store {
         Ok(())
     }
 
-    /// Saves what a container holds; written before the runtime runs.
+    /// Saves what a container holds; written before the runtime runs. A container of a pod is
+    /// indexed by its sandbox and name.
     pub fn save_container(&self, record: &ContainerRecord) -> Result<()> {
         self.make_state_dirs()?;
-        record.save(&self.containers_dir())
+        record.save(&self.containers_dir())?;
+        if let (Some(sandbox), Some(name)) = (&record.scope.sandbox, &record.scope.container_name) {
+            names::set(&self.names_dir(), sandbox, name, &record.key())?;
+        }
+        Ok(())
     }
 
     pub fn load_container(&self, key: &str) -> Result<Option<ContainerRecord>> {
@@ -560,7 +577,45 @@ impl Store {
     }
 
     pub fn remove_container(&self, key: &str) -> Result<()> {
-        ContainerRecord::remove(&self.containers_dir(), key)
+        let record = self.load_container(key).ok().flatten();
+        ContainerRecord::remove(&self.containers_dir(), key)?;
+        if let Some(r) = record
+            && let (Some(sandbox), Some(name)) = (&r.scope.sandbox, &r.scope.container_name)
+        {
+            names::remove(&self.names_dir(), sandbox, name, key)?;
+        }
+        Ok(())
+    }
+
+    /// The record of the container called `name` in the pod of sandbox `sandbox`: one index
+    /// entry and one record read. The index is a hint; the record must say the same.
+    pub fn container_by_name(&self, sandbox: &str, name: &str) -> Result<Option<ContainerRecord>> {
+        let Some(key) = names::get(&self.names_dir(), sandbox, name)? else {
+            return Ok(None);
+        };
+        Ok(self.load_container(&key)?.filter(|r| {
+            r.scope.sandbox.as_deref() == Some(sandbox)
+                && r.scope.container_name.as_deref() == Some(name)
+        }))
+    }
+
+    /// Whether the container of `record` may still be running, so that its record must not be
+    /// released for another container with the same key: its init, when recorded, is alive; or,
+    /// with no init recorded, some volume still counts it as a user that is not known to be gone.
+    pub fn holder_alive(&self, record: &ContainerRecord) -> Result<bool> {
+        if let Some(init) = record.init {
+            return Ok(init.is_alive());
+        }
+        let key = record.key();
+        for name in &record.volumes {
+            let path = self.users_dir(name).join(&key);
+            if let Some(user) = UserRecord::load(&path, &key)?
+                && self.judge_user(&user) == Verdict::Alive
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Releases every volume a container holds. Idempotent. The record stays: the container may

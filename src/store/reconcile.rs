@@ -278,6 +278,21 @@ impl Store {
         Ok(())
     }
 
+    /// The verdict on one user record, with what this store can see.
+    pub(super) fn judge_user(&self, user: &UserRecord) -> Verdict {
+        let boot = boot_id();
+        let record = |key: &str| self.load_container(key).ok().flatten();
+        judge(
+            user,
+            &World {
+                boot_id: &boot,
+                start_time: &crate::process::start_time,
+                record: &record,
+                probe: self.probe.as_deref(),
+            },
+        )
+    }
+
     /// The runtime's view of a container; `None` when this store cannot ask the runtime.
     pub fn probe_state(&self, id: &str, runtime_root: Option<&str>) -> Option<RuntimeView> {
         self.probe.as_ref().map(|p| p.state(id, runtime_root))
@@ -429,12 +444,14 @@ mod tests {
         ContainerRecord {
             id: id.into(),
             runtime_root: None,
+            key_root: None,
             bundle: "/b".into(),
             scope: Default::default(),
             volumes: vec!["v".into()],
             mounts: vec![],
             volumes_from: vec![],
             boot_id: "boot".into(),
+            init: None,
         }
     }
 

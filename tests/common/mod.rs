@@ -334,6 +334,15 @@ impl Drop for Env {
     }
 }
 
+/// Unmounts everything under a directory when dropped (also when the test panics).
+pub struct UnmountOnDrop(pub PathBuf);
+
+impl Drop for UnmountOnDrop {
+    fn drop(&mut self) {
+        unmount_all_under(&self.0);
+    }
+}
+
 /// Asserts a command succeeded, showing its output if not.
 pub fn ok(out: &Output, what: &str) -> String {
     assert!(

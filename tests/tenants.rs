@@ -1,0 +1,388 @@
+//! Tenants stay apart (issue 12): the scope comes from the engine, never from the pod author,
+//! and no container can act on another's volumes. Each test is an attack, run through real runc
+//! with the standard hooks (createRuntime + poststop, the set-up CRI-O uses), with CRI-O
+//! simulated by the bundle layout and the annotations CRI-O writes.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common::{Env, OCIVOL, RUNC, ok};
+use serde_json::{Value, json};
+
+const VOLUMES: &str = "io.ocivol.volumes";
+const FROM: &str = "io.ocivol.volumes-from";
+
+/// The env a hook gets: where this test's ocivol state and config are.
+fn hook_env(env: &Env) -> Vec<String> {
+    vec![
+        format!("OCIVOL_CONFIG={}", env.config.display()),
+        format!("OCIVOL_ROOT={}", env.root.display()),
+        format!("OCIVOL_RUN_ROOT={}", env.run_root.display()),
+    ]
+}
+
+/// Writes `bundle/config.json` from the test's template with these annotations, spec mounts
+/// added, and the createRuntime and poststop hooks of ocivol.
+fn hooked_bundle(
+    env: &Env,
+    bundle: &Path,
+    args: &[&str],
+    annotations: &[(&str, &str)],
+    extra_mounts: &[Value],
+) {
+    let made = env.bundle("template-copy", args, annotations);
+    let mut spec: Value = serde_json::from_slice(&fs::read(made.join("config.json")).unwrap())
+        .expect("template spec");
+    fs::remove_dir_all(&made).unwrap();
+    if let Some(m) = spec["mounts"].as_array_mut() {
+        m.extend(extra_mounts.iter().cloned());
+    }
+    let vars = hook_env(env);
+    let hook =
+        |stage: &str| json!([{ "path": OCIVOL, "args": ["ocivol", "hook", stage], "env": vars }]);
+    spec["hooks"] =
+        json!({ "createRuntime": hook("create-runtime"), "poststop": hook("poststop") });
+    fs::create_dir_all(bundle).unwrap();
+    fs::write(
+        bundle.join("config.json"),
+        serde_json::to_vec_pretty(&spec).unwrap(),
+    )
+    .unwrap();
+}
+
+/// runc under a root of the test's choice; containers left under it are deleted on drop.
+struct Runc {
+    root: PathBuf,
+    out_dir: PathBuf,
+}
+
+impl Runc {
+    fn new(root: PathBuf, out_dir: &Path) -> Runc {
+        Runc {
+            root,
+            out_dir: out_dir.to_path_buf(),
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(RUNC);
+        c.arg("--root").arg(&self.root).args(args);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Starts a detached container; its stdio goes to a file.
+    fn start(&self, id: &str, bundle: &Path) -> Output {
+        let log = fs::File::create(self.out_dir.join(format!("{id}.out"))).unwrap();
+        self.cmd(&["run", "--detach", "--bundle", bundle.to_str().unwrap(), id])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs a container to its end in the foreground.
+    fn run(&self, id: &str, bundle: &Path) -> Output {
+        self.cmd(&["run", "--bundle", bundle.to_str().unwrap(), id])
+            .output()
+            .unwrap()
+    }
+
+    fn exec(&self, id: &str, script: &str) -> Output {
+        self.cmd(&["exec", id, "sh", "-c", script])
+            .output()
+            .unwrap()
+    }
+
+    fn delete(&self, id: &str) {
+        ok(
+            &self.cmd(&["delete", "--force", id]).output().unwrap(),
+            "delete",
+        );
+    }
+}
+
+impl Drop for Runc {
+    fn drop(&mut self) {
+        let Ok(out) = self.cmd(&["list", "-q"]).output() else {
+            return;
+        };
+        for id in String::from_utf8_lossy(&out.stdout).lines() {
+            let _ = self.cmd(&["delete", "--force", id]).output();
+        }
+    }
+}
+
+/// A 64-hex container ID of containers/storage, from a short tag.
+fn storage_id(tag: &str) -> String {
+    let hex: String = tag.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("{hex:0<64}")
+}
+
+/// The annotations CRI-O writes into a container's spec (internal/factory/container/
+/// container.go, SpecAddAnnotations): the pod's annotations first, then its own keys, then the
+/// kubelet's labels, each overwriting the one before.
+fn crio_annotations<'a>(
+    pod: &[(&'a str, &'a str)],
+    namespace: &'a str,
+    sandbox: &'a str,
+    name: &'a str,
+    kind: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    let mut all: Vec<(&str, &str)> = pod.to_vec();
+    let own = [
+        ("io.container.manager", "cri-o"),
+        ("io.kubernetes.cri-o.SandboxID", sandbox),
+        ("io.kubernetes.cri-o.ContainerType", kind),
+        ("io.kubernetes.pod.namespace", namespace),
+        ("io.kubernetes.container.name", name),
+    ];
+    for (k, v) in own {
+        all.retain(|(key, _)| *key != k);
+        all.push((k, v));
+    }
+    all
+}
+
+#[test]
+fn under_cri_o_a_spoofed_cri_namespace_reaches_no_other_namespace() {
+    let test = "under_cri_o_a_spoofed_cri_namespace_reaches_no_other_namespace";
+    let Some(env) = Env::new(test) else {
+        return;
+    };
+    let runc = Runc::new(env.runc_root.clone(), env.dir.path());
+    let containers = env.dir.path().join("crio/overlay-containers");
+    let bundle = |id: &str| containers.join(id).join("userdata");
+    // team-b's container: an anonymous volume and a secret bound by its spec.
+    let secret = env.dir.path().join("team-b-secret");
+    fs::create_dir_all(&secret).unwrap();
+    fs::write(secret.join("token"), "team-b token\n").unwrap();
+    let victim = storage_id("victim");
+    let sb_b = storage_id("sandbox-b");
+    let ann_b = crio_annotations(&[(VOLUMES, "/scratch")], "team-b", &sb_b, "db", "container");
+    let secret_mount = json!({ "destination": "/etc/app-secret", "type": "bind",
+        "source": secret, "options": ["rbind", "ro"] });
+    hooked_bundle(
+        &env,
+        &bundle(&victim),
+        &["sleep", "600"],
+        &ann_b,
+        &[secret_mount],
+    );
+    ok(&runc.start(&victim, &bundle(&victim)), "team-b starts");
+    ok(
+        &runc.exec(&victim, "echo b-data > /scratch/b"),
+        "team-b writes",
+    );
+
+    // team-a's pod claims team-b's namespace and sandbox with containerd's keys, which CRI-O
+    // never writes, and asks for the volumes of team-b's container by ID and by name.
+    let sb_a = storage_id("sandbox-a");
+    let nowhere = storage_id("nowhere");
+    let mut refusals = Vec::new();
+    for (i, source) in [victim.as_str(), "db", nowhere.as_str()].iter().enumerate() {
+        let attacker = storage_id(&format!("attacker{i}"));
+        let pod = [
+            ("io.kubernetes.cri.sandbox-namespace", "team-b"),
+            ("io.kubernetes.cri.sandbox-id", sb_b.as_str()),
+            ("io.kubernetes.cri.container-name", "app"),
+            (FROM, *source),
+        ];
+        let ann = crio_annotations(&pod, "team-a", &sb_a, "app", "container");
+        hooked_bundle(
+            &env,
+            &bundle(&attacker),
+            &["cat", "/scratch/b", "/etc/app-secret/token"],
+            &ann,
+            &[],
+        );
+        let out = runc.run(&attacker, &bundle(&attacker));
+        // runc quotes the hook's stderr in its own message.
+        let stderr = String::from_utf8_lossy(&out.stderr).replace("\\\"", "\"");
+        assert!(
+            !out.status.success(),
+            "{source}: team-a got team-b's volumes: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(
+            stderr.contains(&format!("no container {source:?} in this scope")),
+            "{source}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("team-b"),
+            "the refusal names no other scope: {stderr}"
+        );
+        refusals.push(stderr.replace(source, "X").replace(&attacker, "Y"));
+    }
+    // A container of another namespace and one that exists nowhere get the same answer.
+    assert_eq!(refusals[0], refusals[2]);
+
+    // CRI-O's sandbox (pause) container gets the pod's annotations too, and is never touched.
+    let infra = storage_id("infra");
+    let ann = crio_annotations(
+        &[(VOLUMES, "sbvol:/sb")],
+        "team-a",
+        &infra,
+        "POD",
+        "sandbox",
+    );
+    hooked_bundle(&env, &bundle(&infra), &["true"], &ann, &[]);
+    ok(&runc.run(&infra, &bundle(&infra)), "the sandbox runs");
+    assert!(
+        !env.root.join("volumes/sbvol").exists(),
+        "no volume for a sandbox"
+    );
+
+    assert_eq!(
+        ok(&runc.exec(&victim, "cat /scratch/b"), "team-b reads"),
+        "b-data\n"
+    );
+    runc.delete(&victim);
+    assert!(env.mounts_here().is_empty(), "{:?}", env.mounts_here());
+}
+
+#[test]
+fn an_annotation_never_makes_poststop_release_another_containers_volumes() {
+    let test = "an_annotation_never_makes_poststop_release_another_containers_volumes";
+    let Some(env) = Env::new(test) else {
+        return;
+    };
+    let runc = Runc::new(env.runc_root.clone(), env.dir.path());
+    let bundles = env.dir.path().join("bundles-pk");
+    let ann = format!("/scratch;vv:/data:base={},volatile", env.base.display());
+    hooked_bundle(
+        &env,
+        &bundles.join("victim"),
+        &["sleep", "600"],
+        &[(VOLUMES, &ann)],
+        &[],
+    );
+    ok(
+        &runc.start("pk-victim", &bundles.join("victim")),
+        "victim starts",
+    );
+    ok(
+        &runc.exec("pk-victim", "echo v > /scratch/v && echo change > /data/c"),
+        "victim writes",
+    );
+    let anon_before = anonymous_volumes(&env);
+    assert_eq!(anon_before.len(), 1);
+
+    // The attacker names the victim in the key podman's precreate used to set, and stops.
+    for (i, value) in ["pk-victim", "precreate-x", "pk-victim.0000000000000000"]
+        .iter()
+        .enumerate()
+    {
+        let id = format!("pk-attacker-{i}");
+        hooked_bundle(
+            &env,
+            &bundles.join(&id),
+            &["true"],
+            &[(VOLUMES, "/mine"), ("io.ocivol.precreate-key", value)],
+            &[],
+        );
+        ok(
+            &runc.run(&id, &bundles.join(&id)),
+            "the attacker runs and stops",
+        );
+    }
+
+    assert_eq!(
+        anonymous_volumes(&env),
+        anon_before,
+        "the victim's volume is there"
+    );
+    assert_eq!((env.users("vv"), env.overlays("vv")), (1, 1));
+    assert_eq!(
+        ok(
+            &runc.exec("pk-victim", "cat /scratch/v /data/c"),
+            "victim reads"
+        ),
+        "v\nchange\n",
+        "neither the anonymous volume nor the volatile changes were released"
+    );
+    runc.delete("pk-victim");
+    assert_eq!((env.users("vv"), env.overlays("vv")), (0, 0));
+    assert!(anonymous_volumes(&env).is_empty());
+}
+
+/// The anonymous volumes in the state (32 hex digits).
+fn anonymous_volumes(env: &Env) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(env.root.join("volumes"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.len() == 32 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn the_same_id_under_two_runc_roots_has_two_records_in_hook_mode() {
+    let test = "the_same_id_under_two_runc_roots_has_two_records_in_hook_mode";
+    let Some(env) = Env::new(test) else {
+        return;
+    };
+    let first = Runc::new(env.runc_root.clone(), env.dir.path());
+    let second = Runc::new(env.dir.path().join("runc-2"), env.dir.path());
+    let bundles = env.dir.path().join("bundles-2r");
+    hooked_bundle(
+        &env,
+        &bundles.join("one"),
+        &["sleep", "600"],
+        &[(VOLUMES, "/scratch")],
+        &[],
+    );
+    hooked_bundle(
+        &env,
+        &bundles.join("two"),
+        &["true"],
+        &[(VOLUMES, "/scratch")],
+        &[],
+    );
+    ok(
+        &first.start("same", &bundles.join("one")),
+        "the first starts",
+    );
+    ok(
+        &first.exec("same", "echo one > /scratch/x"),
+        "the first writes",
+    );
+    let mine = anonymous_volumes(&env);
+    assert_eq!(mine.len(), 1);
+
+    // The same ID under another root, with its own bundle: created, run, stopped.
+    ok(&second.run("same", &bundles.join("two")), "the second runs");
+    assert_eq!(
+        anonymous_volumes(&env),
+        mine,
+        "only the second's volume went"
+    );
+    // With the same bundle too: its record cannot be told from the first's, whose init lives,
+    // so the second is refused rather than releasing what the first holds.
+    let out = second.run("same", &bundles.join("one"));
+    assert!(
+        !out.status.success(),
+        "the second with the same bundle is refused"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("still holds volumes"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = second.cmd(&["delete", "--force", "same"]).output();
+    assert_eq!(anonymous_volumes(&env), mine);
+    assert_eq!(
+        ok(&first.exec("same", "cat /scratch/x"), "the first reads"),
+        "one\n"
+    );
+    first.delete("same");
+    assert!(anonymous_volumes(&env).is_empty());
+    assert!(env.mounts_here().is_empty(), "{:?}", env.mounts_here());
+}

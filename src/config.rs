@@ -134,8 +134,9 @@ impl Config {
             })
             .collect::<Vec<_>>()
             .join("\n");
-        let config: Config =
-            serde_json::from_str(&uncommented).map_err(|e| escape_controls(&e.to_string()))?;
+        // The parser quotes a bad key as it is, newlines included: every place that shows this
+        // error escapes it (commands::output::escape), so it stays one line there.
+        let config: Config = serde_json::from_str(&uncommented).map_err(|e| e.to_string())?;
         config.validate()?;
         Ok(config)
     }
@@ -168,21 +169,6 @@ impl Config {
         }
         Ok(())
     }
-}
-
-/// The parser quotes a bad key as it is; a key with a newline in it must not break the one-line
-/// error that the runtime's caller shows.
-fn escape_controls(message: &str) -> String {
-    message
-        .chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }
 
 /// Where ocivol keeps its state, as chosen by flags, environment, or defaults.
@@ -318,6 +304,7 @@ mod tests {
     fn errors_stay_on_one_line_even_for_keys_and_paths_with_newlines() {
         for text in ["{\"a\\nb\":1}", r#"{"policy":{"allowed_bases":["\n"]}}"#] {
             let e = Config::parse(text).unwrap_err();
+            let e = crate::commands::output::error_line(&anyhow::anyhow!(e));
             assert!(!e.contains('\n'), "{text}: {e:?}");
             assert!(
                 e.contains("\\n"),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
 
-use super::output::{human_size, table};
+use super::output::{escape_path, human_size, table};
 use super::{Format, Global, run, store};
 use crate::annotations::{self, MountFlags, Source, VolumeSpec};
 use crate::plan::{self, HostResolver, Planned};
@@ -317,8 +317,9 @@ fn diff(ctx: &crate::config::Context, a: DiffArgs) -> anyhow::Result<i32> {
     let changes = store(ctx).changes(&a.name)?;
     match a.format {
         Format::Table => {
+            // The paths are file names a container chose: escaped, one change a line.
             for c in &changes {
-                println!("{c}");
+                println!("{} {}", c.kind.letter(), escape_path(&c.path));
             }
         }
         Format::Json => println!("{}", serde_json::to_string_pretty(&changes)?),

@@ -79,11 +79,7 @@ fn store_at(dir: &Path) -> (StatePaths, Store) {
 }
 
 fn cow(name: &str, base: &Path) -> VolumeRequest {
-    VolumeRequest {
-        name: Some(name.to_string()),
-        base: Some(base.to_path_buf()),
-        volatile: false,
-    }
+    VolumeRequest::shared(Some(name), Some(base.to_path_buf()), false)
 }
 
 /// Microseconds since `t`.

@@ -9,6 +9,7 @@
 //!     "allowed_bases": ["/srv/datasets"],
 //!     "allowed_bind_sources": [],
 //!     "auto_create": true,
+//!     "shared_volumes": [],
 //!     "max_volumes_per_container": 64,
 //!     "volumes_from_scope": "namespace"
 //!   }
@@ -80,6 +81,10 @@ pub struct Policy {
     pub allowed_bind_sources: Vec<PathBuf>,
     /// Create a named volume on first use; when false, only volumes the operator created exist.
     pub auto_create: bool,
+    /// Volume names that mean one volume shared by every scope when first used (as if an
+    /// operator had run `ocivol volume create --scope any NAME`). A scope's own volume of such a
+    /// name, if it has one, still comes first.
+    pub shared_volumes: Vec<String>,
     /// Most entries one container may list in `io.ocivol.volumes`.
     pub max_volumes_per_container: usize,
     pub volumes_from_scope: VolumesFromScope,
@@ -91,6 +96,7 @@ impl Default for Policy {
             allowed_bases: Vec::new(),
             allowed_bind_sources: Vec::new(),
             auto_create: true,
+            shared_volumes: Vec::new(),
             max_volumes_per_container: 64,
             volumes_from_scope: VolumesFromScope::Namespace,
         }
@@ -166,6 +172,10 @@ impl Config {
         }
         if self.policy.max_volumes_per_container == 0 {
             return Err("policy.max_volumes_per_container: must be at least 1".into());
+        }
+        for name in &self.policy.shared_volumes {
+            crate::annotations::check_name(name)
+                .map_err(|e| format!("policy.shared_volumes: {e}"))?;
         }
         Ok(())
     }
@@ -263,13 +273,15 @@ mod tests {
     fn full_config_parses() {
         let c = Config::parse(
             r#"{"runtime":"/usr/sbin/runc","policy":{"allowed_bases":["/srv"],"allowed_bind_sources":["/data"],
-               "auto_create":false,"max_volumes_per_container":8,"volumes_from_scope":"any"}}"#,
+               "auto_create":false,"shared_volumes":["cache"],"max_volumes_per_container":8,
+               "volumes_from_scope":"any"}}"#,
         )
         .unwrap();
         assert_eq!(c.runtime, "/usr/sbin/runc");
         assert_eq!(c.policy.allowed_bases, [PathBuf::from("/srv")]);
         assert!(!c.policy.auto_create);
         assert_eq!(c.policy.max_volumes_per_container, 8);
+        assert_eq!(c.policy.shared_volumes, ["cache"]);
         assert_eq!(c.policy.volumes_from_scope, VolumesFromScope::Any);
     }
 
@@ -291,6 +303,10 @@ mod tests {
                 "max_volumes_per_container",
             ),
             (r#"{"policy":{"volumes_from_scope":"world"}}"#, "world"),
+            (
+                r#"{"policy":{"shared_volumes":["../x"]}}"#,
+                "policy.shared_volumes",
+            ),
             (r#"{"runtime":"bin/runc"}"#, "runtime"),
             (r#"{"runtime":""}"#, "runtime"),
         ];

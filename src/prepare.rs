@@ -103,14 +103,7 @@ pub fn prepare(
         volumes_from: resolved.source_keys,
         boot_id: boot_id(),
     };
-    let taken = take(
-        store,
-        policy.auto_create,
-        &key,
-        &planned,
-        &copied,
-        &mut record,
-    );
+    let taken = take(store, policy, &key, &planned, &copied, &mut record);
     if let Err(e) = taken {
         for name in &record.volumes {
             if let Err(e2) = store.release(name, &key) {
@@ -128,7 +121,7 @@ pub fn prepare(
 /// that a failure part-way knows what to give back; then saves the record.
 fn take(
     store: &Store,
-    auto_create: bool,
+    policy: &crate::config::Policy,
     key: &str,
     planned: &[plan::PlannedMount],
     copied: &[volumes_from::SourceMount],
@@ -142,12 +135,18 @@ fn take(
                 base,
                 volatile,
             } => {
+                // A name means the volume of the container's scope, or a shared one (see
+                // Store::acquire); an anonymous volume records the scope for `volume ls`.
                 let req = VolumeRequest {
                     name: name.clone(),
                     base: base.clone(),
                     volatile: *volatile,
+                    scope: Some(record.scope.volume_scope()),
+                    create_shared: name
+                        .as_ref()
+                        .is_some_and(|n| policy.shared_volumes.contains(n)),
                 };
-                let got = store.acquire(&req, key, auto_create).map_err(|e| {
+                let got = store.acquire(&req, key, policy.auto_create).map_err(|e| {
                     AnnotationError::new(annotations::VOLUMES, &m.entry, e.to_string())
                 })?;
                 record.volumes.push(got.name.clone());

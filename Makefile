@@ -36,7 +36,7 @@ INSTALLED := $(BINDIR)/ocivol $(BINDIR)/ocivol-runtime \
 	$(DATADIR)/bash-completion/completions/ocivol $(DATADIR)/zsh/site-functions/_ocivol \
 	$(DATADIR)/fish/vendor_completions.d/ocivol.fish
 
-.PHONY: all deps bench-deps build release demo test lint unit clean install uninstall deb bench bench-smoke
+.PHONY: all deps bench-deps build release demo test lint unit clean install uninstall deb bench bench-smoke stress
 
 all: build
 
@@ -146,6 +146,11 @@ test: deps bench-deps lint
 	  echo "make test: ocivol mounts grew from $$before to $$after:" >&2; grep ocivol /proc/self/mountinfo >&2; exit 1; \
 	fi; \
 	exit $$status
+
+## stress: the path-swap race of tests/pinning.rs for 60 s (10 s in make test), both ways in.
+stress: deps build
+	OCIVOL_RACE_SECONDS=$${OCIVOL_RACE_SECONDS:-60} $(CARGO) test --test pinning \
+	  a_swap_race_never_gets_a_container_the_hosts_root -- --nocapture
 
 clean:
 	$(CARGO) clean

@@ -21,8 +21,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ocivol::config::{Config, Context, StatePaths};
+use ocivol::config::{AllowedPath, Config, Context, Policy, StatePaths};
 use ocivol::mounts::Linux;
+use ocivol::pin::{Guard, Pin};
 use ocivol::prepare::{Container, prepare};
 use ocivol::scope::Scope;
 use ocivol::store::{ContainerRecord, RecordedMount, Store, VolumeRequest, container_key};
@@ -78,8 +79,21 @@ fn store_at(dir: &Path) -> (StatePaths, Store) {
     (paths, store)
 }
 
+/// Every base is allowed: these rows measure the store, not the policy.
+fn guard() -> Guard {
+    let policy = Policy {
+        allowed_bases: vec![AllowedPath::new("/")],
+        ..Policy::default()
+    };
+    Guard::new(&policy, &[])
+}
+
 fn cow(name: &str, base: &Path) -> VolumeRequest {
-    VolumeRequest::shared(Some(name), Some(base.to_path_buf()), false)
+    VolumeRequest::shared(
+        Some(name),
+        Some(Pin::own(base).expect("open the base")),
+        false,
+    )
 }
 
 /// Microseconds since `t`.
@@ -124,6 +138,7 @@ fn write_records(paths: &StatePaths, n: usize) {
                 source: paths.root.join(format!("volumes/vol-{}/data", i % 50)),
                 options: vec!["rw".into()],
                 volume: Some(format!("vol-{}", i % 50)),
+                engine: false,
             }],
             volumes_from: Vec::new(),
             boot_id: String::new(),
@@ -140,10 +155,14 @@ fn first_vs_later(dir: &Path, base: &Path, iters: usize) -> serde_json::Value {
     let (mut first, mut later, mut rel, mut last) = (vec![], vec![], vec![], vec![]);
     for _ in 0..iters {
         let t = Instant::now();
-        store.acquire(&req, "a", true).expect("first acquire");
+        store
+            .acquire(&req, "a", true, &guard())
+            .expect("first acquire");
         first.push(us(t));
         let t = Instant::now();
-        store.acquire(&req, "b", true).expect("later acquire");
+        store
+            .acquire(&req, "b", true, &guard())
+            .expect("later acquire");
         later.push(us(t));
         let t = Instant::now();
         store.release("fl", "b").expect("release b");
@@ -184,7 +203,7 @@ fn scale(
         let req = cow(&format!("u{n}"), base);
         for i in 0..n {
             store
-                .acquire(&req, &format!("holder-{i}"), true)
+                .acquire(&req, &format!("holder-{i}"), true, &guard())
                 .expect("holder");
         }
     }
@@ -195,7 +214,7 @@ fn scale(
             let user = format!("probe-{round}");
             let t = Instant::now();
             store
-                .acquire(&cow(&name, base), &user, true)
+                .acquire(&cow(&name, base), &user, true, &guard())
                 .expect("acquire");
             store.release(&name, &user).expect("release");
             samples[k].push(us(t));
@@ -231,7 +250,7 @@ impl RuntimeState for NoRuntime {
 /// one copy-on-write volume, with few and with many records in the state root.
 fn volumes_from(dir: &Path, base: &Path, counts: &[usize], iters: usize) -> serde_json::Value {
     let mut config = Config::default();
-    config.policy.allowed_bases = vec![base.to_path_buf()];
+    config.policy.allowed_bases = vec![AllowedPath::new(base)];
     let setups: Vec<(Context, Store, String)> = counts
         .iter()
         .map(|&n| {

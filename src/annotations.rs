@@ -31,6 +31,16 @@ pub struct MountFlags {
 }
 
 impl MountFlags {
+    /// Every flag set in either.
+    pub fn union(self, other: MountFlags) -> MountFlags {
+        MountFlags {
+            readonly: self.readonly || other.readonly,
+            nosuid: self.nosuid || other.nosuid,
+            nodev: self.nodev || other.nodev,
+            noexec: self.noexec || other.noexec,
+        }
+    }
+
     /// The OCI mount options these flags stand for (without the bind options).
     pub fn oci_options(&self) -> Vec<String> {
         let mut out = vec![if self.readonly { "ro" } else { "rw" }.to_string()];

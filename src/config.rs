@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::annotations::MountFlags;
+
 /// Default location of the config file.
 pub const DEFAULT_CONFIG: &str = "/etc/ocivol/config.json";
 /// Default persistent state root.
@@ -71,14 +73,98 @@ pub enum VolumesFromScope {
     Any,
 }
 
+/// An entry of `allowed_bases` or `allowed_bind_sources`: a host directory (its real path, with
+/// no symlink on the way) and the mount options forced on every container mount of anything
+/// under it, which no annotation can lift. Written as a plain path, or as
+/// `{"path": "/srv/shared", "readonly": true, "nosuid": true, "nodev": true, "noexec": true}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedPath {
+    pub path: PathBuf,
+    pub force: MountFlags,
+}
+
+impl AllowedPath {
+    pub fn new(path: impl Into<PathBuf>) -> AllowedPath {
+        AllowedPath {
+            path: path.into(),
+            force: MountFlags::default(),
+        }
+    }
+}
+
+const ALLOWED_FIELDS: &[&str] = &["path", "readonly", "nosuid", "nodev", "noexec"];
+
+impl Serialize for AllowedPath {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        if self.force == MountFlags::default() {
+            return self.path.serialize(s);
+        }
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("path", &self.path)?;
+        for (on, key) in [
+            (self.force.readonly, "readonly"),
+            (self.force.nosuid, "nosuid"),
+            (self.force.nodev, "nodev"),
+            (self.force.noexec, "noexec"),
+        ] {
+            if on {
+                m.serialize_entry(key, &true)?;
+            }
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for AllowedPath {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Form;
+        impl<'de> serde::de::Visitor<'de> for Form {
+            type Value = AllowedPath;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a path, or a table with path and readonly, nosuid, nodev, noexec")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<AllowedPath, E> {
+                Ok(AllowedPath::new(v))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<AllowedPath, A::Error> {
+                let mut path = None;
+                let mut force = MountFlags::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    let flag = match key.as_str() {
+                        "path" => {
+                            path = Some(map.next_value::<PathBuf>()?);
+                            continue;
+                        }
+                        "readonly" => &mut force.readonly,
+                        "nosuid" => &mut force.nosuid,
+                        "nodev" => &mut force.nodev,
+                        "noexec" => &mut force.noexec,
+                        other => {
+                            return Err(serde::de::Error::unknown_field(other, ALLOWED_FIELDS));
+                        }
+                    };
+                    *flag = map.next_value()?;
+                }
+                let path = path.ok_or_else(|| serde::de::Error::missing_field("path"))?;
+                Ok(AllowedPath { path, force })
+            }
+        }
+        d.deserialize_any(Form)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Policy {
     /// Host directories (and everything below them) that may be the base of a copy-on-write
     /// volume. Empty: no copy-on-write volume can be created from an annotation.
-    pub allowed_bases: Vec<PathBuf>,
+    pub allowed_bases: Vec<AllowedPath>,
     /// Host paths (and everything below them) that may be bind-mounted. Empty: none.
-    pub allowed_bind_sources: Vec<PathBuf>,
+    pub allowed_bind_sources: Vec<AllowedPath>,
     /// Create a named volume on first use; when false, only volumes the operator created exist.
     pub auto_create: bool,
     /// Volume names that mean one volume shared by every scope when first used (as if an
@@ -164,9 +250,20 @@ impl Config {
                 &self.policy.allowed_bind_sources,
             ),
         ] {
-            for p in list {
+            for a in list {
+                let p = &a.path;
                 if !p.is_absolute() {
                     return Err(format!("{key}: {p:?} is not an absolute path"));
+                }
+                if p.components().any(|c| {
+                    matches!(
+                        c,
+                        std::path::Component::ParentDir | std::path::Component::CurDir
+                    )
+                }) {
+                    return Err(format!(
+                        "{key}: {p:?} has '.' or '..' in it; write the directory's real path"
+                    ));
                 }
             }
         }
@@ -278,11 +375,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.runtime, "/usr/sbin/runc");
-        assert_eq!(c.policy.allowed_bases, [PathBuf::from("/srv")]);
+        assert_eq!(c.policy.allowed_bases, [AllowedPath::new("/srv")]);
         assert!(!c.policy.auto_create);
         assert_eq!(c.policy.max_volumes_per_container, 8);
         assert_eq!(c.policy.shared_volumes, ["cache"]);
         assert_eq!(c.policy.volumes_from_scope, VolumesFromScope::Any);
+    }
+
+    #[test]
+    fn allowed_entries_may_force_options() {
+        let c = Config::parse(
+            r#"{"policy":{"allowed_bind_sources":["/a",{"path":"/b","readonly":true,"nodev":true}]}}"#,
+        )
+        .unwrap();
+        let list = &c.policy.allowed_bind_sources;
+        assert_eq!(list[0], AllowedPath::new("/a"));
+        assert_eq!(list[1].path, PathBuf::from("/b"));
+        assert!(list[1].force.readonly && list[1].force.nodev && !list[1].force.nosuid);
+        // Written back the same way.
+        let again = Config::parse(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(again, c);
     }
 
     #[test]
@@ -308,6 +420,14 @@ mod tests {
                 "policy.shared_volumes",
             ),
             (r#"{"runtime":"bin/runc"}"#, "runtime"),
+            (
+                r#"{"policy":{"allowed_bases":["/srv/../etc"]}}"#,
+                "policy.allowed_bases",
+            ),
+            (
+                r#"{"policy":{"allowed_bind_sources":[{"path":"/srv","readonly":true,"writable":true}]}}"#,
+                "writable",
+            ),
             (r#"{"runtime":""}"#, "runtime"),
         ];
         for (text, key) in cases {

@@ -11,7 +11,8 @@ use oci_spec::runtime::Mount;
 
 use crate::annotations::{self, AnnotationError};
 use crate::config::Context;
-use crate::plan::{self, HostResolver, Planned};
+use crate::pin::{Guard, How, Kind, Pin};
+use crate::plan::{self, Planned};
 use crate::scope::Scope;
 use crate::spec::bind_mount;
 use crate::store::{ContainerRecord, RecordedMount, Store, VolumeRequest, boot_id, container_key};
@@ -20,9 +21,24 @@ use crate::volumes_from::{self, RuntimeState};
 /// What a prepared container gets.
 #[derive(Debug, Clone)]
 pub struct Prepared {
+    /// What it holds; `record.mounts` are its mounts, parents before children.
     pub record: ContainerRecord,
-    /// Bind mounts to add to the spec, parents before children.
-    pub mounts: Vec<Mount>,
+    /// The checked, open source of each of `record.mounts`, in the same order: what is mounted,
+    /// whatever the recorded paths name by now.
+    pub pins: Vec<Pin>,
+}
+
+impl Prepared {
+    /// The spec mounts of the container, each bound from `sources[i]` (where ocivol attached
+    /// the pinned source for the runtime, see [`crate::staging`]).
+    pub fn spec_mounts(&self, sources: &[PathBuf]) -> Vec<Mount> {
+        self.record
+            .mounts
+            .iter()
+            .zip(sources)
+            .map(|(m, source)| bind_mount(source, &m.destination, m.volume.is_none(), &m.options))
+            .collect()
+    }
 }
 
 /// A container ID becomes a file name in ocivol's state: allow what runc allows
@@ -77,8 +93,11 @@ pub fn prepare(
         Some(t) => volumes_from::parse(t, policy.max_volumes_per_container)?,
         None => Vec::new(),
     };
-    let state_dirs = [ctx.paths.root.as_path(), ctx.paths.run_root.as_path()];
-    let planned = plan::plan(&specs, policy, &state_dirs, &HostResolver)?;
+    let guard = Guard::new(
+        policy,
+        &[ctx.paths.root.as_path(), ctx.paths.run_root.as_path()],
+    );
+    let planned = plan::plan(&specs, &guard)?;
 
     let key = container_key(c.id, c.runtime_root);
     let scope = Scope::of(c.bundle, c.runtime_root, c.annotations);
@@ -103,7 +122,17 @@ pub fn prepare(
         volumes_from: resolved.source_keys,
         boot_id: boot_id(),
     };
-    let taken = take(store, policy, &key, &planned, &copied, &mut record);
+    let mut pins = Vec::new();
+    let taken = take(
+        store,
+        &guard,
+        policy,
+        &key,
+        &planned,
+        &copied,
+        &mut record,
+        &mut pins,
+    );
     if let Err(e) = taken {
         for name in &record.volumes {
             if let Err(e2) = store.release(name, &key) {
@@ -113,23 +142,26 @@ pub fn prepare(
         let _ = store.remove_container(&key);
         return Err(e);
     }
-    let mounts = record.mounts.iter().map(recorded_to_mount).collect();
-    Ok(Some(Prepared { record, mounts }))
+    Ok(Some(Prepared { record, pins }))
 }
 
-/// Takes the container's own volumes and joins the copied ones, filling `record` as it goes so
-/// that a failure part-way knows what to give back; then saves the record.
+/// Takes the container's own volumes and joins the copied ones, filling `record` (and `pins`,
+/// the open source of each mount) as it goes so that a failure part-way knows what to give
+/// back; then saves the record.
+#[allow(clippy::too_many_arguments)]
 fn take(
     store: &Store,
+    guard: &Guard,
     policy: &crate::config::Policy,
     key: &str,
     planned: &[plan::PlannedMount],
     copied: &[volumes_from::SourceMount],
     record: &mut ContainerRecord,
+    pins: &mut Vec<Pin>,
 ) -> anyhow::Result<()> {
     for m in planned {
-        let (source, volume) = match &m.what {
-            Planned::Bind { source } => (source.clone(), None),
+        let (pin, volume, flags) = match &m.what {
+            Planned::Bind { source } => (source.clone(), None, m.flags),
             Planned::Volume {
                 name,
                 base,
@@ -146,27 +178,61 @@ fn take(
                         .as_ref()
                         .is_some_and(|n| policy.shared_volumes.contains(n)),
                 };
-                let got = store.acquire(&req, key, policy.auto_create).map_err(|e| {
-                    AnnotationError::new(annotations::VOLUMES, &m.entry, e.to_string())
-                })?;
+                let refuse = |e: String| AnnotationError::new(annotations::VOLUMES, &m.entry, e);
+                let got = store
+                    .acquire(&req, key, policy.auto_create, guard)
+                    .map_err(|e| refuse(e.to_string()))?;
                 record.volumes.push(got.name.clone());
-                (got.source, Some(got.name))
+                let pin = Pin::own(&got.source).map_err(|e| refuse(e.to_string()))?;
+                (pin, Some(got.name), m.flags.union(got.force))
             }
         };
         record.mounts.push(RecordedMount {
             destination: m.destination.clone(),
-            source,
-            options: m.flags.oci_options(),
+            source: pin.path().to_path_buf(),
+            options: flags.oci_options(),
             volume,
+            engine: false,
         });
+        pins.push(pin);
     }
     for m in copied {
-        let (source, volume) = match &m.volume {
-            None => (m.source.clone(), None),
-            Some(name) => match store.join(name, key)? {
+        let refuse = |reason: String| {
+            AnnotationError::new(
+                annotations::VOLUMES_FROM,
+                &m.destination.display().to_string(),
+                reason,
+            )
+        };
+        let (pin, volume, flags) = match &m.volume {
+            None if guard.in_state(&m.source) => {
+                // Where ocivol staged a mount of a source whose record is gone: what it held
+                // is in no path that can be trusted now.
+                log::warn!(
+                    "volumes-from: {} comes from ocivol's own state; skipped",
+                    m.destination.display()
+                );
+                continue;
+            }
+            None => {
+                // Checked as if this container had asked for it itself, by today's policy.
+                let pin = if m.engine {
+                    guard.engine_bind(&m.source)
+                } else {
+                    guard.check(Kind::BindSource, &m.source, How::Asked)
+                }
+                .map_err(refuse)?;
+                let flags = m.flags.union(pin.force());
+                (pin, None, flags)
+            }
+            Some(name) => match store
+                .join(name, key, guard)
+                .map_err(|e| refuse(e.to_string()))?
+            {
                 Some(got) => {
                     record.volumes.push(got.name.clone());
-                    (got.source, Some(got.name))
+                    let pin = Pin::own(&got.source).map_err(|e| refuse(e.to_string()))?;
+                    (pin, Some(got.name), m.flags.union(got.force))
                 }
                 None => {
                     // An anonymous volume goes with its last user; a source that has ended
@@ -181,23 +247,22 @@ fn take(
         };
         record.mounts.push(RecordedMount {
             destination: m.destination.clone(),
-            source,
-            options: m.flags.oci_options(),
+            source: pin.path().to_path_buf(),
+            options: flags.oci_options(),
             volume,
+            engine: m.engine,
         });
+        pins.push(pin);
     }
-    // Parents before children, so that /a does not hide /a/b.
-    record
-        .mounts
-        .sort_by_key(|m| m.destination.components().count());
+    // Parents before children, so that /a does not hide /a/b (a stable sort: the pins follow).
+    let mut both: Vec<(RecordedMount, Pin)> = std::mem::take(&mut record.mounts)
+        .into_iter()
+        .zip(pins.drain(..))
+        .collect();
+    both.sort_by_key(|(m, _)| m.destination.components().count());
+    (record.mounts, *pins) = both.into_iter().unzip();
     store.save_container(record)?;
     Ok(())
-}
-
-/// The spec mount for a recorded mount: host paths are bound recursively (as Docker's `-v`
-/// does), a volume's directory or overlay as it is.
-pub fn recorded_to_mount(m: &RecordedMount) -> Mount {
-    bind_mount(&m.source, &m.destination, m.volume.is_none(), &m.options)
 }
 
 #[cfg(test)]

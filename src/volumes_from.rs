@@ -98,6 +98,8 @@ pub struct SourceMount {
     pub flags: MountFlags,
     /// The ocivol volume behind it, to be joined (a user added) rather than bound blindly.
     pub volume: Option<String>,
+    /// Made by an engine in the source's spec, not asked for by an annotation.
+    pub engine: bool,
 }
 
 /// Destinations the engines manage themselves; volumes-from never copies them (DESIGN.md).
@@ -120,6 +122,7 @@ pub fn from_record(rec: &ContainerRecord) -> Vec<SourceMount> {
             source: m.source.clone(),
             flags: flags_of(&m.options),
             volume: m.volume.clone(),
+            engine: m.engine,
         })
         .collect()
 }
@@ -140,9 +143,11 @@ pub fn from_spec(
         .filter(|m| !is_engine_managed(m.destination()))
         .filter_map(|m| {
             let source = m.source().clone()?;
+            let volume = volume_of(&source);
             Some(SourceMount {
                 destination: m.destination().clone(),
-                volume: volume_of(&source),
+                engine: volume.is_none(),
+                volume,
                 source,
                 flags: flags_of(m.options().as_deref().unwrap_or_default()),
             })
@@ -387,6 +392,7 @@ mod tests {
                 ..Default::default()
             },
             volume: volume.map(str::to_string),
+            engine: false,
         }
     }
 

@@ -270,7 +270,9 @@ fn sigkilled_wrapper_during_create_is_released_once_the_container_is_not_there()
         format!(
             "released volume shared from container ocivol-cr5-a: the runtime does not know \
              container ocivol-cr5-a (process {wrapper} that took the volume is dead)\n\
-             unmounted the overlay of volume shared: it has no user\n"
+             unmounted the overlay of volume shared: it has no user\n\
+             removed the staged mounts of {}: the process that made them is dead\n",
+            env.key("ocivol-cr5-a")
         )
     );
     assert_eq!(env.users("shared"), 0);

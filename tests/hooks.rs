@@ -271,7 +271,7 @@ fn targets_in_proc_sys_and_dev_are_refused() {
             "{dest}: {stderr}"
         );
         assert!(
-            !env.root.join("volumes/v").exists(),
+            !env.volume_dir("v").exists(),
             "{dest}: refused before anything is made"
         );
     }

@@ -254,8 +254,16 @@ fn hostile_annotations_are_refused_with_one_line_and_leave_nothing_behind() {
         (format!("c:/d:base={a}/lowerdir=y"), vec!["contains '='"]),
         (format!("c:/d:base={a}/x\\y"), vec!["contains '\\\\\\\\'"]),
         // ... and their resolved form, reached through a symlink with an innocent name
-        (format!("c:/d:base={a}/comma"), vec!["contains ','"]),
-        (format!("c:/d:base={a}/equals"), vec!["contains '='"]),
+        // (the layers go to the kernel as fds, so these are refused for leaving the allowed
+        // directory through an absolute link, not for their characters)
+        (
+            format!("c:/d:base={a}/comma"),
+            vec!["contains ','", "resolves to a path outside them"],
+        ),
+        (
+            format!("c:/d:base={a}/equals"),
+            vec!["contains '='", "resolves to a path outside them"],
+        ),
         // destinations
         ("v:relative".into(), vec!["not an absolute path"]),
         ("v:/".into(), vec!["destination is /"]),

@@ -182,6 +182,9 @@ fn volume_rm_of_a_volume_in_use_is_refused_and_names_its_users() {
     );
     assert_eq!(env.users("data"), 2, "nothing changed");
     assert_eq!(env.overlays("data"), 1);
+    // The containers' `data` is the volume of their scope: data@HASH.
+    let (data_dir, data_run_dir) = (env.volume_dir("data"), env.volume_run_dir("data"));
+    assert!(data_dir.exists() && data_run_dir.exists());
     ok(&env.delete("ocivol-ops2-b"), "delete b");
     assert_eq!(
         refused(&env, &["volume", "rm", "data"]),
@@ -195,8 +198,8 @@ fn volume_rm_of_a_volume_in_use_is_refused_and_names_its_users() {
         0,
         "its overlay is unmounted on the host"
     );
-    assert!(!env.root.join("volumes/data").exists());
-    assert!(!env.run_root.join("volumes/data").exists());
+    assert!(!data_dir.exists());
+    assert!(!data_run_dir.exists());
     // The container's delete finds nothing left to release.
     ok(&env.delete("ocivol-ops2-a"), "delete a");
     assert!(env.mounts_here().is_empty(), "{:?}", env.mounts_here());

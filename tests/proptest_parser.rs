@@ -7,13 +7,12 @@
 //! rules (names, destinations, host paths) and round-trips through `VolumeSpec`'s Display; the
 //! plan never lets a host path out of the policy's allowlists or into ocivol's state.
 
-use std::collections::HashMap;
-use std::io;
 use std::path::{Component, Path, PathBuf};
 
 use ocivol::annotations::{self, Source, VolumeSpec, parse_volumes};
-use ocivol::config::{Config, Policy};
-use ocivol::plan::{self, Planned, Resolver};
+use ocivol::config::{AllowedPath, Config, Policy};
+use ocivol::pin::Guard;
+use ocivol::plan::{self, Planned};
 use proptest::prelude::*;
 
 /// Cases per property in `make test`; `PROPTEST_CASES=100000 cargo test --test proptest_parser`
@@ -258,82 +257,59 @@ proptest! {
     }
 }
 
-// ---- the policy, through the plan, with a fake filesystem ----
+// ---- the policy, through the plan, on a real filesystem full of traps ----
 
-/// A fake filesystem: canonicalises a path by following the symlinks in `links` (whole-path
-/// prefixes, absolute targets), refuses what is under `/missing`, and says "not a directory" for
-/// names ending in `file`.
-struct FakeFs {
-    links: HashMap<PathBuf, PathBuf>,
+/// A tree in a temp dir with the traps a tenant can set: links out of an allowed directory
+/// (absolute and relative), into ocivol's state, loops, a link to a path with overlay option
+/// characters, files where directories are expected, and `/missing`. Every path the properties
+/// use is written as if the temp dir were `/`.
+struct Traps {
+    dir: tempfile::TempDir,
 }
 
-impl FakeFs {
-    fn new() -> FakeFs {
-        let links = [
-            ("/srv/escape", "/etc"),
-            ("/srv/up", "/"),
-            ("/srv/state", "/var/lib/ocivol"),
-            ("/binds/to-srv", "/srv/data"),
-            ("/binds/escape", "/etc/shadow"),
-            ("/srv/loop", "/srv/loop2"),
-            ("/srv/loop2", "/srv/loop"),
-            ("/srv/comma", "/srv/a,upperdir=/etc"),
-            ("/var/run", "/run"),
-        ];
-        FakeFs {
-            links: links
-                .iter()
-                .map(|(a, b)| (PathBuf::from(a), PathBuf::from(b)))
-                .collect(),
+impl Traps {
+    fn new() -> Traps {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path();
+        for d in [
+            "srv/data/x",
+            "binds/x",
+            "etc",
+            "var/lib/ocivol/volumes",
+            "run/ocivol",
+            "srv/a,b",
+        ] {
+            std::fs::create_dir_all(t.join(d)).unwrap();
         }
+        for f in ["srv/file", "etc/passwd", "etc/shadow", "run/docker.sock"] {
+            std::fs::write(t.join(f), "").unwrap();
+        }
+        for (link, target) in [
+            ("srv/escape", t.join("etc")),
+            ("srv/up", PathBuf::from("/")),
+            ("srv/state", t.join("var/lib/ocivol")),
+            ("binds/to-srv", t.join("srv/data")),
+            ("binds/escape", t.join("etc/shadow")),
+            ("binds/rel-up", PathBuf::from("../etc")),
+            ("binds/rel-in", PathBuf::from("x")),
+            ("srv/loop", t.join("srv/loop2")),
+            ("srv/loop2", t.join("srv/loop")),
+            ("srv/comma", t.join("srv/a,b")),
+            ("var/run", t.join("run")),
+        ] {
+            symlink(target, t.join(link)).unwrap();
+        }
+        Traps { dir }
+    }
+
+    /// `/x` as a path of the tree.
+    fn at(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p.trim_start_matches('/'))
     }
 }
 
-impl Resolver for FakeFs {
-    fn resolve(&self, path: &Path) -> io::Result<(PathBuf, bool)> {
-        let mut todo: Vec<String> = path
-            .components()
-            .filter_map(|c| match c {
-                Component::Normal(n) => Some(n.to_string_lossy().into_owned()),
-                Component::ParentDir => Some("..".into()),
-                _ => None,
-            })
-            .rev()
-            .collect();
-        let mut out = PathBuf::from("/");
-        let mut hops = 0;
-        while let Some(seg) = todo.pop() {
-            if seg == ".." {
-                out.pop();
-                continue;
-            }
-            out.push(&seg);
-            if let Some(target) = self.links.get(&out) {
-                hops += 1;
-                if hops > 40 {
-                    return Err(io::Error::other("too many levels of symbolic links"));
-                }
-                let rest: Vec<String> = target
-                    .components()
-                    .filter_map(|c| match c {
-                        Component::Normal(n) => Some(n.to_string_lossy().into_owned()),
-                        _ => None,
-                    })
-                    .rev()
-                    .collect();
-                todo.extend(rest);
-                out = PathBuf::from("/");
-            }
-        }
-        if out.starts_with("/missing") {
-            return Err(io::Error::from(io::ErrorKind::NotFound));
-        }
-        let is_dir = !out.to_string_lossy().ends_with("file");
-        Ok((out, is_dir))
-    }
-}
-
-fn policy_dir() -> impl Strategy<Value = PathBuf> {
+fn policy_dir() -> impl Strategy<Value = String> {
     prop::sample::select(
         &[
             "/srv",
@@ -344,10 +320,10 @@ fn policy_dir() -> impl Strategy<Value = PathBuf> {
             "/missing",
         ][..],
     )
-    .prop_map(PathBuf::from)
+    .prop_map(str::to_string)
 }
 
-/// Host paths near the fake filesystem's traps.
+/// Host paths near the tree's traps.
 fn host_path() -> impl Strategy<Value = String> {
     prop_oneof![
         3 => prop::sample::select(
@@ -355,7 +331,8 @@ fn host_path() -> impl Strategy<Value = String> {
                 "/", "/etc", "/var/run/docker.sock", "/srv", "/srv/data", "/srv/data/x",
                 "/srv/escape", "/srv/escape/passwd", "/srv/up", "/srv/state", "/srv/loop",
                 "/srv/comma", "/srv/file", "/binds", "/binds/x", "/binds/to-srv",
-                "/binds/escape", "/var/lib", "/var/lib/ocivol/volumes", "/missing/x",
+                "/binds/escape", "/binds/rel-up", "/binds/rel-in", "/var/lib",
+                "/var/lib/ocivol/volumes", "/missing/x",
             ][..],
         )
         .prop_map(str::to_string),
@@ -363,11 +340,12 @@ fn host_path() -> impl Strategy<Value = String> {
     ]
 }
 
+/// A host path in an annotation, `@` standing for the tree's root.
 fn planned_annotation() -> impl Strategy<Value = String> {
     let one = prop_oneof![
-        (name(), path(), host_path()).prop_map(|(n, d, b)| format!("{n}:{d}:base={b}")),
-        (host_path(), path()).prop_map(|(s, d)| format!("{s}:{d}")),
-        (host_path(), path(), option()).prop_map(|(s, d, o)| format!("{s}:{d}:{o}")),
+        (name(), path(), host_path()).prop_map(|(n, d, b)| format!("{n}:{d}:base=@{b}")),
+        (host_path(), path()).prop_map(|(s, d)| format!("@{s}:{d}")),
+        (host_path(), path(), option()).prop_map(|(s, d, o)| format!("@{s}:{d}:{o}")),
         entry(),
     ];
     prop::collection::vec(one, 1..4).prop_map(|e| e.join(";"))
@@ -375,54 +353,67 @@ fn planned_annotation() -> impl Strategy<Value = String> {
 
 const STATE: &[&str] = &["/var/lib/ocivol", "/run/ocivol"];
 
-proptest! {
-    #![proptest_config(config())]
-
-    #[test]
-    fn the_plan_never_lets_a_host_path_out_of_the_policy(
-        input in planned_annotation(),
-        bases in prop::collection::vec(policy_dir(), 0..3),
-        binds in prop::collection::vec(policy_dir(), 0..3),
-    ) {
-        let policy = Policy {
-            allowed_bases: bases,
-            allowed_bind_sources: binds,
-            ..Policy::default()
-        };
-        let Ok(specs) = parse_volumes(&input, 64) else { return Ok(()); };
-        let fs = FakeFs::new();
-        let state: Vec<&Path> = STATE.iter().map(Path::new).collect();
-        match plan::plan(&specs, &policy, &state, &fs) {
-            Err(e) => check_rejection(&input, &e.to_string())?,
-            Ok(planned) => {
-                prop_assert_eq!(planned.len(), specs.len());
-                for m in planned {
-                    let (what, path, allowed) = match &m.what {
-                        Planned::Bind { source } => ("bind", source.clone(), &policy.allowed_bind_sources),
-                        Planned::Volume { base: Some(b), .. } => ("base", b.clone(), &policy.allowed_bases),
-                        Planned::Volume { base: None, .. } => continue,
-                    };
-                    // What is planned is the resolved path: resolving it again changes nothing.
-                    let (again, _) = fs.resolve(&path).unwrap();
-                    prop_assert_eq!(&again, &path, "{}: {} is not resolved", input, what);
-                    let inside = allowed
-                        .iter()
-                        .filter_map(|a| fs.resolve(a).ok())
-                        .any(|(a, _)| path.starts_with(a));
-                    prop_assert!(inside, "{input:?}: {what} {path:?} is outside {allowed:?}");
-                    for s in STATE {
-                        prop_assert!(
-                            !path.starts_with(s) && !Path::new(s).starts_with(&path),
-                            "{input:?}: {what} {path:?} overlaps the state dir {s}"
-                        );
-                    }
-                    if what == "base" {
-                        prop_assert!(overlay_safe(&path), "{input:?}: base {path:?}");
+#[test]
+fn the_plan_never_lets_a_host_path_out_of_the_policy() {
+    let traps = Traps::new();
+    let root = traps.dir.path().display().to_string();
+    let mut runner = proptest::test_runner::TestRunner::new(config());
+    let inputs = (
+        planned_annotation(),
+        prop::collection::vec(policy_dir(), 0..3),
+        prop::collection::vec(policy_dir(), 0..3),
+    );
+    runner
+        .run(&inputs, |(input, bases, binds)| {
+            let input = input.replace("@/", &format!("{root}/")).replace('@', &root);
+            let entries = |list: &[String]| -> Vec<AllowedPath> {
+                list.iter().map(|p| AllowedPath::new(traps.at(p))).collect()
+            };
+            let policy = Policy {
+                allowed_bases: entries(&bases),
+                allowed_bind_sources: entries(&binds),
+                ..Policy::default()
+            };
+            let Ok(specs) = parse_volumes(&input, 64) else {
+                return Ok(());
+            };
+            let state: Vec<PathBuf> = STATE.iter().map(|s| traps.at(s)).collect();
+            let state: Vec<&Path> = state.iter().map(PathBuf::as_path).collect();
+            let guard = Guard::new(&policy, &state);
+            match plan::plan(&specs, &guard) {
+                Err(e) => check_rejection(&input, &e.to_string())?,
+                Ok(planned) => {
+                    prop_assert_eq!(planned.len(), specs.len());
+                    for m in planned {
+                        let (what, pin, allowed) = match &m.what {
+                            Planned::Bind { source } => {
+                                ("bind", source.clone(), &policy.allowed_bind_sources)
+                            }
+                            Planned::Volume { base: Some(b), .. } => {
+                                ("base", b.clone(), &policy.allowed_bases)
+                            }
+                            Planned::Volume { base: None, .. } => continue,
+                        };
+                        let path = pin.path().to_path_buf();
+                        // What is open is what the path resolves to, with no link left in it.
+                        let again = std::fs::canonicalize(&path).unwrap();
+                        prop_assert_eq!(&again, &path, "{}: {} is not resolved", input, what);
+                        let inside = allowed.iter().any(|a| {
+                            std::fs::canonicalize(&a.path).is_ok_and(|a| path.starts_with(a))
+                        });
+                        prop_assert!(inside, "{input:?}: {what} {path:?} is outside {allowed:?}");
+                        for s in &state {
+                            prop_assert!(
+                                !path.starts_with(s) && !s.starts_with(&path),
+                                "{input:?}: {what} {path:?} overlaps the state dir {s:?}"
+                            );
+                        }
                     }
                 }
             }
-        }
-    }
+            Ok(())
+        })
+        .unwrap();
 }
 
 // ---- the config file ----
@@ -495,8 +486,8 @@ proptest! {
                 prop_assert!(!c.runtime.is_empty());
                 prop_assert!(c.runtime.starts_with('/') || !c.runtime.contains('/'));
                 prop_assert!(c.policy.max_volumes_per_container >= 1);
-                prop_assert!(c.policy.allowed_bases.iter().all(|p| p.is_absolute()));
-                prop_assert!(c.policy.allowed_bind_sources.iter().all(|p| p.is_absolute()));
+                prop_assert!(c.policy.allowed_bases.iter().all(|p| p.path.is_absolute()));
+                prop_assert!(c.policy.allowed_bind_sources.iter().all(|p| p.path.is_absolute()));
             }
             Err(e) => {
                 prop_assert!(!e.trim().is_empty(), "{text:?}: empty error");
@@ -530,11 +521,11 @@ fn helper_predicates_match_the_rules() {
         assert!(!is_normal_absolute(Path::new(bad)), "{bad}");
     }
     assert!(!overlay_safe(Path::new("/a,b")));
-    let fs = FakeFs::new();
+    let traps = Traps::new();
     assert_eq!(
-        fs.resolve(Path::new("/srv/escape/passwd")).unwrap().0,
-        Path::new("/etc/passwd")
+        std::fs::canonicalize(traps.at("/srv/escape/passwd")).unwrap(),
+        std::fs::canonicalize(traps.at("/etc/passwd")).unwrap()
     );
-    assert!(fs.resolve(Path::new("/srv/loop")).is_err());
+    assert!(std::fs::canonicalize(traps.at("/srv/loop")).is_err());
     assert_eq!(annotations::VOLUMES, "io.ocivol.volumes");
 }

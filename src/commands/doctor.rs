@@ -284,7 +284,13 @@ fn trial_mount(root: &Path) -> Check {
         for volatile in [false, true] {
             let _ = fs::remove_dir_all(&work).and_then(|()| fs::create_dir(&work));
             Linux
-                .mount_overlay(&lower, &upper, &work, &merged, volatile)
+                .mount_overlay(
+                    &crate::pin::Pin::own(&lower).map_err(|e| e.to_string())?,
+                    &upper,
+                    &work,
+                    &merged,
+                    volatile,
+                )
                 .map_err(|e| e.to_string())?;
             let wrote = fs::write(merged.join("probe"), "x");
             let unmounted = Linux.unmount(&merged);

@@ -7,8 +7,9 @@ use clap::{Args, Subcommand};
 
 use super::output::{escape, escape_path, human_size, table};
 use super::{Format, Global, run, store};
-use crate::annotations::{self, MountFlags, Source, VolumeSpec};
-use crate::plan::{self, HostResolver, Planned};
+use crate::annotations;
+use crate::pin::{Guard, How};
+use crate::plan;
 use crate::store::{Store, StoreError, VolumeDef, VolumeInfo, check_scope, storage_name};
 
 #[derive(Debug, Args)]
@@ -214,42 +215,25 @@ pub fn exec(g: &Global, args: VolumeArgs) -> i32 {
     })
 }
 
-/// Resolves `--base` through the same checks and policy as `NAME:DEST:base=DIR` in an
-/// annotation would go.
-fn resolve_base(
-    ctx: &crate::config::Context,
-    name: &str,
-    base: &std::path::Path,
-    volatile: bool,
-) -> Result<PathBuf, String> {
+/// Checks `--base` as `NAME:DEST:base=DIR` in an annotation would be checked; the definition
+/// gets its resolved path (checked again, with no symlink on its way, at every use).
+fn resolve_base(ctx: &crate::config::Context, base: &std::path::Path) -> Result<PathBuf, String> {
     let text = base
         .to_str()
         .ok_or_else(|| format!("base {} is not UTF-8", base.display()))?;
     let checked = annotations::check_host_path("base", text)?;
-    let spec = VolumeSpec {
-        entry: format!("{name}:/volume:base={text}"),
-        source: Source::Named(name.to_string()),
-        destination: PathBuf::from("/volume"),
-        flags: MountFlags::default(),
-        base: Some(checked),
-        volatile,
-    };
-    let state_dirs = [ctx.paths.root.as_path(), ctx.paths.run_root.as_path()];
-    let planned = plan::plan(&[spec], &ctx.config.policy, &state_dirs, &HostResolver)
-        .map_err(|e| e.reason)?;
-    match planned.into_iter().next().map(|p| p.what) {
-        Some(Planned::Volume { base: Some(b), .. }) => Ok(b),
-        _ => Err(format!("base {text} was not planned as a base")),
-    }
+    let guard = Guard::new(
+        &ctx.config.policy,
+        &[ctx.paths.root.as_path(), ctx.paths.run_root.as_path()],
+    );
+    plan::base_dir(&guard, &checked, How::Asked).map(|pin| pin.path().to_path_buf())
 }
 
 fn create(ctx: &crate::config::Context, a: CreateArgs) -> anyhow::Result<i32> {
     let name = annotations::check_name(&a.name).map_err(|e| anyhow!(e))?;
     check_scope(&a.scope).map_err(|e| anyhow!(e))?;
     let base = match &a.base {
-        Some(b) => Some(
-            resolve_base(ctx, name, b, a.volatile).map_err(|e| anyhow!("volume {name}: {e}"))?,
-        ),
+        Some(b) => Some(resolve_base(ctx, b).map_err(|e| anyhow!("volume {name}: {e}"))?),
         None => None,
     };
     let mut def = VolumeDef::new(&storage_name(name, &a.scope), base, a.volatile, false);

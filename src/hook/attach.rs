@@ -15,104 +15,30 @@
 //!
 //! Every fd is opened close-on-exec; the process exits right after.
 
-use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 use nix::sched::{CloneFlags, setns};
 use nix::sys::stat::Mode;
 
+use crate::mounts::api;
+use crate::pin::Pin;
 use crate::store::RecordedMount;
 
-// Kernel ABI of the mount API (include/uapi/linux/mount.h, fcntl.h); stable since 5.2/5.12.
-const OPEN_TREE_CLONE: libc::c_uint = 1;
-const AT_RECURSIVE: libc::c_uint = 0x8000;
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
-const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-const MOUNT_ATTR_NOSUID: u64 = 0x2;
-const MOUNT_ATTR_NODEV: u64 = 0x4;
-const MOUNT_ATTR_NOEXEC: u64 = 0x8;
-
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
-fn cstr(p: &Path) -> io::Result<CString> {
-    CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path has a NUL"))
-}
-
-fn check(ret: libc::c_long, what: impl FnOnce() -> String) -> io::Result<libc::c_long> {
-    if ret < 0 {
-        let e = io::Error::last_os_error();
-        Err(io::Error::new(e.kind(), format!("{}: {e}", what())))
-    } else {
-        Ok(ret)
-    }
-}
-
-/// A detached copy of the mount tree at `source`, with the mount flags of the volume.
-fn clone_source(m: &RecordedMount) -> io::Result<OwnedFd> {
-    let path = cstr(&m.source)?;
-    let recursive = if m.volume.is_none() { AT_RECURSIVE } else { 0 };
-    // SAFETY: a valid C string and flags; the returned fd is owned below.
-    let fd = check(
-        unsafe {
-            libc::syscall(
-                libc::SYS_open_tree,
-                libc::AT_FDCWD,
-                path.as_ptr(),
-                OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | recursive,
-            )
-        },
-        || format!("open_tree {}", m.source.display()),
+/// A detached copy of the checked source (recursive for a host path, as `-v` binds), with the
+/// mount's flags, and private: a clone of a shared mount starts in its peer group, and a volume
+/// mounted under it inside the container would otherwise propagate back to the host and into
+/// every other container that has the same source.
+fn clone_source(m: &RecordedMount, pin: &Pin) -> io::Result<OwnedFd> {
+    let tree = api::clone_tree(pin.fd(), m.volume.is_none(), pin.path())?;
+    api::set_attr_private(
+        tree.as_fd(),
+        api::attr_of_options(&m.options),
+        &m.destination,
     )?;
-    // SAFETY: open_tree returned a new fd that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    let has = |o: &str| m.options.iter().any(|x| x == o);
-    let mut set = 0;
-    for (on, flag) in [
-        (has("ro"), MOUNT_ATTR_RDONLY),
-        (has("nosuid"), MOUNT_ATTR_NOSUID),
-        (has("nodev"), MOUNT_ATTR_NODEV),
-        (has("noexec"), MOUNT_ATTR_NOEXEC),
-    ] {
-        if on {
-            set |= flag;
-        }
-    }
-    if set != 0 {
-        let attr = MountAttr {
-            attr_set: set,
-            attr_clr: 0,
-            propagation: 0,
-            userns_fd: 0,
-        };
-        let flags = libc::AT_EMPTY_PATH as libc::c_uint | recursive;
-        // SAFETY: fd is a valid mount fd, "" with AT_EMPTY_PATH, and attr lives through the call.
-        check(
-            unsafe {
-                libc::syscall(
-                    libc::SYS_mount_setattr,
-                    fd.as_raw_fd(),
-                    c"".as_ptr(),
-                    flags,
-                    &attr as *const MountAttr,
-                    std::mem::size_of::<MountAttr>(),
-                )
-            },
-            || format!("set the flags of {}", m.destination.display()),
-        )?;
-    }
-    Ok(fd)
+    Ok(tree)
 }
 
 fn open_path(path: &Path, flags: OFlag) -> io::Result<OwnedFd> {
@@ -210,7 +136,12 @@ fn landed_in(fd: &OwnedFd, rootfs: &Path) -> Result<Option<String>, String> {
 /// path as that namespace sees it before pivot_root). Must be called from a single-threaded
 /// process. On success it is left in the container's mount namespace: exit right after; on
 /// error it is back in its own.
-pub fn attach_all(pid: i32, rootfs: &Path, mounts: &[RecordedMount]) -> io::Result<()> {
+pub fn attach_all(
+    pid: i32,
+    rootfs: &Path,
+    mounts: &[RecordedMount],
+    pins: &[Pin],
+) -> io::Result<()> {
     let ours = std::fs::metadata("/proc/self/ns/mnt")?;
     let theirs = std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
         .map_err(|e| io::Error::new(e.kind(), format!("process {pid}: {e}")))?;
@@ -225,7 +156,8 @@ pub fn attach_all(pid: i32, rootfs: &Path, mounts: &[RecordedMount]) -> io::Resu
     // 1. Sources, on the host.
     let sources = mounts
         .iter()
-        .map(clone_source)
+        .zip(pins)
+        .map(|(m, pin)| clone_source(m, pin))
         .collect::<io::Result<Vec<_>>>()?;
     // 2. The container's namespace and rootfs.
     let ns = open_path(Path::new(&format!("/proc/{pid}/ns/mnt")), OFlag::O_RDONLY)?;
@@ -247,27 +179,7 @@ pub fn attach_all(pid: i32, rootfs: &Path, mounts: &[RecordedMount]) -> io::Resu
     // 4. Targets, in order (parents first, so a child resolves through its parent's mount).
     let attached = mounts.iter().zip(&sources).try_for_each(|(m, src)| {
         let target = resolve_target(&root, rootfs, &m.destination)?;
-        // SAFETY: both fds are valid; "" with the EMPTY_PATH flags names the fds themselves.
-        check(
-            unsafe {
-                libc::syscall(
-                    libc::SYS_move_mount,
-                    src.as_raw_fd(),
-                    c"".as_ptr(),
-                    target.as_raw_fd(),
-                    c"".as_ptr(),
-                    MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
-                )
-            },
-            || {
-                format!(
-                    "mount {} on {}",
-                    m.source.display(),
-                    m.destination.display()
-                )
-            },
-        )
-        .map(|_| ())
+        api::move_onto_fd(src.as_fd(), target.as_fd(), &m.destination)
     });
     if attached.is_err() {
         // The mounts already attached die with the container's namespace when it fails.

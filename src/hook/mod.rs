@@ -127,9 +127,21 @@ fn precreate(
             annotations: &annotations,
         };
         if let Some(prepared) = prepare(ctx, store, &container, &NoRuntime)? {
-            if let Err(e) = spec.add_mounts(&prepared.mounts) {
-                let _ = store.forget_container(&container_key(&key, None));
-                return Err(e.into());
+            // podman hands the spec to its runtime after this process has exited: the staged
+            // mounts stay until poststop releases the container.
+            let record_key = container_key(&key, None);
+            let staged = crate::staging::stage(
+                &ctx.paths.run_root,
+                &record_key,
+                &prepared.record.mounts,
+                &prepared.pins,
+                None,
+            )
+            .map_err(anyhow::Error::from)
+            .and_then(|sources| Ok(spec.add_mounts(&prepared.spec_mounts(&sources))?));
+            if let Err(e) = staged {
+                let _ = store.forget_container(&record_key);
+                return Err(e);
             }
             set_annotation(&mut spec, PRECREATE_KEY, &key);
         }
@@ -181,7 +193,7 @@ fn create_runtime(ctx: &Context, store: &Store, state: &HookState) -> anyhow::Re
     let Some(prepared) = prepare(ctx, store, &container, &NoRuntime)? else {
         return Ok(());
     };
-    if let Err(e) = attach::attach_all(pid, &rootfs, &prepared.record.mounts) {
+    if let Err(e) = attach::attach_all(pid, &rootfs, &prepared.record.mounts, &prepared.pins) {
         if let Err(e2) = store.forget_container(&key) {
             log::error!("release after a failed attach: {e2}");
         }

@@ -182,13 +182,32 @@ fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
     let Some(prepared) = prepare(ctx, &store, &container, &state)? else {
         return Err(exec(runtime, args));
     };
-    let written = spec.add_mounts(&prepared.mounts).and_then(|()| spec.save());
+    // runc is told only paths under ocivol's own run root, mounted from what was checked.
+    let staged = crate::staging::stage(
+        &ctx.paths.run_root,
+        &key,
+        &prepared.record.mounts,
+        &prepared.pins,
+        ProcessId::current(),
+    )
+    .context("attach the checked sources for the runtime");
+    let written = staged.and_then(|sources| {
+        spec.add_mounts(&prepared.spec_mounts(&sources))?;
+        spec.save()?;
+        Ok(())
+    });
+    drop(prepared);
     if let Err(e) = written {
         forget_or_warn(&store, &key);
-        return Err(e.into());
+        return Err(e);
     }
     crate::crash::point("before-runtime");
-    let status = match spawn_and_wait(runtime, args) {
+    let status = spawn_and_wait(runtime, args);
+    // The container has its own copies of the staged mounts by now (or never will): ours go.
+    if let Err(e) = crate::staging::unstage(&ctx.paths.run_root, &key) {
+        ::log::warn!("container {id}: remove its staged mounts: {e}");
+    }
+    let status = match status {
         Ok(s) => s,
         Err(e) => {
             forget_or_warn(&store, &key);

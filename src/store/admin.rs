@@ -3,7 +3,7 @@
 //! users whose container is gone (so a crashed container does not make a volume "in use").
 
 use super::lock::VolumeLock;
-use super::{Result, Store, StoreError, VolumeDef, VolumeKind, VolumeRequest, wipe_dir};
+use super::{Result, Store, StoreError, VolumeDef, VolumeKind, wipe_dir};
 
 impl Store {
     /// Creates a volume as the operator defined it (already checked against the policy).
@@ -13,7 +13,6 @@ impl Store {
         self.make_state_dirs()?;
         let _lock = VolumeLock::take(&self.lock_path(&def.name))?;
         if let Some(have) = self.definition(&def.name)? {
-            let req = VolumeRequest::shared(Some(&def.name), def.base.clone(), def.volatile);
             let conflict = |reason| StoreError::Conflict {
                 name: def.volume_name().to_string(),
                 reason,
@@ -25,7 +24,8 @@ impl Store {
                     have.scope_label()
                 )));
             }
-            have.check_request(&req).map_err(conflict)?;
+            have.check_use(def.base.as_deref(), def.volatile)
+                .map_err(conflict)?;
             return Ok(false);
         }
         self.create(def)?;

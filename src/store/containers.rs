@@ -18,6 +18,10 @@ pub struct RecordedMount {
     /// The volume behind it; `None` for a bind of a host path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume: Option<String>,
+    /// A bind an engine made in a source container's spec (copied by volumes-from), not one an
+    /// annotation asked for: it is not held to `allowed_bind_sources` when copied again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub engine: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

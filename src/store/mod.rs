@@ -46,8 +46,10 @@ pub use reconcile::{ContainerProbe, GcAction, RuntimeView, Verdict};
 pub use users::UserRecord;
 pub use volume::{ANY_SCOPE, VolumeDef, VolumeKind, check_scope, is_storage_name, storage_name};
 
+use crate::annotations::MountFlags;
 use crate::config::StatePaths;
 use crate::mounts::Mounter;
+use crate::pin::{Guard, How, Pin};
 use crate::process::ProcessId;
 use lock::VolumeLock;
 
@@ -104,8 +106,8 @@ impl<T> IoContext<T> for io::Result<T> {
 pub struct VolumeRequest {
     /// `None`: an anonymous volume with a fresh name.
     pub name: Option<String>,
-    /// Copy-on-write over this (resolved) base directory.
-    pub base: Option<PathBuf>,
+    /// Copy-on-write over this base directory, checked and open.
+    pub base: Option<Pin>,
     pub volatile: bool,
     /// The scope the name is resolved in (the container's [`volume_scope`]); `None`: only the
     /// shared volume of that name.
@@ -119,7 +121,7 @@ pub struct VolumeRequest {
 impl VolumeRequest {
     /// A request for the shared volume `name` (or an anonymous one), as the store's tests and
     /// the operator make them.
-    pub fn shared(name: Option<&str>, base: Option<PathBuf>, volatile: bool) -> VolumeRequest {
+    pub fn shared(name: Option<&str>, base: Option<Pin>, volatile: bool) -> VolumeRequest {
         VolumeRequest {
             name: name.map(str::to_string),
             base,
@@ -136,6 +138,8 @@ pub struct Acquired {
     /// Its storage name.
     pub name: String,
     pub source: PathBuf,
+    /// Options the policy forces on the volume's mounts (those of its base's allowed entry).
+    pub force: MountFlags,
 }
 
 /// The volume a request resolved to.
@@ -295,11 +299,19 @@ impl Store {
 
     /// Makes the volume ready for `user` and counts it as a user: creates the volume on first use
     /// (if allowed), mounts its overlay if it is the first user. On error nothing is left: a
-    /// volume created by this call is removed again.
+    /// volume created by this call is removed again. A copy-on-write volume's stored base is
+    /// checked against `guard` (the policy of this moment) at every use, whether or not its
+    /// overlay is mounted already.
     ///
     /// A name is resolved in the request's scope: the scope's own volume of that name; else the
     /// shared one; else a new one of the scope (shared, for a name the policy shares).
-    pub fn acquire(&self, req: &VolumeRequest, user: &str, auto_create: bool) -> Result<Acquired> {
+    pub fn acquire(
+        &self,
+        req: &VolumeRequest,
+        user: &str,
+        auto_create: bool,
+        guard: &Guard,
+    ) -> Result<Acquired> {
         let (name, target) = match &req.name {
             Some(n) => (n.clone(), self.resolve_name(n, req)?),
             None => {
@@ -340,16 +352,27 @@ impl Store {
                         scope: req.scope.clone().unwrap_or_else(|| ANY_SCOPE.into()),
                     });
                 }
-                let mut def = VolumeDef::new(&storage, req.base.clone(), req.volatile, anonymous);
+                let base = req.base.as_ref().map(|b| b.path().to_path_buf());
+                let mut def = VolumeDef::new(&storage, base, req.volatile, anonymous);
                 def.scope = target.scope.clone();
                 self.create(&def)?;
                 (def, true)
             }
         };
-        let source = self.add_user_to(&def, user, created)?;
+        let base = match self.base_of(&def, req.base.as_ref(), guard) {
+            Ok(b) => b,
+            Err(e) => {
+                if created {
+                    self.remove(&def)?;
+                }
+                return Err(e);
+            }
+        };
+        let source = self.add_user_to(&def, user, created, base.as_ref())?;
         Ok(Acquired {
             name: storage,
             source,
+            force: base.map(|b| b.force()).unwrap_or_default(),
         })
     }
 
@@ -382,9 +405,26 @@ impl Store {
         }
     }
 
+    /// The open base of a copy-on-write volume: the one the request checked when it names the
+    /// same directory, else the stored path checked again now, with no symlink on its way.
+    fn base_of(&self, def: &VolumeDef, asked: Option<&Pin>, guard: &Guard) -> Result<Option<Pin>> {
+        let Some(stored) = &def.base else {
+            return Ok(None);
+        };
+        if let Some(pin) = asked.filter(|p| p.path() == stored) {
+            return Ok(Some(pin.clone()));
+        }
+        crate::plan::base_dir(guard, stored, How::Stored)
+            .map(Some)
+            .map_err(|reason| StoreError::Conflict {
+                name: def.volume_name().to_string(),
+                reason,
+            })
+    }
+
     /// Adds `user` to a volume that exists, as it was created: what volumes-from does with the
     /// volumes of its source. `Ok(None)`: the volume no longer exists.
-    pub fn join(&self, name: &str, user: &str) -> Result<Option<Acquired>> {
+    pub fn join(&self, name: &str, user: &str, guard: &Guard) -> Result<Option<Acquired>> {
         if self.definition(name)?.is_none() {
             return Ok(None);
         }
@@ -399,18 +439,26 @@ impl Store {
             self.remove(&def)?;
             return Ok(None);
         }
-        let source = self.add_user_to(&def, user, false)?;
+        let base = self.base_of(&def, None, guard)?;
+        let source = self.add_user_to(&def, user, false, base.as_ref())?;
         Ok(Some(Acquired {
             name: name.to_string(),
             source,
+            force: base.map(|b| b.force()).unwrap_or_default(),
         }))
     }
 
     /// Under the lock: mounts the overlay if needed and records the user; returns what to bind.
     /// On error, with no user left, undoes what the first user did (and removes a volume made by
     /// this call).
-    fn add_user_to(&self, def: &VolumeDef, user: &str, created: bool) -> Result<PathBuf> {
-        let source = match &def.base {
+    fn add_user_to(
+        &self,
+        def: &VolumeDef,
+        user: &str,
+        created: bool,
+        base: Option<&Pin>,
+    ) -> Result<PathBuf> {
+        let source = match base {
             Some(base) => self.ensure_overlay(def, base),
             None => Ok(self.data_dir(&def.name)),
         }
@@ -522,19 +570,25 @@ impl Store {
             def.save(&dir)
         })();
         if made.is_err() {
-            let _ = fs::remove_dir_all(&dir);
+            let _ = crate::util::remove_tree(&dir);
         }
         made
     }
 
-    /// Removes a volume that has no user, with its data.
+    /// Removes a volume that has no user, with its data. The definition goes last: a removal
+    /// that fails part-way leaves a volume that `volume ls` still shows and `volume rm` can
+    /// finish, never data without a definition.
     fn remove(&self, def: &VolumeDef) -> Result<()> {
-        for dir in [self.run_dir(&def.name), self.volume_dir(&def.name)] {
-            match fs::remove_dir_all(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e).ctx(|| format!("remove {}", dir.display())),
-            }
+        let dir = self.volume_dir(&def.name);
+        for path in [
+            self.data_dir(&def.name),
+            self.upper_dir(&def.name),
+            self.work_dir(&def.name),
+            self.run_dir(&def.name),
+            dir.join(volume::FILE),
+            dir.clone(),
+        ] {
+            remove_if_present(&path)?;
         }
         if def.anonymous {
             // Nobody else can know a fresh random name: the lock file can go too.
@@ -544,7 +598,7 @@ impl Store {
     }
 
     /// Mounts the volume's overlay unless it is mounted already (then it is shared).
-    fn ensure_overlay(&self, def: &VolumeDef, base: &Path) -> Result<PathBuf> {
+    fn ensure_overlay(&self, def: &VolumeDef, base: &Pin) -> Result<PathBuf> {
         let target = self.overlay_target(&def.name);
         make_dir(&target)?;
         if self.mounter.is_mounted(&target) {
@@ -620,6 +674,9 @@ impl Store {
     /// Releases every volume a container holds. Idempotent. The record stays: the container may
     /// be started again, or be the source of a later volumes-from.
     pub fn release_container(&self, key: &str) -> Result<()> {
+        // Staged mounts first: one of an overlay would keep its superblock after the unmount.
+        crate::staging::unstage(&self.run_root, key)
+            .ctx(|| format!("remove the staged mounts of {key}"))?;
         let Some(record) = self.load_container(key)? else {
             return Ok(());
         };
@@ -650,14 +707,23 @@ fn make_dir(path: &Path) -> Result<()> {
         .ctx(|| format!("create {}", path.display()))
 }
 
-/// Empties a directory (it exists afterwards).
+/// Empties a directory (it exists afterwards), with a bounded number of fds whatever its depth.
 fn wipe_dir(path: &Path) -> Result<()> {
-    match fs::remove_dir_all(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).ctx(|| format!("empty {}", path.display())),
+    match crate::util::empty_dir(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => make_dir(path),
+        Err(e) => Err(e).ctx(|| format!("empty {}", path.display())),
     }
-    make_dir(path)
+}
+
+/// Removes a file or a directory tree, if it is there.
+pub(super) fn remove_if_present(path: &Path) -> Result<()> {
+    match crate::util::remove_tree(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(e).ctx(|| format!("remove {}", path.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A fresh name for an anonymous volume (or an unnamed container): 32 random hex digits, like
@@ -686,7 +752,7 @@ mod tests {
 
     struct Shared(Arc<Recording>);
     impl Mounter for Shared {
-        fn mount_overlay(&self, l: &Path, u: &Path, w: &Path, t: &Path, v: bool) -> io::Result<()> {
+        fn mount_overlay(&self, l: &Pin, u: &Path, w: &Path, t: &Path, v: bool) -> io::Result<()> {
             self.0.mount_overlay(l, u, w, t, v)
         }
         fn unmount(&self, t: &Path) -> io::Result<()> {
@@ -709,15 +775,24 @@ mod tests {
     }
 
     fn cow(name: &str, base: &Path, volatile: bool) -> VolumeRequest {
-        VolumeRequest::shared(Some(name), Some(base.into()), volatile)
+        VolumeRequest::shared(Some(name), Some(Pin::own(base).unwrap()), volatile)
+    }
+
+    /// A policy that allows every base under `/`.
+    fn guard() -> Guard {
+        let policy = crate::config::Policy {
+            allowed_bases: vec![crate::config::AllowedPath::new("/")],
+            ..Default::default()
+        };
+        Guard::new(&policy, &[])
     }
 
     #[test]
     fn first_user_mounts_last_user_unmounts() {
         let (dir, s, rec) = store();
         let req = cow("v", dir.path(), false);
-        let a = s.acquire(&req, "a", true).unwrap();
-        let b = s.acquire(&req, "b", true).unwrap();
+        let a = s.acquire(&req, "a", true, &guard()).unwrap();
+        let b = s.acquire(&req, "b", true, &guard()).unwrap();
         assert_eq!(a.source, b.source);
         assert_eq!(*rec.mounts_made.lock().unwrap(), 1);
         assert_eq!(s.users("v").unwrap(), ["a", "b"]);
@@ -737,7 +812,7 @@ mod tests {
     fn volatile_changes_are_wiped_after_last_user() {
         let (dir, s, _) = store();
         let req = cow("v", dir.path(), true);
-        s.acquire(&req, "a", true).unwrap();
+        s.acquire(&req, "a", true, &guard()).unwrap();
         fs::write(s.upper_dir("v").join("change"), "x").unwrap();
         s.release("v", "a").unwrap();
         assert_eq!(fs::read_dir(s.upper_dir("v")).unwrap().count(), 0);
@@ -747,7 +822,7 @@ mod tests {
     fn anonymous_volume_goes_with_its_user() {
         let (_dir, s, _) = store();
         let req = VolumeRequest::shared(None, None, false);
-        let a = s.acquire(&req, "a", false).unwrap();
+        let a = s.acquire(&req, "a", false, &guard()).unwrap();
         assert_eq!(a.name.len(), 32);
         assert!(a.source.is_dir());
         s.release(&a.name, "a").unwrap();
@@ -758,21 +833,29 @@ mod tests {
     #[test]
     fn contradicting_an_existing_volume_is_an_error() {
         let (dir, s, _) = store();
-        s.acquire(&VolumeRequest::shared(Some("p"), None, false), "a", true)
-            .unwrap();
+        let other = dir.path().join("other");
+        fs::create_dir(&other).unwrap();
+        s.acquire(
+            &VolumeRequest::shared(Some("p"), None, false),
+            "a",
+            true,
+            &guard(),
+        )
+        .unwrap();
         let e = s
-            .acquire(&cow("p", dir.path(), false), "b", true)
+            .acquire(&cow("p", dir.path(), false), "b", true, &guard())
             .unwrap_err()
             .to_string();
         assert!(e.contains("volume p") && e.contains("plain"), "{e}");
-        s.acquire(&cow("c", dir.path(), false), "a", true).unwrap();
+        s.acquire(&cow("c", dir.path(), false), "a", true, &guard())
+            .unwrap();
         let e = s
-            .acquire(&cow("c", Path::new("/other"), false), "b", true)
+            .acquire(&cow("c", &other, false), "b", true, &guard())
             .unwrap_err()
             .to_string();
         assert!(e.contains("copy-on-write over"), "{e}");
         let e = s
-            .acquire(&cow("c", dir.path(), true), "b", true)
+            .acquire(&cow("c", dir.path(), true), "b", true, &guard())
             .unwrap_err()
             .to_string();
         assert!(e.contains("volatile"), "{e}");
@@ -783,7 +866,12 @@ mod tests {
     fn no_auto_create_means_no_new_volume() {
         let (_dir, s, _) = store();
         let e = s
-            .acquire(&VolumeRequest::shared(Some("n"), None, false), "a", false)
+            .acquire(
+                &VolumeRequest::shared(Some("n"), None, false),
+                "a",
+                false,
+                &guard(),
+            )
             .unwrap_err();
         assert!(matches!(e, StoreError::NotFound { .. }));
         assert!(s.definition("n").unwrap().is_none());
@@ -803,10 +891,10 @@ mod tests {
     fn a_name_is_its_scopes_own_volume_then_a_shared_one_then_a_new_one() {
         let (_dir, s, _) = store();
         let a = s
-            .acquire(&scoped("cache", "root:/a", false), "u1", true)
+            .acquire(&scoped("cache", "root:/a", false), "u1", true, &guard())
             .unwrap();
         let b = s
-            .acquire(&scoped("cache", "root:/b", false), "u2", true)
+            .acquire(&scoped("cache", "root:/b", false), "u2", true, &guard())
             .unwrap();
         assert_eq!(a.name, storage_name("cache", "root:/a"));
         assert_eq!(b.name, storage_name("cache", "root:/b"));
@@ -820,7 +908,7 @@ mod tests {
         s.create_volume(&shared).unwrap();
         for scope in ["root:/a", "root:/b"] {
             let got = s
-                .acquire(&scoped("tools", scope, false), "u3", true)
+                .acquire(&scoped("tools", scope, false), "u3", true, &guard())
                 .unwrap();
             assert_eq!(got.name, "tools");
         }
@@ -829,20 +917,20 @@ mod tests {
         own.scope = Some("root:/a".into());
         s.create_volume(&own).unwrap();
         let got = s
-            .acquire(&scoped("tools", "root:/a", false), "u4", true)
+            .acquire(&scoped("tools", "root:/a", false), "u4", true, &guard())
             .unwrap();
         assert_eq!(got.name, own.name);
 
         // A name the policy shares is made shared.
         let got = s
-            .acquire(&scoped("common", "root:/a", true), "u5", true)
+            .acquire(&scoped("common", "root:/a", true), "u5", true, &guard())
             .unwrap();
         assert_eq!(got.name, "common");
         assert!(s.definition("common").unwrap().unwrap().is_shared());
 
         // Without auto_create, the error says which scope to create it in.
         let e = s
-            .acquire(&scoped("nope", "root:/a", false), "u6", false)
+            .acquire(&scoped("nope", "root:/a", false), "u6", false, &guard())
             .unwrap_err()
             .to_string();
         assert!(e.contains("--scope root:/a nope"), "{e}");
@@ -856,27 +944,34 @@ mod tests {
         other.scope = Some("root:/b".into());
         s.create_volume(&other).unwrap();
         let e = s
-            .acquire(&scoped("c", "root:/a", false), "u", true)
+            .acquire(&scoped("c", "root:/a", false), "u", true, &guard())
             .unwrap_err()
             .to_string();
         assert!(e.contains("belongs to another scope"), "{e}");
         assert!(s.users(&other.name).unwrap().is_empty());
         // An anonymous volume is never a name's shared volume.
         let anon = s
-            .acquire(&VolumeRequest::shared(None, None, false), "u", true)
+            .acquire(
+                &VolumeRequest::shared(None, None, false),
+                "u",
+                true,
+                &guard(),
+            )
             .unwrap();
         let got = s
-            .acquire(&scoped(&anon.name, "root:/a", false), "v", true)
+            .acquire(&scoped(&anon.name, "root:/a", false), "v", true, &guard())
             .unwrap();
         assert_ne!(got.name, anon.name);
     }
 
     #[test]
     fn failed_mount_leaves_no_volume_and_no_user() {
-        let (_dir, s, _) = store();
-        // The recording mounter refuses paths overlay options cannot carry.
-        let req = cow("v", Path::new("/bad,path"), false);
-        assert!(s.acquire(&req, "a", true).is_err());
+        let (dir, s, _) = store();
+        // The recording mounter refuses a lower layer that is not a directory.
+        let file = dir.path().join("file");
+        fs::write(&file, "").unwrap();
+        let req = cow("v", &file, false);
+        assert!(s.acquire(&req, "a", true, &guard()).is_err());
         assert!(s.definition("v").unwrap().is_none());
         assert!(s.users("v").unwrap().is_empty());
     }

@@ -140,6 +140,8 @@ pub enum GcAction {
     RemoveRunState { volume: String, path: PathBuf },
     /// The record of a container that no runtime, bundle or volume knows any more.
     RemoveRecord { container: String, reason: String },
+    /// Mounts staged for a runtime by a wrapper that died before it removed them.
+    Unstage { key: String },
 }
 
 impl GcAction {
@@ -176,6 +178,10 @@ impl GcAction {
             ),
             GcAction::RemoveRecord { container, reason } => format!(
                 "{} the record of container {container}: {reason}",
+                verb("removed", "remove")
+            ),
+            GcAction::Unstage { key } => format!(
+                "{} the staged mounts of {key}: the process that made them is dead",
                 verb("removed", "remove")
             ),
         }
@@ -356,12 +362,24 @@ impl Store {
                                     .unmount(&self.overlay_target(&name))
                                     .ctx(|| format!("volume {name}: unmount its overlay"))?;
                             }
-                            fs::remove_dir_all(&path)
-                                .ctx(|| format!("remove {}", path.display()))?;
+                            super::remove_if_present(&path)?;
                         }
                     }
                 }
             }
+        }
+        let staged = crate::staging::abandoned(&self.run_root).ctx(|| {
+            format!(
+                "read {}",
+                crate::staging::staging_root(&self.run_root).display()
+            )
+        })?;
+        for key in staged {
+            if !dry_run {
+                crate::staging::unstage(&self.run_root, &key)
+                    .ctx(|| format!("remove the staged mounts of {key}"))?;
+            }
+            actions.push(GcAction::Unstage { key });
         }
         let Some(probe) = self.probe.as_deref() else {
             return Ok(actions);

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{IoContext, Result, StoreError, VolumeRequest};
 
-const FILE: &str = "volume.json";
+pub(super) const FILE: &str = "volume.json";
 
 /// The scope of a volume every scope shares.
 pub const ANY_SCOPE: &str = "any";
@@ -140,7 +140,16 @@ impl VolumeDef {
 
     /// Whether a request can use this volume as it is; the error says what contradicts it.
     pub fn check_request(&self, req: &VolumeRequest) -> std::result::Result<(), String> {
-        match (&self.base, &req.base) {
+        self.check_use(req.base.as_ref().map(|b| b.path()), req.volatile)
+    }
+
+    /// Whether the volume can be used as copy-on-write over `base` (or plain), volatile or not.
+    pub fn check_use(
+        &self,
+        base: Option<&Path>,
+        volatile: bool,
+    ) -> std::result::Result<(), String> {
+        match (&self.base, base) {
             (None, Some(b)) => Err(format!(
                 "it exists as a plain volume, so it cannot be copy-on-write over {}; use another name or drop base=",
                 b.display()
@@ -150,7 +159,7 @@ impl VolumeDef {
                 have.display(),
                 want.display()
             )),
-            _ if req.volatile && !self.volatile => Err(
+            _ if volatile && !self.volatile => Err(
                 "it exists as a persistent volume; it cannot be made volatile; use another name"
                     .into(),
             ),

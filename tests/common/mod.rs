@@ -33,6 +33,8 @@ const APPLETS: &[&str] = &[
     "false",
     "stat",
     "sha256sum",
+    "mv",
+    "ln",
 ];
 
 /// Root-only tests call this first; `None` means "skipped: requires root" was printed.
@@ -237,6 +239,93 @@ impl Env {
 
     pub fn delete(&self, id: &str) -> Output {
         self.runtime(&["delete", "--force", id])
+    }
+
+    /// The environment a hook in this test's bundles runs with.
+    pub fn hook_env(&self) -> Vec<String> {
+        vec![
+            format!("OCIVOL_CONFIG={}", self.config.display()),
+            format!("OCIVOL_ROOT={}", self.root.display()),
+            format!("OCIVOL_RUN_ROOT={}", self.run_root.display()),
+        ]
+    }
+
+    /// Adds ocivol's createRuntime and poststop hooks to a bundle's config.json.
+    pub fn add_hooks(&self, bundle: &Path) {
+        let path = bundle.join("config.json");
+        let mut spec: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        let env = self.hook_env();
+        let hook = |stage: &str| json!([{ "path": OCIVOL, "args": ["ocivol", "hook", stage], "env": env }]);
+        spec["hooks"] =
+            json!({ "createRuntime": hook("create-runtime"), "poststop": hook("poststop") });
+        fs::write(&path, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+    }
+
+    /// Plain runc with this test's `--root` (hook mode: no wrapper).
+    pub fn runc_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(RUNC);
+        c.arg("--root")
+            .arg(&self.runc_root)
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+}
+
+/// The two ways a container gets its volumes from runc: the wrapper rewrites config.json, or
+/// runc runs ocivol's hooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Way {
+    Runtime,
+    Hooks,
+}
+
+impl Way {
+    pub const BOTH: [Way; 2] = [Way::Runtime, Way::Hooks];
+
+    /// A bundle for this way in.
+    pub fn bundle(self, env: &Env, id: &str, args: &[&str], ann: &[(&str, &str)]) -> PathBuf {
+        let b = env.bundle(id, args, ann);
+        if self == Way::Hooks {
+            env.add_hooks(&b);
+        }
+        b
+    }
+
+    /// Starts a long-running container, detached; stdio goes to `ID.out` (see
+    /// [`Env::container_output`]).
+    pub fn start(self, env: &Env, id: &str, bundle: &Path) -> Output {
+        match self {
+            Way::Runtime => env.start(id, bundle),
+            Way::Hooks => {
+                let log = fs::File::create(env.dir.path().join(format!("{id}.out"))).unwrap();
+                env.runc_cmd(&["run", "--detach", "--bundle", bundle.to_str().unwrap(), id])
+                    .stdout(log.try_clone().unwrap())
+                    .stderr(log)
+                    .output()
+                    .unwrap()
+            }
+        }
+    }
+
+    /// Runs a container in the foreground and returns its output.
+    pub fn run(self, env: &Env, id: &str, bundle: &Path) -> Output {
+        let args = ["run", "--bundle", bundle.to_str().unwrap(), id];
+        match self {
+            Way::Runtime => env
+                .runtime_cmd(&args)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap(),
+            Way::Hooks => env.runc_cmd(&args).output().unwrap(),
+        }
+    }
+
+    pub fn delete(self, env: &Env, id: &str) -> Output {
+        match self {
+            Way::Runtime => env.delete(id),
+            Way::Hooks => env.runc_cmd(&["delete", "--force", id]).output().unwrap(),
+        }
     }
 }
 

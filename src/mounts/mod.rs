@@ -3,20 +3,26 @@
 //! Everything above this talks to a [`Mounter`]; [`Linux`] does the syscalls and
 //! [`tests::Recording`]-style fakes let the store's bookkeeping be tested without root.
 
+pub mod api;
+
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use nix::mount::{MntFlags, MsFlags};
+use nix::mount::MntFlags;
+
+use crate::pin::Pin;
 
 /// Filesystem magic of overlayfs (`statfs.f_type`).
 const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
 
 pub trait Mounter: Send + Sync {
-    /// Mounts an overlay of `lower` (never written) with `upper`/`work` on `target`.
+    /// Mounts an overlay of `lower` (checked and open; never written) with `upper`/`work` (the
+    /// volume's own directories) on `target`.
     fn mount_overlay(
         &self,
-        lower: &Path,
+        lower: &Pin,
         upper: &Path,
         work: &Path,
         target: &Path,
@@ -31,67 +37,36 @@ pub trait Mounter: Send + Sync {
 /// The real kernel.
 pub struct Linux;
 
-/// Builds overlayfs's option string. Paths that would change its meaning are refused here as a
-/// last line of defence: `,` separates options, `:` separates lower layers, `\` escapes, `=`
-/// would start a new key after a comma, a newline would corrupt /proc/self/mountinfo.
-pub fn overlay_options(
-    lower: &Path,
-    upper: &Path,
-    work: &Path,
-    volatile: bool,
-) -> io::Result<String> {
-    for p in [lower, upper, work] {
-        let s = p.to_str().ok_or_else(|| invalid(p, "is not UTF-8"))?;
-        if s.contains([',', ':', '\\', '=', '\n', '\0']) {
-            return Err(invalid(
-                p,
-                "contains a character that overlay options cannot carry",
-            ));
-        }
-    }
-    let mut opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.display(),
-        upper.display(),
-        work.display()
-    );
-    if volatile {
-        // Changes are thrown away after the last user anyway: skip the syncs.
-        opts.push_str(",volatile");
-    }
-    Ok(opts)
-}
-
-fn invalid(p: &Path, why: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!("path {} {why}", p.display()),
-    )
-}
-
 impl Mounter for Linux {
+    /// The layers go to the kernel as fds (see [`api::overlay`]): the base is the directory
+    /// that was checked, whatever its path names by now.
     fn mount_overlay(
         &self,
-        lower: &Path,
+        lower: &Pin,
         upper: &Path,
         work: &Path,
         target: &Path,
         volatile: bool,
     ) -> io::Result<()> {
-        let opts = overlay_options(lower, upper, work, volatile)?;
-        nix::mount::mount(
-            Some("ocivol"),
-            target,
-            Some("overlay"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            Some(opts.as_str()),
-        )
-        .map_err(|e| {
-            io::Error::new(
-                io::Error::from(e).kind(),
-                format!("mount overlay on {}: {e}", target.display()),
-            )
-        })
+        let upper = Pin::own(upper)?;
+        let work = Pin::own(work)?;
+        let layers = api::Layers {
+            lower: lower.fd(),
+            upper: upper.fd(),
+            work: work.fd(),
+        };
+        api::overlay(&layers, volatile)
+            .and_then(|tree| api::move_onto_path(tree.as_fd(), target))
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "mount overlay of {} on {}: {e}",
+                        lower.path().display(),
+                        target.display()
+                    ),
+                )
+            })
     }
 
     fn unmount(&self, target: &Path) -> io::Result<()> {
@@ -146,13 +121,15 @@ pub mod tests {
     impl Mounter for Recording {
         fn mount_overlay(
             &self,
-            lower: &Path,
-            upper: &Path,
-            work: &Path,
+            lower: &Pin,
+            _upper: &Path,
+            _work: &Path,
             target: &Path,
-            volatile: bool,
+            _volatile: bool,
         ) -> io::Result<()> {
-            overlay_options(lower, upper, work, volatile)?;
+            if !lower.is_dir() {
+                return Err(io::Error::other("the lower layer is not a directory"));
+            }
             let mut m = self.mounted.lock().unwrap();
             if !m.insert(target.to_path_buf()) {
                 return Err(io::Error::other("already mounted"));
@@ -169,18 +146,6 @@ pub mod tests {
         }
         fn is_mounted(&self, target: &Path) -> bool {
             self.mounted.lock().unwrap().contains(target)
-        }
-    }
-
-    #[test]
-    fn overlay_options_refuse_injection() {
-        let ok = overlay_options(Path::new("/b"), Path::new("/u"), Path::new("/w"), true).unwrap();
-        assert_eq!(ok, "lowerdir=/b,upperdir=/u,workdir=/w,volatile");
-        for bad in ["/x,upperdir=/etc", "/a:/b", "/a\\b", "/a=b", "/a\nb"] {
-            assert!(
-                overlay_options(Path::new(bad), Path::new("/u"), Path::new("/w"), false).is_err(),
-                "{bad}"
-            );
         }
     }
 }

@@ -1,5 +1,8 @@
 //! Small helpers shared by the store and the spec writer.
 
+mod tree;
+pub use tree::{empty_dir, remove_tree};
+
 use std::io::{self, Write};
 use std::path::Path;
 

@@ -1,0 +1,257 @@
+//! The kernel's new mount API (Linux 5.2+; overlay layers by fd since 6.13), as thin safe
+//! wrappers: `open_tree`, `move_mount`, `mount_setattr`, `fsopen`/`fsconfig`/`fsmount`.
+//!
+//! These let ocivol mount what it checked, by fd, instead of handing a path to the kernel (or to
+//! runc) to be resolved again: the rule "nothing checked is resolved again by name" rests here.
+//! Every fd is close-on-exec.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+// include/uapi/linux/mount.h
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+const FSOPEN_CLOEXEC: libc::c_uint = 1;
+const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+const FSCONFIG_SET_FLAG: libc::c_uint = 0;
+const FSCONFIG_SET_STRING: libc::c_uint = 1;
+const FSCONFIG_SET_FD: libc::c_uint = 5;
+const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+/// `propagation` value of `mount_setattr`: MS_PRIVATE.
+const MS_PRIVATE: u64 = 1 << 18;
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+fn cstr(s: &[u8]) -> io::Result<CString> {
+    CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte"))
+}
+
+/// A syscall's result as an fd or an error that says what was being done.
+fn fd_result(ret: libc::c_long, what: impl FnOnce() -> String) -> io::Result<OwnedFd> {
+    if ret < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("{}: {e}", what())));
+    }
+    // SAFETY: the syscall returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as i32) })
+}
+
+fn unit_result(ret: libc::c_long, what: impl FnOnce() -> String) -> io::Result<()> {
+    if ret < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("{}: {e}", what())));
+    }
+    Ok(())
+}
+
+/// A detached copy of the mount at `fd` (an O_PATH fd of a directory or file): of that mount
+/// alone, or with `recursive` of the whole tree below it, as `mount --rbind` would take it.
+pub fn clone_tree(fd: BorrowedFd<'_>, recursive: bool, what: &Path) -> io::Result<OwnedFd> {
+    let flags = OPEN_TREE_CLONE
+        | libc::O_CLOEXEC as libc::c_uint
+        | libc::AT_EMPTY_PATH as libc::c_uint
+        | if recursive { AT_RECURSIVE } else { 0 };
+    // SAFETY: a valid fd, an empty C string with AT_EMPTY_PATH, and flags.
+    let ret = unsafe { libc::syscall(libc::SYS_open_tree, fd.as_raw_fd(), c"".as_ptr(), flags) };
+    fd_result(ret, || format!("clone the mount of {}", what.display()))
+}
+
+/// Sets mount flags (`MOUNT_ATTR_*`) on a detached tree and makes every mount of it private, so
+/// that nothing mounted in it or under it propagates to the mounts it was cloned from (a clone
+/// of a shared mount starts in its peer group).
+pub fn set_attr_private(tree: BorrowedFd<'_>, set: u64, what: &Path) -> io::Result<()> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: MS_PRIVATE,
+        userns_fd: 0,
+    };
+    let flags = libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE;
+    // SAFETY: a valid mount fd, "" with AT_EMPTY_PATH, and attr lives through the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    unit_result(ret, || {
+        format!("set the flags of the mount of {}", what.display())
+    })
+}
+
+/// Attaches a detached tree on the directory (or file) that `target` is an O_PATH fd of.
+pub fn move_onto_fd(tree: BorrowedFd<'_>, target: BorrowedFd<'_>, what: &Path) -> io::Result<()> {
+    // SAFETY: both fds are valid; "" with the EMPTY_PATH flags names the fds themselves.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    unit_result(ret, || format!("mount on {}", what.display()))
+}
+
+/// Attaches a detached tree on `target`, a path of ocivol's own state (never one a tenant can
+/// reach).
+pub fn move_onto_path(tree: BorrowedFd<'_>, target: &Path) -> io::Result<()> {
+    let path = cstr(target.as_os_str().as_bytes())?;
+    // SAFETY: a valid fd with F_EMPTY_PATH, and a valid C string.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    unit_result(ret, || format!("mount on {}", target.display()))
+}
+
+/// The three layers of an overlay, each an O_PATH fd of a directory ocivol checked.
+pub struct Layers<'a> {
+    pub lower: BorrowedFd<'a>,
+    pub upper: BorrowedFd<'a>,
+    pub work: BorrowedFd<'a>,
+}
+
+/// A detached overlay over the layers, nosuid and nodev, named `ocivol` in the mount table.
+/// The layers are given as fds (kernel 6.13+); an older kernel gets `/proc/self/fd/N` paths,
+/// which it resolves to the same open directories, never through a name a tenant can change.
+pub fn overlay(layers: &Layers<'_>, volatile: bool) -> io::Result<OwnedFd> {
+    // SAFETY: a valid C string and flags.
+    let ret = unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), FSOPEN_CLOEXEC) };
+    let fs = fd_result(ret, || "open an overlay filesystem context".to_string())?;
+    let config = |cmd: libc::c_uint, key: &std::ffi::CStr, value: *const libc::c_char, aux: i32| {
+        // FSCONFIG_CMD_* take no key (an empty one is EINVAL).
+        let key = if key.is_empty() {
+            std::ptr::null()
+        } else {
+            key.as_ptr()
+        };
+        // SAFETY: a valid fs context fd, a C string key or NULL, and a value fitting the command.
+        let ret =
+            unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), cmd, key, value, aux) };
+        if ret < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    };
+    let source = c"ocivol";
+    config(FSCONFIG_SET_STRING, c"source", source.as_ptr(), 0)
+        .map_err(|e| context(e, "overlay source"))?;
+    let by_fd = config(
+        FSCONFIG_SET_FD,
+        c"lowerdir+",
+        std::ptr::null(),
+        layers.lower.as_raw_fd(),
+    );
+    match by_fd {
+        Ok(()) => {
+            config(
+                FSCONFIG_SET_FD,
+                c"upperdir",
+                std::ptr::null(),
+                layers.upper.as_raw_fd(),
+            )
+            .map_err(|e| context(e, "overlay upperdir"))?;
+            config(
+                FSCONFIG_SET_FD,
+                c"workdir",
+                std::ptr::null(),
+                layers.work.as_raw_fd(),
+            )
+            .map_err(|e| context(e, "overlay workdir"))?;
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            for (key, fd) in [
+                (c"lowerdir", layers.lower),
+                (c"upperdir", layers.upper),
+                (c"workdir", layers.work),
+            ] {
+                let path = cstr(format!("/proc/self/fd/{}", fd.as_raw_fd()).as_bytes())?;
+                config(FSCONFIG_SET_STRING, key, path.as_ptr(), 0)
+                    .map_err(|e| context(e, "overlay layers"))?;
+            }
+        }
+        Err(e) => return Err(context(e, "overlay lowerdir")),
+    }
+    if volatile {
+        // Changes are thrown away after the last user anyway: skip the syncs.
+        config(FSCONFIG_SET_FLAG, c"volatile", std::ptr::null(), 0)
+            .map_err(|e| context(e, "overlay volatile"))?;
+    }
+    config(FSCONFIG_CMD_CREATE, c"", std::ptr::null(), 0).map_err(|e| {
+        // The kernel explains a refused overlay in the context's log.
+        let mut log = [0u8; 512];
+        // SAFETY: reading into a buffer of its size from an fd we own.
+        let n = unsafe { libc::read(fs.as_raw_fd(), log.as_mut_ptr().cast(), log.len()) };
+        let why = if n > 0 {
+            String::from_utf8_lossy(&log[..n as usize])
+                .trim()
+                .to_string()
+        } else {
+            String::new()
+        };
+        if why.is_empty() {
+            context(e, "create the overlay")
+        } else {
+            context(e, &format!("create the overlay ({why})"))
+        }
+    })?;
+    // SAFETY: a valid fs context fd and flags.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fs.as_raw_fd(),
+            FSMOUNT_CLOEXEC,
+            MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        )
+    };
+    fd_result(ret, || "mount the overlay".to_string())
+}
+
+fn context(e: io::Error, what: &str) -> io::Error {
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+/// The `MOUNT_ATTR_*` bits of the OCI mount options `ro`, `nosuid`, `nodev`, `noexec`.
+pub fn attr_of_options(options: &[String]) -> u64 {
+    let mut set = 0;
+    for o in options {
+        set |= match o.as_str() {
+            "ro" => MOUNT_ATTR_RDONLY,
+            "nosuid" => MOUNT_ATTR_NOSUID,
+            "nodev" => MOUNT_ATTR_NODEV,
+            "noexec" => MOUNT_ATTR_NOEXEC,
+            _ => 0,
+        };
+    }
+    set
+}

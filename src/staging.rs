@@ -1,0 +1,151 @@
+//! Staging mounts: what runc (or podman's runc, after `hook precreate`) is told to bind.
+//!
+//! A spec handed to the real runtime names paths that the runtime resolves again, by name,
+//! while it creates the container. So ocivol never puts a host path a tenant could reach into a
+//! spec: each checked source (an open fd) is cloned with `open_tree` and attached under ocivol's
+//! own 0700 run root, at `RUN_ROOT/mnt/KEY/N`, and that path goes into config.json. Every
+//! component of it is ocivol's; the mount's root is the directory that was checked.
+//!
+//! The runtime copies these mounts into the container's mount namespace during `create`; after
+//! that they are not needed, and the wrapper removes them at once. Those made by `hook
+//! precreate` stay until the container is released (poststop), as podman creates the container
+//! later. `ocivol gc` removes the ones whose maker died (its pid and start time are in
+//! `RUN_ROOT/mnt/KEY/owner`) and, after a reboot, the run root is new anyway.
+
+use std::fs;
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::mounts::api;
+use crate::pin::Pin;
+use crate::process::ProcessId;
+use crate::store::RecordedMount;
+
+const OWNER: &str = "owner";
+
+/// `RUN_ROOT/mnt`.
+pub fn staging_root(run_root: &Path) -> PathBuf {
+    run_root.join("mnt")
+}
+
+fn dir_of(run_root: &Path, key: &str) -> PathBuf {
+    staging_root(run_root).join(key)
+}
+
+/// Attaches each pinned source at `RUN_ROOT/mnt/KEY/N` with the mount's own flags, private, and
+/// returns those paths (in the order of `mounts`). `owner`: the process whose death means the
+/// staging is no longer needed (`None`: only a release removes it). On error nothing is left.
+pub fn stage(
+    run_root: &Path,
+    key: &str,
+    mounts: &[RecordedMount],
+    pins: &[Pin],
+    owner: Option<ProcessId>,
+) -> io::Result<Vec<PathBuf>> {
+    let dir = dir_of(run_root, key);
+    // A leftover of an earlier create of the same key (a crashed wrapper) goes first.
+    unstage(run_root, key)?;
+    let staged = (|| {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
+        if let Some(owner) = owner {
+            let text = serde_json::to_vec(&owner).map_err(io::Error::other)?;
+            crate::util::write_atomic_unsynced(&dir.join(OWNER), &text)?;
+        }
+        let mut paths = Vec::with_capacity(mounts.len());
+        for (i, (m, pin)) in mounts.iter().zip(pins).enumerate() {
+            let target = dir.join(i.to_string());
+            if pin.is_dir() {
+                fs::DirBuilder::new().mode(0o700).create(&target)?;
+            } else {
+                fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&target)?;
+            }
+            // A host path is bound with what is mounted below it (as `-v` does); a volume alone.
+            let tree = api::clone_tree(pin.fd(), m.volume.is_none(), pin.path())?;
+            api::set_attr_private(tree.as_fd(), api::attr_of_options(&m.options), pin.path())?;
+            api::move_onto_path(tree.as_fd(), &target)?;
+            paths.push(target);
+        }
+        Ok(paths)
+    })();
+    if staged.is_err()
+        && let Err(e) = unstage(run_root, key)
+    {
+        log::error!("remove the staging of {key} after a failure: {e}");
+    }
+    staged
+}
+
+/// Detaches and removes everything staged for `key`. Idempotent.
+pub fn unstage(run_root: &Path, key: &str) -> io::Result<()> {
+    let dir = dir_of(run_root, key);
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        if path.file_name().is_some_and(|n| n != OWNER) {
+            // The container keeps its own copy: detaching ours never touches it.
+            match nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH) {
+                Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+                Err(e) => {
+                    return Err(io::Error::new(
+                        io::Error::from(e).kind(),
+                        format!("unmount {}: {e}", path.display()),
+                    ));
+                }
+            }
+        }
+        // An entry is an empty directory or file once detached: never a tree to walk.
+        match fs::remove_dir(&path).or_else(|_| fs::remove_file(&path)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("remove {}: {e}", path.display()),
+                ));
+            }
+            _ => {}
+        }
+    }
+    match fs::remove_dir(&dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The keys with staging whose maker is dead (for gc). Staging without an owner (a precreate
+/// hook's) is left to its release.
+pub fn abandoned(run_root: &Path) -> io::Result<Vec<String>> {
+    let root = staging_root(run_root);
+    let entries = match fs::read_dir(&root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut keys = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let Some(key) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let owner: Option<ProcessId> = fs::read(entry.path().join(OWNER))
+            .ok()
+            .and_then(|t| serde_json::from_slice(&t).ok());
+        if let Some(owner) = owner
+            && crate::process::start_time(owner.pid) != Some(owner.start)
+        {
+            keys.push(key);
+        }
+    }
+    Ok(keys)
+}

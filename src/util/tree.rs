@@ -1,0 +1,255 @@
+//! Removing a directory tree that a container filled, with a bounded number of open fds.
+//!
+//! std's `remove_dir_all` keeps one fd open per level of the tree, so a container that makes a
+//! tree deeper than the fd limit (`mkdir n && mv t n/t && mv n t` in a loop) made a volume
+//! impossible to remove, reset or mount again (EMFILE). Here only the directory being emptied is
+//! open (and, while it is read, one more fd for its listing): going down opens a child relative
+//! to it with O_NOFOLLOW, going up opens `..` and checks that it is the directory it came from
+//! (device and inode), so a tree moved while it is removed cannot lead the walk out of it.
+//! Memory grows with the depth (one name per level), fds do not.
+
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use nix::dir::{Dir, Type};
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, openat};
+use nix::sys::stat::{Mode, fstat, fstatat};
+use nix::unistd::{UnlinkatFlags, unlinkat};
+
+/// Removes `path` (a directory and everything in it, or a file). NotFound if it does not exist.
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    let (parent, name) = match (path.parent(), path.file_name()) {
+        (Some(p), Some(n)) => (p, n),
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("refusing to remove {}", path.display()),
+            ));
+        }
+    };
+    let parent = openat(
+        nix::fcntl::AT_FDCWD,
+        parent,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| with_path(e, parent))?;
+    let st =
+        fstatat(&parent, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(|e| with_path(e, path))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+        return unlinkat(&parent, name, UnlinkatFlags::NoRemoveDir).map_err(|e| with_path(e, path));
+    }
+    // Something may still be writing into it; a few rounds settle that.
+    for _ in 0..8 {
+        let dir = open_dir(&parent, name).map_err(|e| with_path(e, path))?;
+        empty(dir)
+            .map_err(|e| io::Error::new(e.kind(), format!("empty {}: {e}", path.display())))?;
+        match unlinkat(&parent, name, UnlinkatFlags::RemoveDir) {
+            Ok(()) | Err(Errno::ENOENT) => return Ok(()),
+            Err(Errno::ENOTEMPTY) | Err(Errno::EEXIST) => continue,
+            Err(e) => return Err(with_path(e, path)),
+        }
+    }
+    Err(io::Error::other(format!(
+        "remove {}: entries keep appearing in it",
+        path.display()
+    )))
+}
+
+/// Empties directory `path` (it exists afterwards, empty).
+pub fn empty_dir(path: &Path) -> io::Result<()> {
+    let dir = openat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| with_path(e, path))?;
+    empty(dir).map_err(|e| io::Error::new(e.kind(), format!("empty {}: {e}", path.display())))
+}
+
+fn with_path(e: Errno, path: &Path) -> io::Error {
+    let e = io::Error::from(e);
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+fn open_dir<Fd: AsFd>(parent: Fd, name: &OsStr) -> nix::Result<OwnedFd> {
+    openat(
+        parent,
+        name,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// One directory on the way down: its name in its parent, its identity, and the non-empty
+/// subdirectories still to visit.
+struct Frame {
+    name: OsString,
+    id: (u64, u64),
+    pending: Vec<OsString>,
+    scanned: bool,
+}
+
+fn id_of(fd: &OwnedFd) -> io::Result<(u64, u64)> {
+    let st = fstat(fd)?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+/// Removes everything inside the open directory `dir`.
+fn empty(dir: OwnedFd) -> io::Result<()> {
+    let mut cur = dir;
+    let mut stack = vec![Frame {
+        name: OsString::new(),
+        id: id_of(&cur)?,
+        pending: Vec::new(),
+        scanned: false,
+    }];
+    loop {
+        let top = stack.last_mut().expect("the stack holds the top directory");
+        if !top.scanned {
+            scan(&cur, &mut top.pending)?;
+            top.scanned = true;
+        }
+        if let Some(child) = top.pending.pop() {
+            let fd = match open_dir(&cur, child.as_os_str()) {
+                Ok(fd) => fd,
+                Err(Errno::ENOENT) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            stack.push(Frame {
+                name: child,
+                id: id_of(&fd)?,
+                pending: Vec::new(),
+                scanned: false,
+            });
+            cur = fd;
+            continue;
+        }
+        if stack.len() == 1 {
+            return Ok(());
+        }
+        let done = stack.pop().expect("more than one frame");
+        let up = open_dir(&cur, OsStr::new(".."))?;
+        let parent = stack.last_mut().expect("a parent frame");
+        if id_of(&up)? != parent.id {
+            return Err(io::Error::other(
+                "the tree was moved while it was being removed",
+            ));
+        }
+        cur = up;
+        match unlinkat(&cur, done.name.as_os_str(), UnlinkatFlags::RemoveDir) {
+            Ok(()) | Err(Errno::ENOENT) => {}
+            // Something was added meanwhile: visit it again.
+            Err(Errno::ENOTEMPTY) | Err(Errno::EEXIST) => parent.pending.push(done.name),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Reads `dir` once: removes its files and empty subdirectories, and lists the others.
+fn scan(dir: &OwnedFd, pending: &mut Vec<OsString>) -> io::Result<()> {
+    let mut listing = Dir::openat(
+        dir,
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    for entry in listing.iter() {
+        let entry = entry?;
+        let name = OsStr::from_bytes(entry.file_name().to_bytes());
+        if name == "." || name == ".." {
+            continue;
+        }
+        let is_dir = match entry.file_type() {
+            Some(t) => t == Type::Directory,
+            None => match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) => st.st_mode & libc::S_IFMT == libc::S_IFDIR,
+                Err(Errno::ENOENT) => continue,
+                Err(e) => return Err(e.into()),
+            },
+        };
+        let flags = if is_dir {
+            UnlinkatFlags::RemoveDir
+        } else {
+            UnlinkatFlags::NoRemoveDir
+        };
+        match unlinkat(dir, name, flags) {
+            Ok(()) | Err(Errno::ENOENT) => {}
+            Err(Errno::ENOTEMPTY) | Err(Errno::EEXIST) if is_dir => pending.push(name.to_owned()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    #[test]
+    fn removes_a_tree_deeper_than_the_fd_limit_with_few_fds() {
+        let dir = tempfile::tempdir().unwrap();
+        let top = dir.path().join("t");
+        // 3,000 levels made with relative mkdirat, as a container would (a path this deep is
+        // longer than PATH_MAX).
+        let mut cur = openat(
+            nix::fcntl::AT_FDCWD,
+            dir.path(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        )
+        .unwrap();
+        let mut name = "t";
+        for i in 0..3000 {
+            nix::sys::stat::mkdirat(&cur, name, Mode::from_bits_truncate(0o755)).unwrap();
+            let next = open_dir(&cur, OsStr::new(name)).unwrap();
+            if i % 100 == 0 {
+                nix::sys::stat::mkdirat(&next, "side", Mode::from_bits_truncate(0o755)).unwrap();
+                let side = open_dir(&next, OsStr::new("side")).unwrap();
+                openat(
+                    &side,
+                    "file",
+                    OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                    Mode::from_bits_truncate(0o644),
+                )
+                .unwrap();
+            }
+            cur = next;
+            name = "d";
+        }
+        drop(cur);
+        let fds_before = fs::read_dir("/proc/self/fd").unwrap().count();
+        remove_tree(&top).unwrap();
+        assert!(!top.exists());
+        assert!(fs::read_dir("/proc/self/fd").unwrap().count() <= fds_before);
+    }
+
+    #[test]
+    fn empty_dir_keeps_the_directory_and_never_follows_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("keep"), "x").unwrap();
+        let t = dir.path().join("t");
+        fs::create_dir_all(t.join("a/b")).unwrap();
+        fs::write(t.join("a/b/f"), "x").unwrap();
+        std::os::unix::fs::symlink(&outside, t.join("a/link")).unwrap();
+        empty_dir(&t).unwrap();
+        assert!(t.is_dir());
+        assert_eq!(fs::read_dir(&t).unwrap().count(), 0);
+        assert!(
+            outside.join("keep").exists(),
+            "a symlink is removed, not followed"
+        );
+        assert_eq!(
+            remove_tree(&dir.path().join("none")).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+    }
+}

@@ -182,16 +182,26 @@ stop_holder() {
     ocivol_rt delete --force "$1" >/dev/null 2>&1 || fail "delete $1"
 }
 
+# The directory of volume $2 under state root $1 ($ST_ROOT or $ST_RUN): names belong to a
+# scope, so the volume `io` of the benchmark's runc root is stored as io@HASH.
+voldir() {
+    local d
+    for d in "$1/volumes/$2" "$1/volumes/$2"@*; do
+        [ -e "$d" ] && { printf '%s\n' "$d"; return; }
+    done
+    printf '%s\n' "$1/volumes/$2"
+}
 users_of() {
-    local d=$ST_RUN/volumes/$1/users
+    local d
+    d=$(voldir "$ST_RUN" "$1")/users
     if [ -d "$d" ]; then find "$d" -mindepth 1 -maxdepth 1 | wc -l; else echo 0; fi
 }
 overlays_of() {
     local n
-    n=$(grep -c " $ST_RUN/volumes/$1/merged " /proc/self/mountinfo || true)
+    n=$(grep -c " $(voldir "$ST_RUN" "$1")/merged " /proc/self/mountinfo || true)
     echo "${n:-0}"
 }
-merged_of() { printf '%s\n' "$ST_RUN/volumes/$1/merged"; }
+merged_of() { printf '%s\n' "$(voldir "$ST_RUN" "$1")/merged"; }
 
 now_ns() { date +%s%N; }
 

@@ -316,7 +316,7 @@ bench_io() {
         later+=($(((t2 - t1) / 1000)))
         stop_holder "bcu-$TAG"
         # The volume is unmounted: drop its copy so that the next round copies up again.
-        rm -f "$ST_ROOT/volumes/cu/upper/big"
+        rm -f "$(voldir "$ST_ROOT" cu)/upper/big"
     done
     local cpm fm lm
     cpm=$(printf '%s\n' "${cp[@]}" | median)

@@ -90,11 +90,11 @@ fn guard() -> Guard {
 }
 
 fn cow(name: &str, base: &Path) -> VolumeRequest {
-    VolumeRequest {
-        name: Some(name.to_string()),
-        base: Some(Pin::own(base).expect("open the base")),
-        volatile: false,
-    }
+    VolumeRequest::shared(
+        Some(name),
+        Some(Pin::own(base).expect("open the base")),
+        false,
+    )
 }
 
 /// Microseconds since `t`.
@@ -254,7 +254,7 @@ impl RuntimeState for NoRuntime {
 fn volumes_from(dir: &Path, base: &Path, counts: &[usize], iters: usize) -> serde_json::Value {
     let mut config = Config::default();
     config.policy.allowed_bases = vec![AllowedPath::new(base)];
-    let setups: Vec<(Context, Store)> = counts
+    let setups: Vec<(Context, Store, String)> = counts
         .iter()
         .map(|&n| {
             let (paths, store) = store_at(&dir.join(format!("vfrom-{n}")));
@@ -274,16 +274,19 @@ fn volumes_from(dir: &Path, base: &Path, counts: &[usize], iters: usize) -> serd
                 bundle: Path::new("/nonexistent/bundles/src"),
                 annotations: &ann,
             };
-            prepare(&ctx, &store, &c, &NoRuntime)
+            let source = prepare(&ctx, &store, &c, &NoRuntime)
                 .expect("prepare the source")
                 .expect("the source has volumes");
-            (ctx, store)
+            // src-vol of the source's scope: src-vol@HASH.
+            let src_vol = source.record.volumes[0].clone();
+            assert!(src_vol.starts_with("src-vol@"), "{src_vol}");
+            (ctx, store, src_vol)
         })
         .collect();
     let ann = BTreeMap::from([("io.ocivol.volumes-from".to_string(), "src".to_string())]);
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); counts.len()];
     for round in 0..iters {
-        for (k, (ctx, store)) in setups.iter().enumerate() {
+        for (k, (ctx, store, src_vol)) in setups.iter().enumerate() {
             let id = format!("reader-{round}");
             let c = Container {
                 id: &id,
@@ -299,15 +302,15 @@ fn volumes_from(dir: &Path, base: &Path, counts: &[usize], iters: usize) -> serd
             let key = container_key(&id, None);
             store.release_container(&key).expect("release");
             samples[k].push(us(t));
-            assert_eq!(p.record.volumes, ["src-vol"]);
+            assert_eq!(p.record.volumes, [src_vol.as_str()]);
             store.remove_container(&key).expect("remove record");
         }
     }
-    for (_, store) in &setups {
+    for (_, store, src_vol) in &setups {
         store
             .release_container(&container_key("src", None))
             .expect("release the source");
-        assert!(!store.is_mounted("src-vol"));
+        assert!(!store.is_mounted(src_vol));
     }
     let medians: Vec<f64> = samples.iter_mut().map(|s| median(s)).collect();
     let rows: Vec<_> = counts

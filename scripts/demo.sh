@@ -226,9 +226,20 @@ remove() {
     [ -z "$out" ] || evidence "$out"
 }
 
+# The directory of volume $2 under state root $1 ($T/root or $T/run). Names belong to a scope:
+# the `shared` of the demo's runc root is stored as shared@HASH; a shared one as `shared`.
+voldir() {
+    local d
+    for d in "$1/volumes/$2" "$1/volumes/$2"@*; do
+        [ -e "$d" ] && { printf '%s\n' "$d"; return; }
+    done
+    printf '%s\n' "$1/volumes/$2"
+}
+
 # Overlay mountinfo lines whose mount point is the merged directory of volume $1.
 overlay_lines() {
-    local merged=$T/run/volumes/$1/merged line mp fstype
+    local merged line mp fstype
+    merged=$(voldir "$T/run" "$1")/merged
     while IFS= read -r line; do
         mp=$(cut -d' ' -f5 <<<"$line")
         mp=$(printf '%b' "${mp//\\/\\0}")
@@ -243,7 +254,8 @@ overlay_count() { overlay_lines "$1" | grep -c . || true; }
 
 # Number of users of volume $1 (entries of RUNROOT/volumes/NAME/users; 0 if it does not exist).
 user_count() {
-    local d=$T/run/volumes/$1/users
+    local d
+    d=$(voldir "$T/run" "$1")/users
     if [ -d "$d" ]; then find "$d" -mindepth 1 -maxdepth 1 | wc -l; else echo 0; fi
 }
 
@@ -299,13 +311,16 @@ inside demo-a 'cat /data/from-b.txt'
 [ "$OUT" = "written by B" ] || fail "container A does not see B's /data/from-b.txt"
 ok "A sees the file B wrote"
 
-say "   Overlay mounts on $T/run/volumes/shared/merged (from /proc/self/mountinfo):"
+SHARED_RUN=$(voldir "$T/run" shared)
+say "   Volume names belong to a scope (here: this runc root), so 'shared' is stored as"
+say "   ${SHARED_RUN##*/}."
+say "   Overlay mounts on $SHARED_RUN/merged (from /proc/self/mountinfo):"
 evidence "$(overlay_lines shared)"
 n=$(overlay_count shared)
 [ "$n" = 1 ] || fail "expected exactly 1 overlay mounted for volume 'shared', found $n"
 ok "exactly one overlay for the volume"
-say "   \$ ls $T/run/volumes/shared/users"
-evidence "$(ls "$T/run/volumes/shared/users")"
+say "   \$ ls $SHARED_RUN/users"
+evidence "$(ls "$SHARED_RUN/users")"
 n=$(user_count shared)
 [ "$n" = 2 ] || fail "expected 2 users of volume 'shared', found $n"
 ok "the volume has 2 users"
@@ -337,10 +352,11 @@ evidence "$NOW"
     fail "from-a.txt or from-b.txt leaked into the base directory"
 ok "base identical to step 1, no from-a.txt/from-b.txt in it"
 
-say "   \$ ls $T/root/volumes/shared/upper"
-evidence "$(ls "$T/root/volumes/shared/upper")"
-[ -f "$T/root/volumes/shared/upper/from-a.txt" ] && [ -f "$T/root/volumes/shared/upper/from-b.txt" ] ||
-    fail "the changes are not kept in $T/root/volumes/shared/upper"
+UPPER=$(voldir "$T/root" shared)/upper
+say "   \$ ls $UPPER"
+evidence "$(ls "$UPPER")"
+[ -f "$UPPER/from-a.txt" ] && [ -f "$UPPER/from-b.txt" ] ||
+    fail "the changes are not kept in $UPPER"
 ok "the changes are kept in the volume's upper directory"
 
 say "   A new one-shot container on the same volume:"
@@ -383,8 +399,9 @@ oneshot demo-e "$NOTES" 'echo "kept between containers" > /notes/kept.txt && ls 
 oneshot demo-f "$NOTES" 'cat /notes/kept.txt'
 [ "$OUT" = "kept between containers" ] || fail "the next container does not read back /notes/kept.txt"
 ok "the next container reads /notes/kept.txt back"
-say "   On the host: \$ ls $T/root/volumes/notes/data"
-evidence "$(ls "$T/root/volumes/notes/data")"
+NOTES_DATA=$(voldir "$T/root" notes)/data
+say "   On the host: \$ ls $NOTES_DATA"
+evidence "$(ls "$NOTES_DATA")"
 
 # ---------------------------------------------------------------------------------------------
 step "Nothing left behind"

@@ -9,6 +9,7 @@
 //!     "allowed_bases": ["/srv/datasets"],
 //!     "allowed_bind_sources": [],
 //!     "auto_create": true,
+//!     "shared_volumes": [],
 //!     "max_volumes_per_container": 64,
 //!     "volumes_from_scope": "namespace"
 //!   }
@@ -166,6 +167,10 @@ pub struct Policy {
     pub allowed_bind_sources: Vec<AllowedPath>,
     /// Create a named volume on first use; when false, only volumes the operator created exist.
     pub auto_create: bool,
+    /// Volume names that mean one volume shared by every scope when first used (as if an
+    /// operator had run `ocivol volume create --scope any NAME`). A scope's own volume of such a
+    /// name, if it has one, still comes first.
+    pub shared_volumes: Vec<String>,
     /// Most entries one container may list in `io.ocivol.volumes`.
     pub max_volumes_per_container: usize,
     pub volumes_from_scope: VolumesFromScope,
@@ -177,6 +182,7 @@ impl Default for Policy {
             allowed_bases: Vec::new(),
             allowed_bind_sources: Vec::new(),
             auto_create: true,
+            shared_volumes: Vec::new(),
             max_volumes_per_container: 64,
             volumes_from_scope: VolumesFromScope::Namespace,
         }
@@ -220,8 +226,9 @@ impl Config {
             })
             .collect::<Vec<_>>()
             .join("\n");
-        let config: Config =
-            serde_json::from_str(&uncommented).map_err(|e| escape_controls(&e.to_string()))?;
+        // The parser quotes a bad key as it is, newlines included: every place that shows this
+        // error escapes it (commands::output::escape), so it stays one line there.
+        let config: Config = serde_json::from_str(&uncommented).map_err(|e| e.to_string())?;
         config.validate()?;
         Ok(config)
     }
@@ -263,23 +270,12 @@ impl Config {
         if self.policy.max_volumes_per_container == 0 {
             return Err("policy.max_volumes_per_container: must be at least 1".into());
         }
+        for name in &self.policy.shared_volumes {
+            crate::annotations::check_name(name)
+                .map_err(|e| format!("policy.shared_volumes: {e}"))?;
+        }
         Ok(())
     }
-}
-
-/// The parser quotes a bad key as it is; a key with a newline in it must not break the one-line
-/// error that the runtime's caller shows.
-fn escape_controls(message: &str) -> String {
-    message
-        .chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }
 
 /// Where ocivol keeps its state, as chosen by flags, environment, or defaults.
@@ -374,13 +370,15 @@ mod tests {
     fn full_config_parses() {
         let c = Config::parse(
             r#"{"runtime":"/usr/sbin/runc","policy":{"allowed_bases":["/srv"],"allowed_bind_sources":["/data"],
-               "auto_create":false,"max_volumes_per_container":8,"volumes_from_scope":"any"}}"#,
+               "auto_create":false,"shared_volumes":["cache"],"max_volumes_per_container":8,
+               "volumes_from_scope":"any"}}"#,
         )
         .unwrap();
         assert_eq!(c.runtime, "/usr/sbin/runc");
         assert_eq!(c.policy.allowed_bases, [AllowedPath::new("/srv")]);
         assert!(!c.policy.auto_create);
         assert_eq!(c.policy.max_volumes_per_container, 8);
+        assert_eq!(c.policy.shared_volumes, ["cache"]);
         assert_eq!(c.policy.volumes_from_scope, VolumesFromScope::Any);
     }
 
@@ -417,6 +415,10 @@ mod tests {
                 "max_volumes_per_container",
             ),
             (r#"{"policy":{"volumes_from_scope":"world"}}"#, "world"),
+            (
+                r#"{"policy":{"shared_volumes":["../x"]}}"#,
+                "policy.shared_volumes",
+            ),
             (r#"{"runtime":"bin/runc"}"#, "runtime"),
             (
                 r#"{"policy":{"allowed_bases":["/srv/../etc"]}}"#,
@@ -438,6 +440,7 @@ mod tests {
     fn errors_stay_on_one_line_even_for_keys_and_paths_with_newlines() {
         for text in ["{\"a\\nb\":1}", r#"{"policy":{"allowed_bases":["\n"]}}"#] {
             let e = Config::parse(text).unwrap_err();
+            let e = crate::commands::output::error_line(&anyhow::anyhow!(e));
             assert!(!e.contains('\n'), "{text}: {e:?}");
             assert!(
                 e.contains("\\n"),

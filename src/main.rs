@@ -156,8 +156,7 @@ fn main() {
             match result {
                 Ok(()) => 0,
                 Err(e) => {
-                    let line: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-                    eprintln!("ocivol: {}", line.join(": ").replace('\n', " "));
+                    eprintln!("ocivol: {}", ocivol::commands::output::error_line(&e));
                     1
                 }
             }

@@ -141,7 +141,7 @@ pub fn prepare(
     let taken = take(
         store,
         &guard,
-        policy.auto_create,
+        policy,
         &key,
         &planned,
         &copied,
@@ -167,7 +167,7 @@ pub fn prepare(
 fn take(
     store: &Store,
     guard: &Guard,
-    auto_create: bool,
+    policy: &crate::config::Policy,
     key: &str,
     planned: &[plan::PlannedMount],
     copied: &[volumes_from::SourceMount],
@@ -182,14 +182,20 @@ fn take(
                 base,
                 volatile,
             } => {
+                // A name means the volume of the container's scope, or a shared one (see
+                // Store::acquire); an anonymous volume records the scope for `volume ls`.
                 let req = VolumeRequest {
                     name: name.clone(),
                     base: base.clone(),
                     volatile: *volatile,
+                    scope: Some(record.scope.volume_scope()),
+                    create_shared: name
+                        .as_ref()
+                        .is_some_and(|n| policy.shared_volumes.contains(n)),
                 };
                 let refuse = |e: String| AnnotationError::new(annotations::VOLUMES, &m.entry, e);
                 let got = store
-                    .acquire(&req, key, auto_create, guard)
+                    .acquire(&req, key, policy.auto_create, guard)
                     .map_err(|e| refuse(e.to_string()))?;
                 record.volumes.push(got.name.clone());
                 let pin = Pin::own(&got.source).map_err(|e| refuse(e.to_string()))?;

@@ -165,6 +165,19 @@ impl Scope {
     pub fn same_namespace(&self, other: &Scope) -> bool {
         self.namespace == other.namespace && self.pod_namespace == other.pod_namespace
     }
+
+    /// The scope a volume name is resolved in, as one string: the containerd namespace or
+    /// runtime root, and the Kubernetes namespace if there is one
+    /// (`containerd/k8s.io,k8s:team-a`, `containerd/default`, `root:/run/runc`). Two containers
+    /// get the same volume for a name only if this string is the same. It is what `ocivol ps` and
+    /// `ocivol volume ls` show and what `--scope` takes. No part of it can hold `,k8s:` but a
+    /// runtime root, which the engine's configuration chooses, never a container's author.
+    pub fn volume_scope(&self) -> String {
+        match &self.pod_namespace {
+            Some(p) => format!("{},k8s:{p}", self.namespace),
+            None => self.namespace.clone(),
+        }
+    }
 }
 
 impl fmt::Display for Scope {
@@ -246,6 +259,16 @@ mod tests {
         assert_eq!(
             s.to_string(),
             "containerd namespace k8s.io, Kubernetes namespace team-a"
+        );
+        assert_eq!(s.volume_scope(), "containerd/k8s.io,k8s:team-a");
+        let other_ns = Scope {
+            pod_namespace: Some("team-b".into()),
+            ..s.clone()
+        };
+        assert_ne!(s.volume_scope(), other_ns.volume_scope());
+        assert_eq!(
+            Scope::of(Path::new("/b"), Some("/run/runc"), &ann(&[])).volume_scope(),
+            "root:/run/runc"
         );
     }
 

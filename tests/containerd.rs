@@ -34,11 +34,11 @@ fn ctr_run_with_the_wrapper_gets_volumes_and_releases_them() {
     assert_eq!(env.users("named"), 0);
     assert_eq!(env.overlays("cow"), 0, "the overlay is unmounted");
     assert_eq!(
-        fs::read_to_string(env.store().data_dir("named").join("n.txt")).unwrap(),
+        fs::read_to_string(env.store().data_dir(&env.storage("named")).join("n.txt")).unwrap(),
         "n\n"
     );
     assert_eq!(
-        fs::read_to_string(env.store().upper_dir("cow").join("new.txt")).unwrap(),
+        fs::read_to_string(env.store().upper_dir(&env.storage("cow")).join("new.txt")).unwrap(),
         "x\n"
     );
     assert!(

@@ -151,7 +151,8 @@ fn a_runtime_killed_by_a_signal_is_passed_on_and_the_volumes_are_released() {
         2,
         "the mounts were added before the runtime ran"
     );
-    let users = f.path("run/volumes/named/users");
+    let named = common::storage(&[&f.path("root"), &f.path("run")], "named");
+    let users = f.path("run/volumes").join(&named).join("users");
     assert_eq!(
         fs::read_dir(&users).unwrap().count(),
         0,
@@ -161,7 +162,7 @@ fn a_runtime_killed_by_a_signal_is_passed_on_and_the_volumes_are_released() {
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(volumes, ["named"], "the anonymous volume is gone");
+    assert_eq!(volumes, [named.as_str()], "the anonymous volume is gone");
     assert_eq!(fs::read_dir(f.path("root/containers")).unwrap().count(), 0);
 }
 

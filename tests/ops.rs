@@ -36,12 +36,15 @@ fn volume_create_ls_inspect_rm_with_exact_output() {
         return;
     };
     let b = base(&env);
-    assert_eq!(run(&env, &["volume", "create", "notes"]), "notes\n");
+    assert_eq!(
+        run(&env, &["volume", "create", "--scope", "any", "notes"]),
+        "notes\n"
+    );
     assert_eq!(
         run(
             &env,
             &[
-                "volume", "create", "data", "--base", &b, "--label", "team=ml"
+                "volume", "create", "--scope", "any", "data", "--base", &b, "--label", "team=ml"
             ]
         ),
         "data\n"
@@ -49,22 +52,34 @@ fn volume_create_ls_inspect_rm_with_exact_output() {
     assert_eq!(
         run(
             &env,
-            &["volume", "create", "scratch", "--base", &b, "--volatile"]
+            &[
+                "volume",
+                "create",
+                "--scope",
+                "any",
+                "scratch",
+                "--base",
+                &b,
+                "--volatile"
+            ]
         ),
         "scratch\n"
     );
     assert_eq!(
-        run(&env, &["volume", "create", "data", "--base", &b]),
+        run(
+            &env,
+            &["volume", "create", "--scope", "any", "data", "--base", &b]
+        ),
         "data\n",
         "creating a volume that exists as the same kind changes nothing"
     );
     assert_eq!(
         run(&env, &["volume", "ls"]),
         table(&rows(&[
-            &["NAME", "KIND", "BASE", "USERS", "SIZE"],
-            &["data", "cow", &b, "0", "0B"],
-            &["notes", "plain", "-", "0", "0B"],
-            &["scratch", "volatile", &b, "0", "0B"],
+            &["NAME", "SCOPE", "KIND", "BASE", "USERS", "SIZE"],
+            &["data", "any", "cow", &b, "0", "0B"],
+            &["notes", "any", "plain", "-", "0", "0B"],
+            &["scratch", "any", "volatile", &b, "0", "0B"],
         ]))
     );
 
@@ -78,8 +93,8 @@ fn volume_create_ls_inspect_rm_with_exact_output() {
     assert_eq!(
         run(&env, &["volume", "ls", "--filter", "in-use=true"]),
         table(&rows(&[
-            &["NAME", "KIND", "BASE", "USERS", "SIZE"],
-            &["data", "cow", &b, "1", "6B"],
+            &["NAME", "SCOPE", "KIND", "BASE", "USERS", "SIZE"],
+            &["data", "any", "cow", &b, "1", "6B"],
         ]))
     );
     assert_eq!(
@@ -114,6 +129,8 @@ fn volume_create_ls_inspect_rm_with_exact_output() {
         v,
         json!({
             "name": "data",
+            "scope": "any",
+            "storage": "data",
             "kind": "cow",
             "anonymous": false,
             "base": b,
@@ -165,6 +182,9 @@ fn volume_rm_of_a_volume_in_use_is_refused_and_names_its_users() {
     );
     assert_eq!(env.users("data"), 2, "nothing changed");
     assert_eq!(env.overlays("data"), 1);
+    // The containers' `data` is the volume of their scope: data@HASH.
+    let (data_dir, data_run_dir) = (env.volume_dir("data"), env.volume_run_dir("data"));
+    assert!(data_dir.exists() && data_run_dir.exists());
     ok(&env.delete("ocivol-ops2-b"), "delete b");
     assert_eq!(
         refused(&env, &["volume", "rm", "data"]),
@@ -178,8 +198,8 @@ fn volume_rm_of_a_volume_in_use_is_refused_and_names_its_users() {
         0,
         "its overlay is unmounted on the host"
     );
-    assert!(!env.root.join("volumes/data").exists());
-    assert!(!env.run_root.join("volumes/data").exists());
+    assert!(!data_dir.exists());
+    assert!(!data_run_dir.exists());
     // The container's delete finds nothing left to release.
     ok(&env.delete("ocivol-ops2-a"), "delete a");
     assert!(env.mounts_here().is_empty(), "{:?}", env.mounts_here());
@@ -194,7 +214,10 @@ fn volume_create_checks_the_policy_like_an_annotation() {
     fs::create_dir(&outside).unwrap();
     let o = outside.display().to_string();
     assert_eq!(
-        refused(&env, &["volume", "create", "bad", "--base", &o]),
+        refused(
+            &env,
+            &["volume", "create", "--scope", "any", "bad", "--base", &o]
+        ),
         format!(
             "ocivol: volume bad: base {o} is not under the policy's allowed_bases [{}]; \
              an admin must allow it in the ocivol config\n",
@@ -202,12 +225,17 @@ fn volume_create_checks_the_policy_like_an_annotation() {
         )
     );
     assert_eq!(
-        refused(&env, &["volume", "create", "../etc"]),
+        refused(&env, &["volume", "create", "--scope", "any", "../etc"]),
         "ocivol: invalid volume name \"../etc\": a name starts with a letter or digit and has \
          only letters, digits, '_', '.' and '-'\n"
     );
     assert_eq!(
-        refused(&env, &["volume", "create", "c", "--base", "relative"]),
+        refused(
+            &env,
+            &[
+                "volume", "create", "--scope", "any", "c", "--base", "relative"
+            ]
+        ),
         "ocivol: volume c: base \"relative\" is not an absolute path; it must start with '/'\n"
     );
     // ocivol's own state is never a base, even under an allowed directory.
@@ -215,21 +243,35 @@ fn volume_create_checks_the_policy_like_an_annotation() {
     env.write_policy(json!({ "allowed_bases": [env.dir.path()] }));
     let state = env.root.display().to_string();
     assert_eq!(
-        refused(&env, &["volume", "create", "c", "--base", &state]),
+        refused(
+            &env,
+            &["volume", "create", "--scope", "any", "c", "--base", &state]
+        ),
         format!("ocivol: volume c: base {state} overlaps ocivol's state directory {state}\n")
     );
     env.write_policy(json!({ "allowed_bases": [env.base] }));
     // A volume that exists as another kind.
-    run(&env, &["volume", "create", "plain"]);
+    run(&env, &["volume", "create", "--scope", "any", "plain"]);
     assert_eq!(
-        refused(&env, &["volume", "create", "plain", "--base", &base(&env)]),
+        refused(
+            &env,
+            &[
+                "volume",
+                "create",
+                "--scope",
+                "any",
+                "plain",
+                "--base",
+                &base(&env)
+            ]
+        ),
         format!(
             "ocivol: volume plain: it exists as a plain volume, so it cannot be copy-on-write \
              over {}; use another name or drop base=\n",
             base(&env)
         )
     );
-    let volatile_alone = env.ocivol(&["volume", "create", "v", "--volatile"]);
+    let volatile_alone = env.ocivol(&["volume", "create", "--scope", "any", "v", "--volatile"]);
     assert_eq!(volatile_alone.status.code(), Some(2), "clap refuses it");
     assert!(text(&volatile_alone.stderr).contains("--base <DIR>"));
     assert_eq!(
@@ -254,10 +296,10 @@ fn volume_reset_of_a_volume_in_use_is_refused() {
          reset discards the changes only of a volume no container uses\n"
     );
     assert!(
-        env.root.join("volumes/data/upper/x").exists(),
+        env.volume_dir("data").join("upper/x").exists(),
         "nothing discarded"
     );
-    run(&env, &["volume", "create", "notes"]);
+    run(&env, &["volume", "create", "--scope", "any", "notes"]);
     assert_eq!(
         refused(&env, &["volume", "reset", "notes"]),
         "ocivol: volume notes: it is a plain volume; only a copy-on-write volume has changes \
@@ -274,7 +316,7 @@ fn volume_reset_of_a_volume_in_use_is_refused() {
     );
     ok(&env.delete("ocivol-ops4-a"), "delete");
     assert_eq!(run(&env, &["volume", "reset", "data"]), "data\n");
-    assert!(!env.root.join("volumes/data/upper/x").exists());
+    assert!(!env.volume_dir("data").join("upper/x").exists());
 }
 
 #[test]
@@ -402,7 +444,11 @@ fn volume_prune_removes_unused_volumes_and_reports_the_space() {
         run(&env, &["volume", "prune", "--all"]),
         "Deleted Volumes:\nkept\n\nTotal reclaimed space: 8B\n"
     );
-    assert_eq!(run(&env, &["volume", "ls", "-q"]), "busy\n");
+    assert_eq!(
+        run(&env, &["volume", "ls", "-q"]),
+        format!("{}\n", env.storage("busy")),
+        "ls -q names a volume of a scope by its storage name"
+    );
     ok(&env.delete("ocivol-ops6-b"), "delete b");
 }
 

@@ -178,7 +178,15 @@ fn a_stored_base_swapped_for_a_symlink_or_dropped_from_the_policy_is_refused() {
     env.write_policy(json!({ "allowed_bases": [bases] }));
     let v3 = bases.join("v3");
     ok(
-        &env.ocivol(&["volume", "create", "ds", "--base", v3.to_str().unwrap()]),
+        &env.ocivol(&[
+            "volume",
+            "create",
+            "--scope",
+            "any",
+            "ds",
+            "--base",
+            v3.to_str().unwrap(),
+        ]),
         "volume create",
     );
     // A tenant who can write the base's parent puts a symlink to / in its place.
@@ -273,7 +281,7 @@ fn hook_mounts_never_propagate_to_the_host_or_other_containers() {
     );
     ok(&way.start(&env, "prop-b", &b), "b");
     std::thread::sleep(Duration::from_millis(200));
-    let shared_data = env.root.join("volumes/shared/data");
+    let shared_data = env.volume_dir("shared").join("data");
     let leaked: Vec<String> = mountinfo()
         .into_iter()
         .map(|m| m.mount_point)
@@ -343,8 +351,8 @@ fn a_tree_deeper_than_the_fd_limit_is_deleted_reset_and_removed() {
     let ann = format!("vol:/v:base={base},volatile;cow:/c:base={base};plain:/p");
     let b = env.bundle("deep", &["sleep", "600"], &[(VOLUMES, &ann)]);
     ok(&env.start("deep", &b), "start");
-    for dir in ["vol/upper", "cow/upper", "plain/data"] {
-        deep_tree(&env.root.join("volumes").join(dir), 5000);
+    for (v, dir) in [("vol", "upper"), ("cow", "upper"), ("plain", "data")] {
+        deep_tree(&env.volume_dir(v).join(dir), 5000);
     }
     // The last user leaves: the volatile volume's changes go.
     ok(
@@ -352,7 +360,7 @@ fn a_tree_deeper_than_the_fd_limit_is_deleted_reset_and_removed() {
         "delete",
     );
     assert_eq!(
-        fs::read_dir(env.root.join("volumes/vol/upper"))
+        fs::read_dir(env.volume_dir("vol").join("upper"))
             .unwrap()
             .count(),
         0
@@ -362,14 +370,15 @@ fn a_tree_deeper_than_the_fd_limit_is_deleted_reset_and_removed() {
         "reset",
     );
     assert_eq!(
-        fs::read_dir(env.root.join("volumes/cow/upper"))
+        fs::read_dir(env.volume_dir("cow").join("upper"))
             .unwrap()
             .count(),
         0
     );
     for v in ["plain", "cow", "vol"] {
+        let dir = env.volume_dir(v);
         ok(&with_few_fds(&env.ocivol_cmd(&["volume", "rm", v])), "rm");
-        assert!(!env.root.join("volumes").join(v).exists(), "{v}");
+        assert!(!dir.exists(), "{v}");
     }
     // And the volatile volume mounts again for the next user.
     let b = env.bundle("again", &["true"], &[(VOLUMES, &ann)]);

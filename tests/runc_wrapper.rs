@@ -301,11 +301,11 @@ fn runtime_failing_on_create_leaves_no_user_and_no_overlay() {
     assert!(env.mounts_here().is_empty());
     let left: Vec<_> = fs::read_dir(env.root.join("volumes"))
         .unwrap()
-        .map(|e| e.unwrap().file_name())
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     assert_eq!(
         left,
-        ["failing"],
+        [env.storage("failing")],
         "the anonymous volume is gone, the named one stays"
     );
     assert_eq!(

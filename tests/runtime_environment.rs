@@ -205,22 +205,17 @@ fn only_stdio_and_the_callers_fds_reach_the_runtime_on_create_and_delete_with_vo
     assert_only_caller_fds(&f, &out, "create with volumes");
     let spec: Value = serde_json::from_slice(&fs::read(b.join("config.json")).unwrap()).unwrap();
     assert_eq!(spec["mounts"].as_array().unwrap().len(), 3, "volumes added");
+    let n = common::storage(&[&f.path("state/root"), &f.path("state/run")], "n");
+    let n_users = f.path("state/run/volumes").join(&n).join("users");
     assert_eq!(
-        fs::read_dir(f.path("state/run/volumes/n/users"))
-            .unwrap()
-            .count(),
+        fs::read_dir(&n_users).unwrap().count(),
         1,
         "the volume is held while the runtime has the container"
     );
     // delete: the runtime spawned, then the volumes released.
     let out = f.run(&["delete", "c3"]);
     assert_only_caller_fds(&f, &out, "delete");
-    assert_eq!(
-        fs::read_dir(f.path("state/run/volumes/n/users"))
-            .unwrap()
-            .count(),
-        0
-    );
+    assert_eq!(fs::read_dir(&n_users).unwrap().count(), 0);
     // A foreground run: spawned, waited for, released.
     let out = f.run(&["run", "--bundle", b.to_str().unwrap(), "c4"]);
     assert_only_caller_fds(&f, &out, "run with volumes");

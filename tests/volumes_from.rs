@@ -3,7 +3,6 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
 use std::process::{Output, Stdio};
 
 use common::containerd::Containerd;
@@ -298,7 +297,7 @@ fn other_namespace_unknown_source_and_cycle_are_refused_and_leave_nothing() {
         );
         assert_eq!(stdout(&out), "");
     }
-    assert!(Path::new(&env.run_root).join("volumes/cow/merged").exists());
+    assert!(env.volume_run_dir("cow").join("merged").exists());
 }
 
 #[test]

@@ -62,7 +62,7 @@ impl Check {
 pub fn exec(g: &Global, args: DoctorArgs) -> i32 {
     let checks = run_checks(g, &args);
     for c in &checks {
-        println!("{}", c.line());
+        println!("{}", super::output::escape(&c.line()));
     }
     if checks.iter().any(|c| c.level == Level::Fail) {
         1

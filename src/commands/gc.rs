@@ -3,6 +3,7 @@
 
 use clap::Args;
 
+use super::output::escape;
 use super::{Global, run, store};
 
 #[derive(Debug, Args)]
@@ -21,7 +22,7 @@ pub fn exec(g: &Global, args: GcArgs) -> i32 {
             println!("nothing to collect");
         }
         for a in &actions {
-            println!("{}", a.line(args.dry_run));
+            println!("{}", escape(&a.line(args.dry_run)));
         }
         Ok(0)
     })

@@ -49,15 +49,9 @@ pub fn store(ctx: &Context) -> Store {
     }
 }
 
-/// Prints an error and its causes on one line (`ocivol: …`) and gives the exit code 1.
+/// Prints an error and its causes on one escaped line (`ocivol: …`) and gives the exit code 1.
 pub fn fail(e: &anyhow::Error) -> i32 {
-    let line = e
-        .chain()
-        .map(|c| c.to_string())
-        .collect::<Vec<_>>()
-        .join(": ")
-        .replace('\n', " ");
-    eprintln!("ocivol: {line}");
+    eprintln!("ocivol: {}", output::error_line(e));
     1
 }
 

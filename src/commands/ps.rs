@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::output::table;
 use super::{Format, Global, run, store};
-use crate::store::{ContainerRecord, RecordedMount, RuntimeView, boot_id};
+use crate::store::{ContainerRecord, RecordedMount, RuntimeView, boot_id, storage_name};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  ocivol ps\n  ocivol ps --format json")]
@@ -49,12 +49,17 @@ fn status(
     }
 }
 
-/// The SCOPE column: the containerd namespace or runtime root, and the Kubernetes namespace.
-fn scope_label(s: &crate::scope::Scope) -> String {
-    match &s.pod_namespace {
-        Some(p) => format!("{},k8s:{p}", s.namespace),
-        None => s.namespace.clone(),
-    }
+/// The VOLUMES column: a volume of the container's own scope by the name the container uses,
+/// any other (shared, or of another scope through volumes-from) by its storage name.
+fn volume_names(storage: &[String], scope: &crate::scope::Scope) -> Vec<String> {
+    let mine = scope.volume_scope();
+    storage
+        .iter()
+        .map(|s| match s.split_once('@') {
+            Some((name, _)) if *s == storage_name(name, &mine) => name.to_string(),
+            _ => s.clone(),
+        })
+        .collect()
 }
 
 pub fn exec(g: &Global, args: PsArgs) -> i32 {
@@ -90,12 +95,13 @@ pub fn exec(g: &Global, args: PsArgs) -> i32 {
                     .map(|r| {
                         vec![
                             r.id.clone(),
-                            scope_label(&r.scope),
+                            // The scope string `volume ls` shows and `--scope` takes.
+                            r.scope.volume_scope(),
                             r.status.clone(),
                             if r.volumes.is_empty() {
                                 "-".into()
                             } else {
-                                r.volumes.join(",")
+                                volume_names(&r.volumes, &r.scope).join(",")
                             },
                         ]
                     })

@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
 
-use super::output::{human_size, table};
+use super::output::{escape, escape_path, human_size, table};
 use super::{Format, Global, run, store};
 use crate::annotations;
 use crate::pin::{Guard, How};
 use crate::plan;
-use crate::store::{StoreError, VolumeDef, VolumeInfo};
+use crate::store::{Store, StoreError, VolumeDef, VolumeInfo, check_scope, storage_name};
 
 #[derive(Debug, Args)]
 pub struct VolumeArgs {
@@ -20,48 +20,72 @@ pub struct VolumeArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum VolumeCommand {
-    /// Create a volume ahead of use, checked against the policy like an annotation.
+    /// Create a volume ahead of use, checked against the policy like an annotation, for one
+    /// scope or (--scope any) shared by every scope.
     #[command(after_help = "Examples:\n  \
-        ocivol volume create cache\n  \
-        ocivol volume create dataset --base /srv/datasets/v3 --label team=ml\n  \
-        ocivol volume create scratch --base /srv/template --volatile")]
+        ocivol volume create --scope any cache            # every scope's containers share it\n  \
+        ocivol volume create --scope containerd/k8s.io,k8s:team-a cache\n  \
+        ocivol volume create --scope any dataset --base /srv/datasets/v3 --label team=ml\n  \
+        ocivol volume create --scope root:/run/runc scratch --base /srv/template --volatile")]
     Create(CreateArgs),
-    /// List volumes: name, kind, base, users and the size of their data or changes.
+    /// List volumes: name, scope, kind, base, users and the size of their data or changes.
     #[command(
         visible_alias = "list",
         after_help = "Examples:\n  \
         ocivol volume ls\n  \
+        ocivol volume ls --scope containerd/k8s.io,k8s:team-a\n  \
         ocivol volume ls --filter in-use=false --filter label=team=ml\n  \
         ocivol volume ls --format json"
     )]
     Ls(LsArgs),
-    /// Show volumes in detail as JSON: definition, paths, users, mounted or not.
-    #[command(after_help = "Example:\n  ocivol volume inspect dataset")]
+    /// Show volumes in detail as JSON: definition, scope, paths, users, mounted or not.
+    #[command(after_help = "Examples:\n  \
+        ocivol volume inspect dataset\n  \
+        ocivol volume inspect --scope containerd/default cache")]
     Inspect(InspectArgs),
     /// Remove volumes and their data; a volume in use is refused unless --force.
     #[command(
         visible_alias = "remove",
         after_help = "Examples:\n  \
         ocivol volume rm cache\n  \
+        ocivol volume rm --scope containerd/k8s.io,k8s:team-a cache\n  \
         ocivol volume rm --force dataset   # even while containers use it: they lose its data"
     )]
     Rm(RmArgs),
     /// Remove unused anonymous volumes (with --all, every unused volume).
-    #[command(after_help = "Examples:\n  ocivol volume prune\n  ocivol volume prune --all")]
+    #[command(after_help = "Examples:\n  \
+        ocivol volume prune\n  \
+        ocivol volume prune --all --scope containerd/k8s.io,k8s:team-a")]
     Prune(PruneArgs),
     /// What the users of a copy-on-write volume changed against its base (A added, C changed,
-    /// D deleted), as docker diff prints it.
-    #[command(after_help = "Example:\n  ocivol volume diff dataset")]
+    /// D deleted), as docker diff prints it; file names shown escaped.
+    #[command(after_help = "Examples:\n  \
+        ocivol volume diff dataset\n  \
+        ocivol volume diff --scope root:/run/runc dataset")]
     Diff(DiffArgs),
     /// Discard the changes of a copy-on-write volume that no container uses.
     #[command(after_help = "Example:\n  ocivol volume reset dataset")]
     Reset(ResetArgs),
 }
 
+/// The `--scope` of the commands that act on existing volumes.
+#[derive(Debug, Args)]
+pub struct ScopeArg {
+    /// The scope of the volume: `any` for a shared one, or a scope as `ocivol volume ls` shows
+    /// it. Needed only when the name is used in several scopes.
+    #[arg(long, value_name = "SCOPE")]
+    pub scope: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     /// The volume's name: [a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 128 bytes.
     pub name: String,
+    /// Whose containers find it by its name: `any` (every scope shares it), or one scope as
+    /// `ocivol ps` and `ocivol volume ls` show it (containerd/NAMESPACE or root:RUNTIME_ROOT,
+    /// then ,k8s:NAMESPACE under Kubernetes).
+    #[arg(long, value_name = "SCOPE")]
+    pub scope: String,
     /// Make it copy-on-write over this host directory (under the policy's allowed_bases).
     #[arg(long, value_name = "DIR")]
     pub base: Option<PathBuf>,
@@ -80,13 +104,19 @@ pub struct LsArgs {
     /// label=KEY, label=KEY=VALUE, in-use=true or in-use=false (repeatable; all must match).
     #[arg(long = "filter", short = 'f', value_name = "FILTER", value_parser = parse_filter)]
     pub filters: Vec<Filter>,
-    /// Only the names.
+    /// Only the names that pick one volume each (a scoped volume's storage name, NAME@HASH,
+    /// which every command takes).
     #[arg(long, short)]
     pub quiet: bool,
+    /// Only the volumes of this scope (`any`: the shared ones).
+    #[arg(long, value_name = "SCOPE")]
+    pub scope: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
+    #[command(flatten)]
+    pub scope: ScopeArg,
     #[arg(required = true)]
     pub names: Vec<String>,
 }
@@ -96,6 +126,8 @@ pub struct RmArgs {
     /// Remove volumes even while containers use them; ignore volumes that do not exist.
     #[arg(long, short)]
     pub force: bool,
+    #[command(flatten)]
+    pub scope: ScopeArg,
     #[arg(required = true)]
     pub names: Vec<String>,
 }
@@ -105,11 +137,16 @@ pub struct PruneArgs {
     /// Every unused volume, not only anonymous ones.
     #[arg(long, short)]
     pub all: bool,
+    /// Only volumes of this scope (`any`: the shared ones).
+    #[arg(long, value_name = "SCOPE")]
+    pub scope: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {
     pub name: String,
+    #[command(flatten)]
+    pub scope: ScopeArg,
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
 }
@@ -117,6 +154,8 @@ pub struct DiffArgs {
 #[derive(Debug, Args)]
 pub struct ResetArgs {
     pub name: String,
+    #[command(flatten)]
+    pub scope: ScopeArg,
 }
 
 /// A `--filter` of `volume ls`.
@@ -192,15 +231,58 @@ fn resolve_base(ctx: &crate::config::Context, base: &std::path::Path) -> Result<
 
 fn create(ctx: &crate::config::Context, a: CreateArgs) -> anyhow::Result<i32> {
     let name = annotations::check_name(&a.name).map_err(|e| anyhow!(e))?;
+    check_scope(&a.scope).map_err(|e| anyhow!(e))?;
     let base = match &a.base {
         Some(b) => Some(resolve_base(ctx, b).map_err(|e| anyhow!("volume {name}: {e}"))?),
         None => None,
     };
-    let mut def = VolumeDef::new(name, base, a.volatile, false);
+    let mut def = VolumeDef::new(&storage_name(name, &a.scope), base, a.volatile, false);
+    def.scope = Some(a.scope.clone());
     def.labels = a.labels.into_iter().collect();
     store(ctx).create_volume(&def)?;
     println!("{name}");
     Ok(0)
+}
+
+/// Why a name given to an operator command picks no volume, or more than one.
+#[derive(Debug, thiserror::Error)]
+enum Pick {
+    #[error("volume {0} does not exist")]
+    Missing(String),
+    #[error("volume {0} does not exist in scope {1}")]
+    MissingIn(String, String),
+    #[error("volume {name} exists in {} scopes; pick one with --scope: {}", .scopes.len(), .scopes.iter().map(|s| format!("--scope {s}")).collect::<Vec<_>>().join(", "))]
+    Ambiguous { name: String, scopes: Vec<String> },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The one volume `name` (optionally in `scope`) means: a storage name (`NAME@HASH`, what
+/// `ls -q` prints) is that volume; a bare name is the volume of that name in `scope`, or the
+/// only volume of that name in any scope.
+fn pick(store: &Store, name: &str, scope: Option<&str>) -> Result<VolumeDef, Pick> {
+    if let Some(s) = scope {
+        check_scope(s).map_err(|e| {
+            Pick::Store(StoreError::Conflict {
+                name: name.to_string(),
+                reason: e,
+            })
+        })?;
+    }
+    let found: Vec<VolumeDef> = store
+        .volumes_named(name)?
+        .into_iter()
+        .filter(|d| scope.is_none_or(|s| d.scope_label() == s))
+        .collect();
+    match (found.len(), scope) {
+        (1, _) => Ok(found.into_iter().next().expect("one")),
+        (0, None) => Err(Pick::Missing(name.to_string())),
+        (0, Some(s)) => Err(Pick::MissingIn(name.to_string(), s.to_string())),
+        _ => Err(Pick::Ambiguous {
+            name: name.to_string(),
+            scopes: found.iter().map(|d| d.scope_label().to_string()).collect(),
+        }),
+    }
 }
 
 fn infos(ctx: &crate::config::Context) -> anyhow::Result<Vec<VolumeInfo>> {
@@ -209,17 +291,22 @@ fn infos(ctx: &crate::config::Context) -> anyhow::Result<Vec<VolumeInfo>> {
     for def in store.volumes()? {
         out.push(store.volume_info(&def)?);
     }
+    out.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.scope.cmp(&b.scope)));
     Ok(out)
 }
 
 fn ls(ctx: &crate::config::Context, a: LsArgs) -> anyhow::Result<i32> {
+    if let Some(s) = &a.scope {
+        check_scope(s).map_err(|e| anyhow!(e))?;
+    }
     let volumes: Vec<VolumeInfo> = infos(ctx)?
         .into_iter()
         .filter(|v| a.filters.iter().all(|f| f.matches(v)))
+        .filter(|v| a.scope.as_ref().is_none_or(|s| *s == v.scope))
         .collect();
     if a.quiet {
         for v in &volumes {
-            println!("{}", v.name);
+            println!("{}", escape(&v.storage));
         }
         return Ok(0);
     }
@@ -231,6 +318,7 @@ fn ls(ctx: &crate::config::Context, a: LsArgs) -> anyhow::Result<i32> {
                 .map(|v| {
                     vec![
                         v.name.clone(),
+                        v.scope.clone(),
                         v.kind_label(),
                         v.base
                             .as_ref()
@@ -242,7 +330,7 @@ fn ls(ctx: &crate::config::Context, a: LsArgs) -> anyhow::Result<i32> {
                 .collect();
             print!(
                 "{}",
-                table(&["NAME", "KIND", "BASE", "USERS", "SIZE"], &rows)
+                table(&["NAME", "SCOPE", "KIND", "BASE", "USERS", "SIZE"], &rows)
             );
         }
     }
@@ -252,30 +340,39 @@ fn ls(ctx: &crate::config::Context, a: LsArgs) -> anyhow::Result<i32> {
 fn inspect(ctx: &crate::config::Context, a: InspectArgs) -> anyhow::Result<i32> {
     let store = store(ctx);
     let mut found = Vec::new();
-    let mut missing = Vec::new();
+    let mut errors = Vec::new();
     for name in &a.names {
-        match store.definition(name) {
-            Ok(Some(def)) => found.push(store.volume_info(&def)?),
-            Ok(None) => missing.push(name.clone()),
-            Err(e) => return Err(e.into()),
+        match pick(&store, name, a.scope.scope.as_deref()) {
+            Ok(def) => found.push(store.volume_info(&def)?),
+            Err(Pick::Store(e)) => return Err(e.into()),
+            Err(e) => errors.push(e),
         }
     }
-    println!("{}", serde_json::to_string_pretty(&found)?);
-    for name in &missing {
-        eprintln!("ocivol: volume {name} does not exist");
+    if found.is_empty() && !errors.is_empty() {
+        for e in &errors {
+            eprintln!("ocivol: {}", escape(&e.to_string()));
+        }
+        return Ok(1);
     }
-    Ok(if missing.is_empty() { 0 } else { 1 })
+    println!("{}", serde_json::to_string_pretty(&found)?);
+    for e in &errors {
+        eprintln!("ocivol: {}", escape(&e.to_string()));
+    }
+    Ok(if errors.is_empty() { 0 } else { 1 })
 }
 
 fn rm(ctx: &crate::config::Context, a: RmArgs) -> anyhow::Result<i32> {
     let store = store(ctx);
     let mut code = 0;
     for name in &a.names {
-        match store.remove_volume(name, a.force) {
-            Ok(_) => println!("{name}"),
-            Err(StoreError::NoSuchVolume { .. }) if a.force => {}
+        let removed = pick(&store, name, a.scope.scope.as_deref())
+            .and_then(|def| Ok(store.remove_volume(&def.name, a.force)?));
+        match removed {
+            Ok(_) => println!("{}", escape(name)),
+            Err(Pick::Missing(_) | Pick::MissingIn(..)) if a.force => {}
+            Err(Pick::Store(StoreError::NoSuchVolume { .. })) if a.force => {}
             Err(e) => {
-                eprintln!("ocivol: {e}");
+                eprintln!("ocivol: {}", escape(&e.to_string()));
                 code = 1;
             }
         }
@@ -284,11 +381,14 @@ fn rm(ctx: &crate::config::Context, a: RmArgs) -> anyhow::Result<i32> {
 }
 
 fn prune(ctx: &crate::config::Context, a: PruneArgs) -> anyhow::Result<i32> {
-    let removed = store(ctx).prune(a.all)?;
+    if let Some(s) = &a.scope {
+        check_scope(s).map_err(|e| anyhow!(e))?;
+    }
+    let removed = store(ctx).prune(a.all, a.scope.as_deref())?;
     if !removed.is_empty() {
         println!("Deleted Volumes:");
         for (name, _) in &removed {
-            println!("{name}");
+            println!("{}", escape(name));
         }
         println!();
     }
@@ -298,11 +398,14 @@ fn prune(ctx: &crate::config::Context, a: PruneArgs) -> anyhow::Result<i32> {
 }
 
 fn diff(ctx: &crate::config::Context, a: DiffArgs) -> anyhow::Result<i32> {
-    let changes = store(ctx).changes(&a.name)?;
+    let store = store(ctx);
+    let def = pick(&store, &a.name, a.scope.scope.as_deref())?;
+    let changes = store.changes(&def.name)?;
     match a.format {
         Format::Table => {
+            // The paths are file names a container chose: escaped, one change a line.
             for c in &changes {
-                println!("{c}");
+                println!("{} {}", c.kind.letter(), escape_path(&c.path));
             }
         }
         Format::Json => println!("{}", serde_json::to_string_pretty(&changes)?),
@@ -311,8 +414,10 @@ fn diff(ctx: &crate::config::Context, a: DiffArgs) -> anyhow::Result<i32> {
 }
 
 fn reset(ctx: &crate::config::Context, a: ResetArgs) -> anyhow::Result<i32> {
-    store(ctx).reset(&a.name)?;
-    println!("{}", a.name);
+    let store = store(ctx);
+    let def = pick(&store, &a.name, a.scope.scope.as_deref())?;
+    store.reset(&def.name)?;
+    println!("{}", escape(&a.name));
     Ok(0)
 }
 

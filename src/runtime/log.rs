@@ -6,10 +6,13 @@ use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::args::RuntimeArgs;
+use crate::commands::output::escape;
 
-/// Prints `message` to stderr and appends it to the runtime log, if one was given.
+/// Prints `message` to stderr and appends it to the runtime log, if one was given, escaped (see
+/// [`escape`]): containerd, podman and the kubelet show this line to people, and part of it may
+/// come from a container's annotations.
 pub fn report_error(args: &RuntimeArgs, message: &str) {
-    let message = format!("ocivol: {message}");
+    let message = format!("ocivol: {}", escape(message));
     eprintln!("{message}");
     let Some(path) = args.log.as_deref() else {
         return;

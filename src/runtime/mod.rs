@@ -45,19 +45,10 @@ pub fn main(raw: Vec<OsString>, context: impl FnOnce() -> anyhow::Result<Context
     match run(&args, context) {
         Ok(code) => code,
         Err(e) => {
-            log::report_error(&args, &one_line(&e));
+            log::report_error(&args, &crate::commands::output::error_chain(&e));
             1
         }
     }
-}
-
-/// An error and its causes on one line.
-fn one_line(e: &anyhow::Error) -> String {
-    e.chain()
-        .map(|c| c.to_string())
-        .collect::<Vec<_>>()
-        .join(": ")
-        .replace('\n', " ")
 }
 
 fn run(

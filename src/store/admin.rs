@@ -13,19 +13,28 @@ impl Store {
         self.make_state_dirs()?;
         let _lock = VolumeLock::take(&self.lock_path(&def.name))?;
         if let Some(have) = self.definition(&def.name)? {
+            let conflict = |reason| StoreError::Conflict {
+                name: def.volume_name().to_string(),
+                reason,
+            };
+            if have.anonymous || have.scope_label() != def.scope_label() {
+                return Err(conflict(format!(
+                    "its storage {} holds a volume of scope {}",
+                    def.name,
+                    have.scope_label()
+                )));
+            }
             have.check_use(def.base.as_deref(), def.volatile)
-                .map_err(|reason| StoreError::Conflict {
-                    name: def.name.clone(),
-                    reason,
-                })?;
+                .map_err(conflict)?;
             return Ok(false);
         }
         self.create(def)?;
         Ok(true)
     }
 
-    /// Removes a volume and its data; returns the bytes freed. A volume in use is refused
-    /// unless `force`: then its users are dropped and the containers using it lose its data.
+    /// Removes a volume (by storage name) and its data; returns the bytes freed. A volume in use
+    /// is refused unless `force`: then its users are dropped and the containers using it lose
+    /// its data.
     pub fn remove_volume(&self, name: &str, force: bool) -> Result<u64> {
         self.make_state_dirs()?;
         let _lock = VolumeLock::take(&self.lock_path(name))?;
@@ -37,7 +46,7 @@ impl Store {
         let (_, left) = self.reconcile_users_locked(name, true, None)?;
         if !left.is_empty() && !force {
             return Err(self.in_use(
-                name,
+                def.volume_name(),
                 &left,
                 "delete its containers first, or use --force to remove it anyway",
             ));
@@ -48,13 +57,14 @@ impl Store {
         Ok(freed)
     }
 
-    /// Removes the volumes no container uses: anonymous ones, or with `all` every one. Returns
-    /// each removed name with the bytes freed.
-    pub fn prune(&self, all: bool) -> Result<Vec<(String, u64)>> {
+    /// Removes the volumes no container uses: anonymous ones, or with `all` every one; with a
+    /// `scope`, only those of that scope (`any`: the shared ones). Returns each removed volume's
+    /// name with the bytes freed.
+    pub fn prune(&self, all: bool, scope: Option<&str>) -> Result<Vec<(String, u64)>> {
         self.make_state_dirs()?;
         let mut removed = Vec::new();
         for def in self.volumes()? {
-            if !all && !def.anonymous {
+            if (!all && !def.anonymous) || scope.is_some_and(|s| s != def.scope_label()) {
                 continue;
             }
             let _lock = VolumeLock::take(&self.lock_path(&def.name))?;
@@ -69,13 +79,13 @@ impl Store {
             let freed = self.volume_size(&def);
             self.unmount_if_mounted(&def)?;
             self.remove(&def)?;
-            removed.push((def.name.clone(), freed));
+            removed.push((def.volume_name().to_string(), freed));
         }
         Ok(removed)
     }
 
-    /// Discards the changes of a copy-on-write volume that no container uses; returns the bytes
-    /// freed. The next container sees the base only.
+    /// Discards the changes of a copy-on-write volume (by storage name) that no container uses;
+    /// returns the bytes freed. The next container sees the base only.
     pub fn reset(&self, name: &str) -> Result<u64> {
         self.make_state_dirs()?;
         let _lock = VolumeLock::take(&self.lock_path(name))?;
@@ -86,7 +96,7 @@ impl Store {
             })?;
         if def.kind() != VolumeKind::CopyOnWrite {
             return Err(StoreError::Conflict {
-                name: name.to_string(),
+                name: def.volume_name().to_string(),
                 reason: "it is a plain volume; only a copy-on-write volume has changes to discard"
                     .into(),
             });
@@ -94,7 +104,7 @@ impl Store {
         let (_, left) = self.reconcile_users_locked(name, true, None)?;
         if !left.is_empty() {
             return Err(self.in_use(
-                name,
+                def.volume_name(),
                 &left,
                 "reset discards the changes only of a volume no container uses",
             ));

@@ -35,14 +35,21 @@ pub struct Change {
     pub path: PathBuf,
 }
 
-impl fmt::Display for Change {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let k = match self.kind {
+impl ChangeKind {
+    /// `docker diff`'s letter.
+    pub fn letter(self) -> char {
+        match self {
             ChangeKind::Added => 'A',
             ChangeKind::Changed => 'C',
             ChangeKind::Deleted => 'D',
-        };
-        write!(f, "{k} {}", self.path.display())
+        }
+    }
+}
+
+/// `A /path`, the path as it is: a terminal must get it escaped (`ocivol volume diff` does).
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind.letter(), self.path.display())
     }
 }
 

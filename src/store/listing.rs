@@ -16,7 +16,12 @@ use super::{IoContext, Result, Store, StoreError, VolumeDef, VolumeKind};
 /// A volume as the operator sees it.
 #[derive(Debug, Clone, Serialize)]
 pub struct VolumeInfo {
+    /// The name containers use.
     pub name: String,
+    /// The scope it belongs to, `any` for a shared volume.
+    pub scope: String,
+    /// Its storage name (its directory): unique, and taken by every operator command.
+    pub storage: String,
     /// `plain`, `cow` or `volatile` (a volatile copy-on-write volume).
     pub kind: &'static str,
     pub anonymous: bool,
@@ -84,6 +89,33 @@ impl Store {
         Ok(out)
     }
 
+    /// The volumes containers call `name`, in every scope (shared, scoped, or the anonymous one
+    /// of that name), sorted by scope; a storage name (`NAME@HASH`) gives that volume alone. Reads
+    /// the definitions of those volumes only.
+    pub fn volumes_named(&self, name: &str) -> Result<Vec<VolumeDef>> {
+        let dir = self.root.join("volumes");
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).ctx(|| format!("read {}", dir.display())),
+        };
+        let scoped_prefix = format!("{name}@");
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.ctx(|| format!("read {}", dir.display()))?;
+            let file = entry.file_name();
+            let Some(file) = file.to_str() else { continue };
+            if (file == name || (!name.contains('@') && file.starts_with(&scoped_prefix)))
+                && super::is_storage_name(file)
+                && let Some(def) = VolumeDef::load(&entry.path())?
+            {
+                out.push(def);
+            }
+        }
+        out.sort_by(|a, b| a.scope_label().cmp(b.scope_label()));
+        Ok(out)
+    }
+
     /// The user records of a volume (read without the lock: a snapshot).
     pub fn user_records(&self, name: &str) -> Result<Vec<UserRecord>> {
         let mut out = Vec::new();
@@ -112,14 +144,14 @@ impl Store {
             })?;
         let Some(base) = &def.base else {
             return Err(StoreError::Conflict {
-                name: name.to_string(),
+                name: def.volume_name().to_string(),
                 reason:
                     "it is a plain volume; only a copy-on-write volume has changes against a base"
                         .into(),
             });
         };
         let upper = self.upper_dir(name);
-        diff(&upper, base).ctx(|| format!("volume {name}: read {}", upper.display()))
+        diff(&upper, base).ctx(|| format!("volume {}: read {}", def.volume_name(), upper.display()))
     }
 
     pub fn volume_info(&self, def: &VolumeDef) -> Result<VolumeInfo> {
@@ -144,7 +176,9 @@ impl Store {
             }
         }
         Ok(VolumeInfo {
-            name: def.name.clone(),
+            name: def.volume_name().to_string(),
+            scope: def.scope_label().to_string(),
+            storage: def.name.clone(),
             kind: kind_word(def),
             anonymous: def.anonymous,
             base: def.base.clone(),

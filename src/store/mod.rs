@@ -13,6 +13,11 @@
 //! └── names/SANDBOX/NAME                  the key of a pod's container by name (see names.rs)
 //! ```
 //!
+//! NAME here is the volume's storage name: `cache@HASH` for the `cache` of one scope, `cache`
+//! for a shared one (see [`volume`] for the rule). A container's request names a volume as its
+//! author wrote it and is resolved in the container's scope ([`Store::acquire`]); everything
+//! after that (records, users, volumes-from) holds storage names.
+//!
 //! The number of users of a volume is the number of files in its `users/`, and it is changed
 //! only under the volume's lock. The overlay is mounted by the first user and unmounted by the
 //! last, under the same lock, so there is never more than one overlay on an upper directory
@@ -43,7 +48,7 @@ pub use diff::{Change, ChangeKind};
 pub use listing::{UserInfo, VolumeInfo, dir_size};
 pub use reconcile::{ContainerProbe, GcAction, RuntimeView, Verdict};
 pub use users::UserRecord;
-pub use volume::{VolumeDef, VolumeKind};
+pub use volume::{ANY_SCOPE, VolumeDef, VolumeKind, check_scope, is_storage_name, storage_name};
 
 use crate::annotations::MountFlags;
 use crate::config::StatePaths;
@@ -59,9 +64,9 @@ pub enum StoreError {
     #[error("volume {name}: {reason}")]
     Conflict { name: String, reason: String },
     #[error(
-        "volume {name} does not exist and the policy's auto_create is false; an operator must create it first"
+        "volume {name} does not exist and the policy's auto_create is false; an operator must create it first (ocivol volume create --scope {scope} {name}, or --scope any to share it with every scope)"
     )]
-    NotFound { name: String },
+    NotFound { name: String, scope: String },
     #[error("{path}: {message}")]
     Corrupt { path: PathBuf, message: String },
     #[error("volume {name} does not exist")]
@@ -108,15 +113,65 @@ pub struct VolumeRequest {
     /// Copy-on-write over this base directory, checked and open.
     pub base: Option<Pin>,
     pub volatile: bool,
+    /// The scope the name is resolved in (the container's [`volume_scope`]); `None`: only the
+    /// shared volume of that name.
+    ///
+    /// [`volume_scope`]: crate::scope::Scope::volume_scope
+    pub scope: Option<String>,
+    /// A name the policy's `shared_volumes` lists: made shared when it is first used.
+    pub create_shared: bool,
+}
+
+impl VolumeRequest {
+    /// A request for the shared volume `name` (or an anonymous one), as the store's tests and
+    /// the operator make them.
+    pub fn shared(name: Option<&str>, base: Option<Pin>, volatile: bool) -> VolumeRequest {
+        VolumeRequest {
+            name: name.map(str::to_string),
+            base,
+            volatile,
+            scope: None,
+            create_shared: true,
+        }
+    }
 }
 
 /// A volume acquired for a container: what to bind at the destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Acquired {
+    /// Its storage name.
     pub name: String,
     pub source: PathBuf,
     /// Options the policy forces on the volume's mounts (those of its base's allowed entry).
     pub force: MountFlags,
+}
+
+/// The volume a request resolved to.
+struct Target {
+    storage: String,
+    /// The scope a volume made for the request gets (and an existing one must have).
+    scope: Option<String>,
+    /// Whether the request may create it if it does not exist.
+    may_create: bool,
+}
+
+impl Target {
+    /// An existing definition at the storage name must be the volume resolved to: of the same
+    /// scope (anything else is a hash collision or a hand-made directory), never anonymous
+    /// for a name.
+    fn check(&self, def: &VolumeDef) -> std::result::Result<(), String> {
+        let want = self.scope.as_deref().unwrap_or(ANY_SCOPE);
+        if def.anonymous {
+            return Err("it is the anonymous volume of a container".into());
+        }
+        if def.scope_label() == want {
+            return Ok(());
+        }
+        Err(format!(
+            "its storage {} belongs to another scope; an operator must look at it (ocivol volume inspect {})",
+            self.storage, self.storage
+        ))
+    }
 }
 
 pub struct Store {
@@ -259,6 +314,9 @@ impl Store {
     /// volume created by this call is removed again. A copy-on-write volume's stored base is
     /// checked against `guard` (the policy of this moment) at every use, whether or not its
     /// overlay is mounted already.
+    ///
+    /// A name is resolved in the request's scope: the scope's own volume of that name; else the
+    /// shared one; else a new one of the scope (shared, for a name the policy shares).
     pub fn acquire(
         &self,
         req: &VolumeRequest,
@@ -266,28 +324,49 @@ impl Store {
         auto_create: bool,
         guard: &Guard,
     ) -> Result<Acquired> {
-        let (name, anonymous) = match &req.name {
-            Some(n) => (n.clone(), false),
-            None => (random_name()?, true),
+        let (name, target) = match &req.name {
+            Some(n) => (n.clone(), self.resolve_name(n, req)?),
+            None => {
+                let name = random_name()?;
+                let target = Target {
+                    storage: name.clone(),
+                    scope: req.scope.clone(),
+                    may_create: true,
+                };
+                (name, target)
+            }
         };
+        let anonymous = req.name.is_none();
+        let storage = target.storage.clone();
         self.make_state_dirs()?;
-        let _lock = VolumeLock::take(&self.lock_path(&name))?;
-        self.reconcile_locked(&name)?;
-        let (def, created) = match self.definition(&name)? {
+        let _lock = VolumeLock::take(&self.lock_path(&storage))?;
+        self.reconcile_locked(&storage)?;
+        let conflict = |reason: String| StoreError::Conflict {
+            name: name.clone(),
+            reason,
+        };
+        let (def, created) = match self.definition(&storage)? {
             Some(def) => {
-                def.check_request(req)
-                    .map_err(|reason| StoreError::Conflict {
-                        name: name.clone(),
-                        reason,
-                    })?;
+                target.check(&def).map_err(conflict)?;
+                def.check_request(req).map_err(conflict)?;
                 (def, false)
+            }
+            None if !target.may_create => {
+                return Err(conflict(
+                    "the shared volume of this name was removed while it was being taken; try again"
+                        .into(),
+                ));
             }
             None => {
                 if !anonymous && !auto_create {
-                    return Err(StoreError::NotFound { name });
+                    return Err(StoreError::NotFound {
+                        name,
+                        scope: req.scope.clone().unwrap_or_else(|| ANY_SCOPE.into()),
+                    });
                 }
                 let base = req.base.as_ref().map(|b| b.path().to_path_buf());
-                let def = VolumeDef::new(&name, base, req.volatile, anonymous);
+                let mut def = VolumeDef::new(&storage, base, req.volatile, anonymous);
+                def.scope = target.scope.clone();
                 self.create(&def)?;
                 (def, true)
             }
@@ -303,10 +382,39 @@ impl Store {
         };
         let source = self.add_user_to(&def, user, created, base.as_ref())?;
         Ok(Acquired {
-            name,
+            name: storage,
             source,
             force: base.map(|b| b.force()).unwrap_or_default(),
         })
+    }
+
+    /// Which volume `name` means for `req` (see [`Store::acquire`]), read without the lock: the
+    /// caller checks the definition again under it.
+    fn resolve_name(&self, name: &str, req: &VolumeRequest) -> Result<Target> {
+        let shared = Target {
+            storage: name.to_string(),
+            scope: Some(ANY_SCOPE.to_string()),
+            may_create: req.create_shared || req.scope.is_none(),
+        };
+        let Some(scope) = req.scope.as_deref() else {
+            return Ok(shared);
+        };
+        let own = Target {
+            storage: storage_name(name, scope),
+            scope: Some(scope.to_string()),
+            may_create: true,
+        };
+        if self.volume_dir(&own.storage).exists() {
+            return Ok(own);
+        }
+        match self.definition(name)? {
+            Some(def) if def.is_shared() => Ok(Target {
+                may_create: false,
+                ..shared
+            }),
+            _ if req.create_shared => Ok(shared),
+            _ => Ok(own),
+        }
     }
 
     /// The open base of a copy-on-write volume: the one the request checked when it names the
@@ -321,7 +429,7 @@ impl Store {
         crate::plan::base_dir(guard, stored, How::Stored)
             .map(Some)
             .map_err(|reason| StoreError::Conflict {
-                name: def.name.clone(),
+                name: def.volume_name().to_string(),
                 reason,
             })
     }
@@ -722,11 +830,7 @@ mod tests {
     }
 
     fn cow(name: &str, base: &Path, volatile: bool) -> VolumeRequest {
-        VolumeRequest {
-            name: Some(name.into()),
-            base: Some(Pin::own(base).unwrap()),
-            volatile,
-        }
+        VolumeRequest::shared(Some(name), Some(Pin::own(base).unwrap()), volatile)
     }
 
     /// A policy that allows every base under `/`.
@@ -772,11 +876,7 @@ mod tests {
     #[test]
     fn anonymous_volume_goes_with_its_user() {
         let (_dir, s, _) = store();
-        let req = VolumeRequest {
-            name: None,
-            base: None,
-            volatile: false,
-        };
+        let req = VolumeRequest::shared(None, None, false);
         let a = s.acquire(&req, "a", false, &guard()).unwrap();
         assert_eq!(a.name.len(), 32);
         assert!(a.source.is_dir());
@@ -791,11 +891,7 @@ mod tests {
         let other = dir.path().join("other");
         fs::create_dir(&other).unwrap();
         s.acquire(
-            &VolumeRequest {
-                name: Some("p".into()),
-                base: None,
-                volatile: false,
-            },
+            &VolumeRequest::shared(Some("p"), None, false),
             "a",
             true,
             &guard(),
@@ -826,11 +922,7 @@ mod tests {
         let (_dir, s, _) = store();
         let e = s
             .acquire(
-                &VolumeRequest {
-                    name: Some("n".into()),
-                    base: None,
-                    volatile: false,
-                },
+                &VolumeRequest::shared(Some("n"), None, false),
                 "a",
                 false,
                 &guard(),
@@ -838,6 +930,93 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, StoreError::NotFound { .. }));
         assert!(s.definition("n").unwrap().is_none());
+    }
+
+    fn scoped(name: &str, scope: &str, create_shared: bool) -> VolumeRequest {
+        VolumeRequest {
+            name: Some(name.into()),
+            base: None,
+            volatile: false,
+            scope: Some(scope.into()),
+            create_shared,
+        }
+    }
+
+    #[test]
+    fn a_name_is_its_scopes_own_volume_then_a_shared_one_then_a_new_one() {
+        let (_dir, s, _) = store();
+        let a = s
+            .acquire(&scoped("cache", "root:/a", false), "u1", true, &guard())
+            .unwrap();
+        let b = s
+            .acquire(&scoped("cache", "root:/b", false), "u2", true, &guard())
+            .unwrap();
+        assert_eq!(a.name, storage_name("cache", "root:/a"));
+        assert_eq!(b.name, storage_name("cache", "root:/b"));
+        assert_ne!(a.source, b.source, "two scopes, two volumes");
+        let def = s.definition(&a.name).unwrap().unwrap();
+        assert_eq!((def.volume_name(), def.scope_label()), ("cache", "root:/a"));
+
+        // A shared volume: found by every scope that has none of its own.
+        let mut shared = VolumeDef::new("tools", None, false, false);
+        shared.scope = Some(ANY_SCOPE.into());
+        s.create_volume(&shared).unwrap();
+        for scope in ["root:/a", "root:/b"] {
+            let got = s
+                .acquire(&scoped("tools", scope, false), "u3", true, &guard())
+                .unwrap();
+            assert_eq!(got.name, "tools");
+        }
+        // ...but a scope's own comes first.
+        let mut own = VolumeDef::new(&storage_name("tools", "root:/a"), None, false, false);
+        own.scope = Some("root:/a".into());
+        s.create_volume(&own).unwrap();
+        let got = s
+            .acquire(&scoped("tools", "root:/a", false), "u4", true, &guard())
+            .unwrap();
+        assert_eq!(got.name, own.name);
+
+        // A name the policy shares is made shared.
+        let got = s
+            .acquire(&scoped("common", "root:/a", true), "u5", true, &guard())
+            .unwrap();
+        assert_eq!(got.name, "common");
+        assert!(s.definition("common").unwrap().unwrap().is_shared());
+
+        // Without auto_create, the error says which scope to create it in.
+        let e = s
+            .acquire(&scoped("nope", "root:/a", false), "u6", false, &guard())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--scope root:/a nope"), "{e}");
+    }
+
+    #[test]
+    fn a_definition_of_another_scope_under_a_storage_name_is_refused() {
+        let (_dir, s, _) = store();
+        // What a hash collision (or a directory made by hand) would look like.
+        let mut other = VolumeDef::new(&storage_name("c", "root:/a"), None, false, false);
+        other.scope = Some("root:/b".into());
+        s.create_volume(&other).unwrap();
+        let e = s
+            .acquire(&scoped("c", "root:/a", false), "u", true, &guard())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("belongs to another scope"), "{e}");
+        assert!(s.users(&other.name).unwrap().is_empty());
+        // An anonymous volume is never a name's shared volume.
+        let anon = s
+            .acquire(
+                &VolumeRequest::shared(None, None, false),
+                "u",
+                true,
+                &guard(),
+            )
+            .unwrap();
+        let got = s
+            .acquire(&scoped(&anon.name, "root:/a", false), "v", true, &guard())
+            .unwrap();
+        assert_ne!(got.name, anon.name);
     }
 
     #[test]

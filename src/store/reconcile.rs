@@ -322,7 +322,7 @@ impl Store {
             for entry in entries {
                 let entry = entry.ctx(|| format!("read {}", dir.display()))?;
                 if let Some(name) = entry.file_name().to_str()
-                    && crate::annotations::check_name(name).is_ok()
+                    && super::is_storage_name(name)
                 {
                     names.insert(name.to_string());
                 }

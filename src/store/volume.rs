@@ -1,5 +1,19 @@
-//! A volume's definition, `volumes/NAME/volume.json`: what it was created as. A volume is used
-//! as it was created; a request that contradicts it is refused.
+//! A volume's definition, `volumes/STORAGE/volume.json`: what it was created as. A volume is
+//! used as it was created; a request that contradicts it is refused.
+//!
+//! Names belong to a scope (see [`crate::scope::Scope::volume_scope`]). The store works on a
+//! storage name, the volume's directory:
+//!
+//! - a volume of one scope: `NAME@HASH`, HASH the first 16 hex digits of the SHA-256 of the scope
+//!   string (`cache@3f1c…`); `@` never occurs in a name, so no scoped volume can take a shared
+//!   one's place, and a second preimage of SHA-256 is out of reach, so no scope can choose
+//!   another's storage name; the definition records the scope, and a definition whose scope is
+//!   not the one asked for is refused all the same;
+//! - a volume shared by every scope (made by an operator, `--scope any`, or by the policy's
+//!   `shared_volumes`): `NAME`, scope `any`;
+//! - a volume made before volumes had a scope: `NAME`, no scope in its volume.json; it is shared,
+//!   as if `any`;
+//! - an anonymous volume: its random name; it records the scope of its container, for `ls`.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -12,9 +26,58 @@ use super::{IoContext, Result, StoreError, VolumeRequest};
 
 pub(super) const FILE: &str = "volume.json";
 
+/// The scope of a volume every scope shares.
+pub const ANY_SCOPE: &str = "any";
+
+/// The storage name of volume `name` of `scope` (`any`: the name itself).
+pub fn storage_name(name: &str, scope: &str) -> String {
+    use sha2::{Digest, Sha256};
+    if scope == ANY_SCOPE {
+        return name.to_string();
+    }
+    let digest = Sha256::digest(scope.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{name}@{hex}")
+}
+
+/// Whether a directory name under `volumes/` is one the store makes: a volume name, or a name
+/// and `@` and 16 hex digits.
+pub fn is_storage_name(s: &str) -> bool {
+    let (name, hash) = match s.split_once('@') {
+        Some((n, h)) => (n, Some(h)),
+        None => (s, None),
+    };
+    crate::annotations::check_name(name).is_ok()
+        && hash.is_none_or(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// A `--scope` an operator gives: `any`, or a scope string as [`Scope::volume_scope`] makes
+/// them (`containerd/…`, `root:…`).
+///
+/// [`Scope::volume_scope`]: crate::scope::Scope::volume_scope
+pub fn check_scope(scope: &str) -> std::result::Result<(), String> {
+    if scope == ANY_SCOPE
+        || (scope.len() > "containerd/".len() && scope.starts_with("containerd/"))
+        || (scope.len() > "root:".len() && scope.starts_with("root:"))
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "unknown scope {scope:?}: use any, or a scope as ocivol ps and ocivol volume ls show \
+             it (containerd/NAMESPACE, root:RUNTIME_ROOT, each optionally followed by \
+             ,k8s:NAMESPACE)"
+        ))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeDef {
+    /// The storage name: the volume's directory (see the module's header).
     pub name: String,
+    /// The scope whose containers find it by its name, `any` for every scope; none in a
+    /// definition made before volumes had scopes (shared, as `any`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     /// The resolved base directory of a copy-on-write volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<PathBuf>,
@@ -40,6 +103,7 @@ impl VolumeDef {
     pub fn new(name: &str, base: Option<PathBuf>, volatile: bool, anonymous: bool) -> VolumeDef {
         VolumeDef {
             name: name.to_string(),
+            scope: None,
             base,
             volatile,
             anonymous,
@@ -49,6 +113,21 @@ impl VolumeDef {
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
         }
+    }
+
+    /// The name containers and operators use (the storage name without its `@HASH`).
+    pub fn volume_name(&self) -> &str {
+        self.name.split_once('@').map_or(&self.name, |(n, _)| n)
+    }
+
+    /// Its scope as `ls` shows it and `--scope` takes it: `any` for a shared volume.
+    pub fn scope_label(&self) -> &str {
+        self.scope.as_deref().unwrap_or(ANY_SCOPE)
+    }
+
+    /// Shared by every scope: made so by an operator, or made before volumes had scopes.
+    pub fn is_shared(&self) -> bool {
+        !self.anonymous && self.scope_label() == ANY_SCOPE
     }
 
     pub fn kind(&self) -> VolumeKind {
@@ -110,5 +189,66 @@ impl VolumeDef {
             message: e.to_string(),
         })?;
         crate::util::write_atomic(&path, &text).ctx(|| format!("write {}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_names_tell_scopes_apart_and_keep_shared_names() {
+        let a = storage_name("cache", "containerd/k8s.io,k8s:team-a");
+        let b = storage_name("cache", "containerd/k8s.io,k8s:team-b");
+        assert_ne!(a, b);
+        assert!(
+            a.starts_with("cache@") && a.len() == "cache@".len() + 16,
+            "{a}"
+        );
+        assert_eq!(a, storage_name("cache", "containerd/k8s.io,k8s:team-a"));
+        assert_eq!(storage_name("cache", ANY_SCOPE), "cache");
+        for ok in [a.as_str(), "cache", "0123456789abcdef0123456789abcdef"] {
+            assert!(is_storage_name(ok), "{ok}");
+        }
+        for bad in [
+            "cache@",
+            "cache@xyz",
+            "@0123456789abcdef",
+            "../x",
+            "a@b@0123456789abcdef",
+        ] {
+            assert!(!is_storage_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_definition_without_a_scope_is_shared() {
+        let old: VolumeDef =
+            serde_json::from_str(r#"{"name":"old","labels":{},"created":1}"#).unwrap();
+        assert_eq!(old.scope, None);
+        assert!(old.is_shared());
+        assert_eq!(old.scope_label(), "any");
+        let mut scoped = VolumeDef::new("c@0123456789abcdef", None, false, false);
+        scoped.scope = Some("root:/r".into());
+        assert!(!scoped.is_shared());
+        assert_eq!(scoped.volume_name(), "c");
+        let mut anon = VolumeDef::new("0123", None, false, true);
+        anon.scope = Some("root:/r".into());
+        assert!(!anon.is_shared());
+    }
+
+    #[test]
+    fn operator_scopes_are_checked() {
+        for ok in [
+            "any",
+            "containerd/default",
+            "root:/run/runc",
+            "containerd/k8s.io,k8s:a",
+        ] {
+            assert!(check_scope(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "team-a", "containerd/", "root:", "ANY"] {
+            assert!(check_scope(bad).is_err(), "{bad}");
+        }
     }
 }

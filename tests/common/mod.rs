@@ -106,13 +106,30 @@ impl Env {
         Store::new(&self.paths(), Box::new(Linux))
     }
 
+    /// The storage name of the volume containers call `name` (names belong to a scope: `cache`
+    /// of one scope is `cache@HASH`): `name` itself if that exists (a shared volume, or a
+    /// storage name given), else the only `name@…` in the state; `name` if there is none.
+    pub fn storage(&self, name: &str) -> String {
+        storage(&[&self.root, &self.run_root], name)
+    }
+
+    /// The directory of a volume in the persistent state (see [`Env::storage`]).
+    pub fn volume_dir(&self, name: &str) -> PathBuf {
+        self.root.join("volumes").join(self.storage(name))
+    }
+
+    /// The directory of a volume in the run state (see [`Env::storage`]).
+    pub fn volume_run_dir(&self, name: &str) -> PathBuf {
+        self.run_root.join("volumes").join(self.storage(name))
+    }
+
     pub fn users(&self, volume: &str) -> usize {
-        self.store().users(volume).unwrap().len()
+        self.store().users(&self.storage(volume)).unwrap().len()
     }
 
     /// Overlays mounted (in the host's mount namespace) on the volume's mount point.
     pub fn overlays(&self, volume: &str) -> usize {
-        let target = self.run_root.join("volumes").join(volume).join("merged");
+        let target = self.volume_run_dir(volume).join("merged");
         mountinfo()
             .iter()
             .filter(|m| m.fstype == "overlay" && Path::new(&m.mount_point) == target)
@@ -343,6 +360,30 @@ impl Drop for UnmountOnDrop {
     }
 }
 
+/// The storage name of the volume containers call `name`, in state roots `roots` (each with its
+/// `volumes/`): `name` itself if that exists (a shared volume, or a storage name given), else
+/// the only `name@…` (the volume of one scope); `name` if there is none.
+pub fn storage(roots: &[&Path], name: &str) -> String {
+    if name.contains('@') || roots.iter().any(|r| r.join("volumes").join(name).exists()) {
+        return name.to_string();
+    }
+    let prefix = format!("{name}@");
+    let mut found: Vec<String> = roots
+        .iter()
+        .filter_map(|r| fs::read_dir(r.join("volumes")).ok())
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    found.sort();
+    found.dedup();
+    match found.len() {
+        0 => name.to_string(),
+        1 => found.remove(0),
+        _ => panic!("volume {name} is in several scopes: {found:?}; use a storage name"),
+    }
+}
+
 /// Asserts a command succeeded, showing its output if not.
 pub fn ok(out: &Output, what: &str) -> String {
     assert!(
@@ -472,11 +513,7 @@ impl Env {
 
     /// The path of a volume's user record of a container.
     pub fn user_record_path(&self, volume: &str, id: &str) -> PathBuf {
-        self.run_root
-            .join("volumes")
-            .join(volume)
-            .join("users")
-            .join(self.key(id))
+        self.volume_run_dir(volume).join("users").join(self.key(id))
     }
 
     /// `runc state ID` of a container under this test's runc root.

@@ -354,7 +354,7 @@ fn volumes_from_by_name(
     let mut config = Config::default();
     config.policy.allowed_bases = vec![AllowedPath::new(base)];
     let tasks = Path::new("/nonexistent/io.containerd.runtime.v2.task/k8s.io");
-    let setups: Vec<(Context, Store)> = counts
+    let setups: Vec<(Context, Store, String)> = counts
         .iter()
         .map(|&n| {
             let (paths, store) = store_at(&dir.join(format!("vfname-{n}")));
@@ -375,17 +375,19 @@ fn volumes_from_by_name(
                 bundle: &tasks.join("src-id"),
                 annotations: &ann,
             };
-            prepare(&ctx, &store, &c, &NoRuntime)
+            let src = prepare(&ctx, &store, &c, &NoRuntime)
                 .expect("prepare the source")
                 .expect("the source has volumes");
-            (ctx, store)
+            // The volume of the pod's scope: its storage name (`src-vol@SCOPE`).
+            let vol = src.record.volumes[0].clone();
+            (ctx, store, vol)
         })
         .collect();
     let mut ann = cri("reader");
     ann.insert("io.ocivol.volumes-from".to_string(), "src".to_string());
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); counts.len()];
     for round in 0..iters {
-        for (k, (ctx, store)) in setups.iter().enumerate() {
+        for (k, (ctx, store, vol)) in setups.iter().enumerate() {
             let id = format!("reader-{round}");
             let bundle = tasks.join(&id);
             let c = Container {
@@ -402,15 +404,15 @@ fn volumes_from_by_name(
             let key = container_key(&id, None);
             store.release_container(&key).expect("release");
             samples[k].push(us(t));
-            assert_eq!(p.record.volumes, ["src-vol"]);
+            assert_eq!(&p.record.volumes, std::slice::from_ref(vol));
             store.remove_container(&key).expect("remove record");
         }
     }
-    for (_, store) in &setups {
+    for (_, store, vol) in &setups {
         store
             .release_container(&container_key("src-id", None))
             .expect("release the source");
-        assert!(!store.is_mounted("src-vol"));
+        assert!(!store.is_mounted(vol));
     }
     let medians: Vec<f64> = samples.iter_mut().map(|s| median(s)).collect();
     let rows: Vec<_> = counts

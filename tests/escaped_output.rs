@@ -122,7 +122,16 @@ fn an_annotation_with_control_characters_gives_one_escaped_line_on_stderr_and_in
 #[test]
 fn a_hook_refusal_with_control_characters_is_one_escaped_line() {
     let w = World::new();
-    let spec = w.spec(&format!("c:/d:base={HOSTILE_BASE}"));
+    let mut spec = w.spec(&format!("c:/d:base={HOSTILE_BASE}"));
+    // What podman writes into every config, from which precreate learns the container's ID.
+    let userdata = format!(
+        "/var/lib/containers/storage/overlay-containers/{}/userdata",
+        "ab".repeat(32)
+    );
+    spec["mounts"] = serde_json::json!([{
+        "destination": "/etc/hosts", "type": "bind",
+        "source": format!("{userdata}/hosts"), "options": ["bind"]
+    }]);
     let mut child = w
         .ocivol()
         .args(["hook", "precreate"])

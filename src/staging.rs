@@ -69,8 +69,12 @@ pub fn stage(
                     .open(&target)?;
             }
             // A host path is bound with what is mounted below it (as `-v` does); a volume alone.
-            let tree = api::clone_tree(pin.fd(), m.volume.is_none(), pin.path())?;
-            api::set_attr_private(tree.as_fd(), api::attr_of_options(&m.options), pin.path())?;
+            let tree = api::clone_private(
+                pin.fd(),
+                m.volume.is_none(),
+                api::attr_of_options(&m.options),
+                pin.path(),
+            )?;
             api::move_onto_path(tree.as_fd(), &target)?;
             paths.push(target);
         }

@@ -8,31 +8,12 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{Env, OCIVOL, RUNC, ok, tree_snapshot};
+use common::{Env, OCIVOL, RUNC, add_hooks, ok, tree_snapshot};
 use serde_json::{Value, json};
 
 const VOLUMES: &str = "io.ocivol.volumes";
 
 /// The env a hook gets: where this test's ocivol state and config are.
-fn hook_env(env: &Env) -> Vec<String> {
-    vec![
-        format!("OCIVOL_CONFIG={}", env.config.display()),
-        format!("OCIVOL_ROOT={}", env.root.display()),
-        format!("OCIVOL_RUN_ROOT={}", env.run_root.display()),
-    ]
-}
-
-/// Adds createRuntime and poststop hooks calling `ocivol hook STAGE` to a bundle's config.json.
-fn add_hooks(bundle: &Path, env_vars: &[String]) {
-    let path = bundle.join("config.json");
-    let mut spec: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
-    let hook = |stage: &str| json!([{ "path": OCIVOL, "args": ["ocivol", "hook", stage], "env": env_vars }]);
-    spec["hooks"] =
-        json!({ "createRuntime": hook("create-runtime"), "poststop": hook("poststop") });
-    fs::write(&path, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
-}
-
-/// `runc --root RUNC_ROOT ARGS` (plain runc: the hooks do ocivol's work).
 fn runc(env: &Env, args: &[&str]) -> Command {
     let mut c = Command::new(RUNC);
     c.arg("--root")
@@ -71,7 +52,7 @@ fn runc_hooks_let_two_containers_share_a_copy_on_write_volume() {
     let ann = format!("shared:/data:base={};notes:/notes:ro", env.base.display());
     for id in ["hk-a", "hk-b"] {
         let b = env.bundle(id, &["sleep", "600"], &[(VOLUMES, &ann)]);
-        add_hooks(&b, &hook_env(&env));
+        add_hooks(&b, &env.hook_env());
         ok(
             &runc_start(&env, id, &b),
             &format!("start {id}: {}", env.container_output(id)),
@@ -114,7 +95,7 @@ fn a_hook_container_that_died_without_its_poststop_is_released_by_gc() {
     let ann = format!("shared:/data:base={}", env.base.display());
     for id in ["hk-gc-a", "hk-gc-b"] {
         let b = env.bundle(id, &["sleep", "600"], &[(VOLUMES, &ann)]);
-        add_hooks(&b, &hook_env(&env));
+        add_hooks(&b, &env.hook_env());
         ok(&runc_start(&env, id, &b), "start");
     }
     assert_eq!(ok(&env.ocivol(&["gc"]), "gc"), "nothing to collect\n");
@@ -178,7 +159,7 @@ fn hostile_bundle(env: &Env, rootfs: &Path, id: &str, ann: &str) -> PathBuf {
     let mut spec: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
     spec["root"]["path"] = json!(rootfs);
     fs::write(&path, serde_json::to_vec(&spec).unwrap()).unwrap();
-    add_hooks(&b, &hook_env(env));
+    add_hooks(&b, &env.hook_env());
     b
 }
 
@@ -260,7 +241,7 @@ fn targets_in_proc_sys_and_dev_are_refused() {
     for (i, dest) in ["/proc/x", "/sys/kernel", "/dev/shm/x"].iter().enumerate() {
         let id = format!("hk-psd-{i}");
         let b = env.bundle(&id, &["true"], &[(VOLUMES, &format!("v:{dest}"))]);
-        add_hooks(&b, &hook_env(&env));
+        add_hooks(&b, &env.hook_env());
         let out = runc(&env, &["run", "--bundle", b.to_str().unwrap(), &id])
             .output()
             .unwrap();
@@ -314,7 +295,7 @@ fn ld_preload_and_path_in_the_hook_env_have_no_effect() {
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let mut vars = hook_env(&env);
+    let mut vars = env.hook_env();
     vars.push(format!("LD_PRELOAD={}", evil.display()));
     vars.push(format!(
         "PATH={}:{}/bin",
@@ -373,7 +354,7 @@ fn a_failing_hook_leaves_nothing_and_poststop_twice_is_harmless() {
     // poststop of a container that ran, twice.
     let ok_ann = format!("twice:/data:base={}", env.base.display());
     let b = env.bundle("hk-twice", &["true"], &[(VOLUMES, &ok_ann)]);
-    add_hooks(&b, &hook_env(&env));
+    add_hooks(&b, &env.hook_env());
     ok(
         &runc(&env, &["run", "--bundle", b.to_str().unwrap(), "hk-twice"])
             .output()
@@ -385,7 +366,7 @@ fn a_failing_hook_leaves_nothing_and_poststop_twice_is_harmless() {
     for _ in 0..2 {
         let mut child = Command::new(OCIVOL)
             .args(["hook", "poststop"])
-            .envs(hook_env(&env).iter().map(|kv| kv.split_once('=').unwrap()))
+            .envs(env.hook_env().iter().map(|kv| kv.split_once('=').unwrap()))
             .stdin(Stdio::piped())
             .spawn()
             .unwrap();
@@ -420,7 +401,7 @@ impl<'a> Podman<'a> {
             .join(file);
         let mut hook: Value = serde_json::from_slice(&fs::read(project).unwrap()).unwrap();
         hook["hook"]["path"] = json!(OCIVOL);
-        hook["hook"]["env"] = json!(hook_env(env));
+        hook["hook"]["env"] = json!(env.hook_env());
         fs::write(hooks.join("ocivol.json"), hook.to_string()).unwrap();
         Podman { env, hooks }
     }
@@ -601,7 +582,7 @@ fn crun_hooks_share_a_copy_on_write_volume_where_crun_runs() {
     let mut ids = Vec::new();
     for id in ["hk-crun-a", "hk-crun-b"] {
         let b = env.bundle(id, &["sleep", "600"], &[(VOLUMES, &ann)]);
-        add_hooks(&b, &hook_env(&env));
+        add_hooks(&b, &env.hook_env());
         ids.push((id, b));
     }
     let croot = env.dir.path().join("crun");

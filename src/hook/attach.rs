@@ -32,13 +32,12 @@ use crate::store::RecordedMount;
 /// mounted under it inside the container would otherwise propagate back to the host and into
 /// every other container that has the same source.
 fn clone_source(m: &RecordedMount, pin: &Pin) -> io::Result<OwnedFd> {
-    let tree = api::clone_tree(pin.fd(), m.volume.is_none(), pin.path())?;
-    api::set_attr_private(
-        tree.as_fd(),
+    api::clone_private(
+        pin.fd(),
+        m.volume.is_none(),
         api::attr_of_options(&m.options),
         &m.destination,
-    )?;
-    Ok(tree)
+    )
 }
 
 fn open_path(path: &Path, flags: OFlag) -> io::Result<OwnedFd> {

@@ -7,7 +7,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -97,6 +97,19 @@ pub fn set_attr_private(tree: BorrowedFd<'_>, set: u64, what: &Path) -> io::Resu
     unit_result(ret, || {
         format!("set the flags of the mount of {}", what.display())
     })
+}
+
+/// A detached, private copy of the mount at `fd` (see [`clone_tree`]) with the mount flags
+/// `set`: what both the runtime's staging and the hooks attach.
+pub fn clone_private(
+    fd: BorrowedFd<'_>,
+    recursive: bool,
+    set: u64,
+    what: &Path,
+) -> io::Result<OwnedFd> {
+    let tree = clone_tree(fd, recursive, what)?;
+    set_attr_private(tree.as_fd(), set, what)?;
+    Ok(tree)
 }
 
 /// Attaches a detached tree on the directory (or file) that `target` is an O_PATH fd of.

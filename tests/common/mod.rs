@@ -252,13 +252,7 @@ impl Env {
 
     /// Adds ocivol's createRuntime and poststop hooks to a bundle's config.json.
     pub fn add_hooks(&self, bundle: &Path) {
-        let path = bundle.join("config.json");
-        let mut spec: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
-        let env = self.hook_env();
-        let hook = |stage: &str| json!([{ "path": OCIVOL, "args": ["ocivol", "hook", stage], "env": env }]);
-        spec["hooks"] =
-            json!({ "createRuntime": hook("create-runtime"), "poststop": hook("poststop") });
-        fs::write(&path, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+        add_hooks(bundle, &self.hook_env());
     }
 
     /// Plain runc with this test's `--root` (hook mode: no wrapper).
@@ -349,6 +343,16 @@ impl Drop for Env {
         }
         unmount_all_under(self.dir.path());
     }
+}
+
+/// Adds ocivol's createRuntime and poststop hooks, run with `env_vars`, to a bundle's config.json.
+pub fn add_hooks(bundle: &Path, env_vars: &[String]) {
+    let path = bundle.join("config.json");
+    let mut spec: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    let hook = |stage: &str| json!([{ "path": OCIVOL, "args": ["ocivol", "hook", stage], "env": env_vars }]);
+    spec["hooks"] =
+        json!({ "createRuntime": hook("create-runtime"), "poststop": hook("poststop") });
+    fs::write(&path, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
 }
 
 /// Unmounts everything under a directory when dropped (also when the test panics).

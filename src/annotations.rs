@@ -1,10 +1,13 @@
-//! Parsing of the `io.ocivol.volumes` annotation: Docker's `-v` syntax, one entry per volume.
+//! Parsing of the `io.ocivol.volumes` annotation: Docker's `-v` syntax, one entry per volume;
+//! and which of the `io.ocivol.` keys apply to a container ([`select`]).
 //!
 //! This is the first step of the data path (annotations → plan → store → mounts → spec). It is pure:
 //! text in, [`VolumeSpec`]s out, and every rejection names the annotation, the entry and the
 //! reason, so the one line a user sees from containerd or podman tells them what to fix.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Bound;
 use std::path::{Component, Path, PathBuf};
 
 /// Annotation holding the volume specs of a container.
@@ -141,11 +144,107 @@ impl AnnotationError {
     }
 }
 
+/// The `io.ocivol.` keys that apply to one container, in the order they apply: the plain key
+/// (every container of a pod) first, then the one for the container's name
+/// (`io.ocivol.volumes/<container-name>`, the Kubernetes convention of
+/// `container.apparmor.security.beta.kubernetes.io/<container>`), whose entries win a
+/// destination over the plain key's.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Selected<'a> {
+    /// `(key, value)` of `io.ocivol.volumes` and `io.ocivol.volumes/<name>`.
+    pub volumes: Vec<(&'a str, &'a str)>,
+    /// `(key, value)` of `io.ocivol.volumes-from` and `io.ocivol.volumes-from/<name>`.
+    pub volumes_from: Vec<(&'a str, &'a str)>,
+}
+
+impl Selected<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.volumes.is_empty() && self.volumes_from.is_empty()
+    }
+}
+
+/// Longest container name in a per-container key (a Kubernetes container name is a DNS label of
+/// at most 63 bytes; other engines allow longer names).
+const MAX_CONTAINER_NAME_BYTES: usize = 253;
+
+/// Picks the keys for the container called `container_name` (from a key its engine writes; `None`
+/// outside a pod). Keys for other containers of the pod are skipped; any other `io.ocivol.` key
+/// is refused, so that a misspelt key is not silently ignored.
+pub fn select<'a>(
+    annotations: &'a BTreeMap<String, String>,
+    container_name: Option<&str>,
+) -> Result<Selected<'a>, AnnotationError> {
+    let mut plain = Selected::default();
+    let mut own = Selected::default();
+    for (key, value) in annotations.range::<str, _>((Bound::Included(PREFIX), Bound::Unbounded)) {
+        let Some(rest) = key.strip_prefix(PREFIX) else {
+            break;
+        };
+        let (base, name) = match rest.split_once('/') {
+            Some((base, name)) => (base, Some(name)),
+            None => (rest, None),
+        };
+        let (into_plain, into_own) = match base {
+            "volumes" => (&mut plain.volumes, &mut own.volumes),
+            "volumes-from" => (&mut plain.volumes_from, &mut own.volumes_from),
+            _ => {
+                return Err(AnnotationError::new(
+                    key,
+                    "",
+                    format!(
+                        "unknown annotation; ocivol reads {VOLUMES} and {VOLUMES_FROM}, and \
+                         {VOLUMES}/CONTAINER and {VOLUMES_FROM}/CONTAINER for one container of a pod"
+                    ),
+                ));
+            }
+        };
+        match name {
+            None => into_plain.push((key.as_str(), value.as_str())),
+            Some(name) => {
+                check_container_name(name).map_err(|e| AnnotationError::new(key, "", e))?;
+                if container_name == Some(name) {
+                    into_own.push((key.as_str(), value.as_str()));
+                }
+            }
+        }
+    }
+    plain.volumes.append(&mut own.volumes);
+    plain.volumes_from.append(&mut own.volumes_from);
+    Ok(plain)
+}
+
+fn check_container_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("no container name after '/'; write KEY/CONTAINER-NAME".into());
+    }
+    if name.len() > MAX_CONTAINER_NAME_BYTES
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(format!(
+            "the container name after '/' must be at most {MAX_CONTAINER_NAME_BYTES} letters, digits, \
+             '-', '_' or '.' (a Kubernetes container name)"
+        ));
+    }
+    Ok(())
+}
+
 /// Parses the value of `io.ocivol.volumes`. `max_entries` is the policy's limit.
 pub fn parse_volumes(value: &str, max_entries: usize) -> Result<Vec<VolumeSpec>, AnnotationError> {
+    parse_volumes_of(VOLUMES, value, max_entries)
+}
+
+/// Parses the value of `key` (`io.ocivol.volumes` or one of its per-container forms); errors
+/// name `key`.
+pub fn parse_volumes_of(
+    key: &str,
+    value: &str,
+    max_entries: usize,
+) -> Result<Vec<VolumeSpec>, AnnotationError> {
     if value.len() > MAX_ANNOTATION_BYTES {
         return Err(AnnotationError::new(
-            VOLUMES,
+            key,
             "",
             format!(
                 "the annotation is {} bytes long; at most {MAX_ANNOTATION_BYTES} are accepted",
@@ -156,7 +255,7 @@ pub fn parse_volumes(value: &str, max_entries: usize) -> Result<Vec<VolumeSpec>,
     let entries: Vec<&str> = split_entries(value, &[';', '\n']);
     if entries.len() > max_entries {
         return Err(AnnotationError::new(
-            VOLUMES,
+            key,
             "",
             format!(
                 "{} entries given; the policy allows at most {max_entries} volumes per container \
@@ -167,11 +266,10 @@ pub fn parse_volumes(value: &str, max_entries: usize) -> Result<Vec<VolumeSpec>,
     }
     let mut specs: Vec<VolumeSpec> = Vec::with_capacity(entries.len());
     for entry in entries {
-        let spec =
-            parse_entry(entry).map_err(|reason| AnnotationError::new(VOLUMES, entry, reason))?;
+        let spec = parse_entry(entry).map_err(|reason| AnnotationError::new(key, entry, reason))?;
         if let Some(other) = specs.iter().find(|s| s.destination == spec.destination) {
             return Err(AnnotationError::new(
-                VOLUMES,
+                key,
                 entry,
                 format!(
                     "destination {} is already used by entry {:?}; give each volume its own destination",
@@ -579,6 +677,60 @@ mod tests {
                 },
                 "{text}"
             );
+        }
+    }
+
+    fn ann(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn select_takes_the_plain_keys_then_the_containers_own() {
+        let a = ann(&[
+            ("io.kubernetes.pod.namespace", "x"),
+            ("io.ocivol.volumes", "p:/p"),
+            ("io.ocivol.volumes/app", "a:/a"),
+            ("io.ocivol.volumes/web", "w:/w"),
+            ("io.ocivol.volumes-from/app", "db:ro"),
+            ("io.ocivol.volumes-from", "base"),
+            ("io.ocivolx", "not ours"),
+        ]);
+        let app = select(&a, Some("app")).unwrap();
+        assert_eq!(
+            app.volumes,
+            [
+                ("io.ocivol.volumes", "p:/p"),
+                ("io.ocivol.volumes/app", "a:/a")
+            ]
+        );
+        assert_eq!(
+            app.volumes_from,
+            [
+                ("io.ocivol.volumes-from", "base"),
+                ("io.ocivol.volumes-from/app", "db:ro")
+            ]
+        );
+        let none = select(&a, None).unwrap();
+        assert_eq!(none.volumes, [("io.ocivol.volumes", "p:/p")]);
+        let web_only = ann(&[("io.ocivol.volumes/web", "w:/w")]);
+        assert!(select(&web_only, Some("db")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn select_refuses_keys_it_does_not_know() {
+        for key in [
+            "io.ocivol.volume",
+            "io.ocivol.Volumes",
+            "io.ocivol.volumes/",
+            "io.ocivol.volumes/a/b",
+            "io.ocivol.volumes-from/a b",
+            "io.ocivol.",
+        ] {
+            let e = select(&ann(&[(key, "v:/v")]), Some("a")).unwrap_err();
+            assert_eq!(e.annotation, key);
         }
     }
 }

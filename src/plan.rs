@@ -25,7 +25,8 @@ pub enum Planned {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedMount {
-    /// The annotation entry this came from, for error messages.
+    /// The annotation key and entry this came from, for error messages.
+    pub annotation: String,
     pub entry: String,
     pub destination: PathBuf,
     /// The flags asked for, with those the policy forces on the host path.
@@ -34,21 +35,22 @@ pub struct PlannedMount {
 }
 
 /// Plans every spec; the first refusal is returned as an [`annotations::AnnotationError`].
+/// `key` is the annotation the specs came from.
 pub fn plan(
     specs: &[VolumeSpec],
+    key: &str,
     guard: &Guard,
 ) -> Result<Vec<PlannedMount>, annotations::AnnotationError> {
     specs
         .iter()
         .map(|spec| {
-            plan_one(spec, guard).map_err(|reason| {
-                annotations::AnnotationError::new(annotations::VOLUMES, &spec.entry, reason)
-            })
+            plan_one(spec, key, guard)
+                .map_err(|reason| annotations::AnnotationError::new(key, &spec.entry, reason))
         })
         .collect()
 }
 
-fn plan_one(spec: &VolumeSpec, guard: &Guard) -> Result<PlannedMount, String> {
+fn plan_one(spec: &VolumeSpec, key: &str, guard: &Guard) -> Result<PlannedMount, String> {
     let mut flags = spec.flags;
     let what = match &spec.source {
         Source::HostPath(p) => {
@@ -72,6 +74,7 @@ fn plan_one(spec: &VolumeSpec, guard: &Guard) -> Result<PlannedMount, String> {
         }
     };
     Ok(PlannedMount {
+        annotation: key.to_string(),
         entry: spec.entry.clone(),
         destination: spec.destination.clone(),
         flags,
@@ -131,7 +134,7 @@ mod tests {
         fn run(&self, text: &str) -> Result<Vec<PlannedMount>, String> {
             let text = text.replace("T/", &format!("{}/", self.dir.path().display()));
             let specs = parse_volumes(&text, 64).map_err(|e| e.to_string())?;
-            plan(&specs, &self.guard()).map_err(|e| e.to_string())
+            plan(&specs, annotations::VOLUMES, &self.guard()).map_err(|e| e.to_string())
         }
     }
 
@@ -194,10 +197,14 @@ mod tests {
         let t = Tree::new();
         let guard = Guard::new(&Policy::default(), &[]);
         let specs = parse_volumes(&format!("c:/b:base={}", t.p("srv/data")), 64).unwrap();
-        let e = plan(&specs, &guard).unwrap_err().to_string();
+        let e = plan(&specs, crate::annotations::VOLUMES, &guard)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("allowed_bases is empty"), "{e}");
         let specs = parse_volumes(&format!("{}:/b", t.p("binds/x")), 64).unwrap();
-        let e = plan(&specs, &guard).unwrap_err().to_string();
+        let e = plan(&specs, crate::annotations::VOLUMES, &guard)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("allowed_bind_sources is empty"), "{e}");
         let _ = Path::new("/");
     }

@@ -78,39 +78,67 @@ pub fn key_of(c: &Container) -> String {
 }
 
 /// Resolves the container's annotations and takes its volumes. `Ok(None)`: nothing for ocivol to
-/// do (no annotation of ocivol's, or a pod's sandbox container). Both annotations are parsed and every source found before anything is taken; on a later
-/// error what was taken is released again, so nothing is held and no record is left.
+/// do (no annotation of ocivol's, only keys for other containers of its pod, or a pod's sandbox
+/// container). Every key that applies is parsed and every source found before anything is
+/// taken; on a later error what was taken is released again, so nothing is held and no record
+/// is left.
 pub fn prepare(
     ctx: &Context,
     store: &Store,
     c: &Container,
     runtime: &dyn RuntimeState,
 ) -> anyhow::Result<Option<Prepared>> {
-    let volumes_text = c.annotations.get(annotations::VOLUMES);
-    let from_text = c.annotations.get(annotations::VOLUMES_FROM);
-    if volumes_text.is_none() && from_text.is_none() {
+    if !c
+        .annotations
+        .keys()
+        .any(|k| k.starts_with(annotations::PREFIX))
+    {
         return Ok(None);
     }
-    check_container_id(c.id).map_err(anyhow::Error::msg)?;
     let scope = Scope::of(c.bundle, c.runtime_root, c.annotations);
     if scope.sandbox_container {
         // The engines copy the pod's annotations into its sandbox (pause) container too.
         return Ok(None);
     }
+    let selected = annotations::select(c.annotations, scope.container_name.as_deref())?;
+    if selected.is_empty() {
+        // Only keys for other containers of the pod.
+        return Ok(None);
+    }
+    check_container_id(c.id).map_err(anyhow::Error::msg)?;
     let policy = &ctx.config.policy;
-    let specs = match volumes_text {
-        Some(t) => annotations::parse_volumes(t, policy.max_volumes_per_container)?,
-        None => Vec::new(),
-    };
-    let from = match from_text {
-        Some(t) => volumes_from::parse(t, policy.max_volumes_per_container)?,
-        None => Vec::new(),
-    };
     let guard = Guard::new(
         policy,
         &[ctx.paths.root.as_path(), ctx.paths.run_root.as_path()],
     );
-    let planned = plan::plan(&specs, &guard)?;
+    let max = policy.max_volumes_per_container;
+    // The pod's key first, then the container's own, which wins a destination.
+    let mut planned: Vec<plan::PlannedMount> = Vec::new();
+    for (key, text) in &selected.volumes {
+        let specs = annotations::parse_volumes_of(key, text, max)?;
+        for m in plan::plan(&specs, key, &guard)? {
+            planned.retain(|p| p.destination != m.destination);
+            planned.push(m);
+        }
+    }
+    if planned.len() > max {
+        let keys: Vec<&str> = selected.volumes.iter().map(|(k, _)| *k).collect();
+        return Err(AnnotationError::new(
+            &keys.join(" + "),
+            "",
+            format!(
+                "{} volumes in all; the policy allows at most {max} per container \
+                 (max_volumes_per_container)",
+                planned.len()
+            ),
+        )
+        .into());
+    }
+    let mut from = Vec::new();
+    for (key, text) in &selected.volumes_from {
+        from.extend(volumes_from::parse_of(key, text, max)?);
+    }
+    let from = volumes_from::dedup(from);
 
     let key = key_of(c);
     let me = volumes_from::Me {
@@ -193,7 +221,7 @@ fn take(
                         .as_ref()
                         .is_some_and(|n| policy.shared_volumes.contains(n)),
                 };
-                let refuse = |e: String| AnnotationError::new(annotations::VOLUMES, &m.entry, e);
+                let refuse = |e: String| AnnotationError::new(&m.annotation, &m.entry, e);
                 let got = store
                     .acquire(&req, key, policy.auto_create, guard)
                     .map_err(|e| refuse(e.to_string()))?;
@@ -213,11 +241,7 @@ fn take(
     }
     for m in copied {
         let refuse = |reason: String| {
-            AnnotationError::new(
-                annotations::VOLUMES_FROM,
-                &m.destination.display().to_string(),
-                reason,
-            )
+            AnnotationError::new(&m.annotation, &m.destination.display().to_string(), reason)
         };
         let (pin, volume, flags) = match &m.volume {
             None if guard.in_state(&m.source) => {

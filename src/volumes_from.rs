@@ -39,6 +39,8 @@ pub enum Mode {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FromEntry {
+    /// The key it came from (`io.ocivol.volumes-from` or a per-container form), for errors.
+    pub annotation: String,
     pub entry: String,
     pub source: String,
     pub mode: Mode,
@@ -46,9 +48,18 @@ pub struct FromEntry {
 
 /// Parses `SRC[:ro|:rw]` entries separated by `;`, `,` or newlines.
 pub fn parse(value: &str, max_entries: usize) -> Result<Vec<FromEntry>, AnnotationError> {
+    parse_of(VOLUMES_FROM, value, max_entries)
+}
+
+/// [`parse`] of the value of `key`; errors name `key`.
+pub fn parse_of(
+    key: &str,
+    value: &str,
+    max_entries: usize,
+) -> Result<Vec<FromEntry>, AnnotationError> {
     if value.len() > annotations::MAX_ANNOTATION_BYTES {
         return Err(AnnotationError::new(
-            VOLUMES_FROM,
+            key,
             "",
             format!(
                 "the annotation is {} bytes long; at most {} are accepted",
@@ -60,7 +71,7 @@ pub fn parse(value: &str, max_entries: usize) -> Result<Vec<FromEntry>, Annotati
     let entries = annotations::split_entries(value, &[';', ',', '\n']);
     if entries.len() > max_entries {
         return Err(AnnotationError::new(
-            VOLUMES_FROM,
+            key,
             "",
             format!(
                 "{} entries given; at most {max_entries} are allowed (max_volumes_per_container)",
@@ -71,7 +82,7 @@ pub fn parse(value: &str, max_entries: usize) -> Result<Vec<FromEntry>, Annotati
     let parsed: Vec<FromEntry> = entries
         .into_iter()
         .map(|entry| {
-            let err = |reason: String| AnnotationError::new(VOLUMES_FROM, entry, reason);
+            let err = |reason: String| AnnotationError::new(key, entry, reason);
             let (source, mode) = match entry.rsplit_once(':') {
                 Some((s, "ro")) => (s, Mode::ReadOnly),
                 Some((s, "rw")) => (s, Mode::Keep),
@@ -88,6 +99,7 @@ pub fn parse(value: &str, max_entries: usize) -> Result<Vec<FromEntry>, Annotati
             }
             check_container_id(source).map_err(err)?;
             Ok(FromEntry {
+                annotation: key.to_string(),
                 entry: entry.to_string(),
                 source: source.to_string(),
                 mode,
@@ -100,7 +112,7 @@ pub fn parse(value: &str, max_entries: usize) -> Result<Vec<FromEntry>, Annotati
 /// Keeps the last of entries with the same source and mode: merging a source's mounts again
 /// changes nothing but the order, and the last one decides that (a later source wins a
 /// destination), so `a;b;a` is `b;a`.
-fn dedup(entries: Vec<FromEntry>) -> Vec<FromEntry> {
+pub fn dedup(entries: Vec<FromEntry>) -> Vec<FromEntry> {
     let mut seen = BTreeSet::new();
     let mut out: Vec<FromEntry> = entries
         .into_iter()
@@ -122,6 +134,8 @@ pub struct SourceMount {
     pub volume: Option<String>,
     /// Made by an engine in the source's spec, not asked for by an annotation.
     pub engine: bool,
+    /// The volumes-from key that brought it, for errors.
+    pub annotation: String,
 }
 
 /// Destinations the engines manage themselves; volumes-from never copies them (DESIGN.md).
@@ -145,6 +159,7 @@ pub fn from_record(rec: &ContainerRecord) -> Vec<SourceMount> {
             flags: flags_of(&m.options),
             volume: m.volume.clone(),
             engine: m.engine,
+            annotation: VOLUMES_FROM.to_string(),
         })
         .collect()
 }
@@ -172,6 +187,7 @@ pub fn from_spec(
                 volume,
                 source,
                 flags: flags_of(m.options().as_deref().unwrap_or_default()),
+                annotation: VOLUMES_FROM.to_string(),
             })
         })
         .collect()
@@ -262,7 +278,7 @@ pub fn resolve_with(
         source_keys: Vec::new(),
     };
     for e in entries {
-        let err = |reason: String| AnnotationError::new(VOLUMES_FROM, &e.entry, reason);
+        let err = |reason: String| AnnotationError::new(&e.annotation, &e.entry, reason);
         if e.source == me.id {
             return Err(err("a container cannot get volumes from itself".into()));
         }
@@ -276,7 +292,9 @@ pub fn resolve_with(
         if let Some(rec) = find_record(&records, me, &e.source, policy).map_err(err)? {
             check_chain(&records, me.key, &rec).map_err(err)?;
             out.source_keys.push(rec.key());
-            out.mounts.push((e.mode, from_record(&rec)));
+            let mut mounts = spec_binds(store, &rec);
+            mounts.extend(from_record(&rec));
+            out.mounts.push((e.mode, via(&e.annotation, mounts)));
             continue;
         }
         let bundle = runtime
@@ -295,10 +313,40 @@ pub fn resolve_with(
             None => container_key(&e.source, me.runtime_root),
         };
         out.source_keys.push(key);
-        out.mounts
-            .push((e.mode, from_spec(&mounts, |p| store.volume_of_path(p))));
+        let mounts = from_spec(&mounts, |p| store.volume_of_path(p));
+        out.mounts.push((e.mode, via(&e.annotation, mounts)));
     }
     Ok(out)
+}
+
+/// The binds an engine put in the spec of a source that ocivol prepared (Kubernetes' hostPath,
+/// emptyDir and configMap volumes, `-v` of podman): volumes-from copies them too, as Docker
+/// copies every mount of the source. Those at a destination of the record are ocivol's own (the
+/// wrapper writes them into the spec) and come from the record instead. A source whose bundle is
+/// gone has no engine binds left to copy.
+fn spec_binds(store: &Store, rec: &ContainerRecord) -> Vec<SourceMount> {
+    let mounts = match BundleSpec::load(&rec.bundle).and_then(|s| s.mounts()) {
+        Ok(m) => m,
+        Err(e) => {
+            log::warn!(
+                "volumes-from {}: its spec cannot be read, only ocivol's volumes are copied: {e}",
+                rec.id
+            );
+            return Vec::new();
+        }
+    };
+    from_spec(&mounts, |p| store.volume_of_path(p))
+        .into_iter()
+        .filter(|m| !rec.mounts.iter().any(|r| r.destination == m.destination))
+        .collect()
+}
+
+/// Marks the mounts as brought by `key`.
+fn via(key: &str, mut mounts: Vec<SourceMount>) -> Vec<SourceMount> {
+    for m in &mut mounts {
+        m.annotation = key.to_string();
+    }
+    mounts
 }
 
 /// The one refusal for a source that does not exist and for one in another scope.
@@ -490,6 +538,7 @@ mod tests {
             },
             volume: volume.map(str::to_string),
             engine: false,
+            annotation: VOLUMES_FROM.into(),
         }
     }
 

@@ -675,7 +675,7 @@ fn precreate_keys_its_record_by_podmans_id_never_by_an_annotation() {
     let spec = |id_in_cgroup: &str| {
         json!({
             "ociVersion": "1.0.2",
-            "annotations": { VOLUMES: "pre:/pre", "io.ocivol.precreate-key": "victim" },
+            "annotations": { VOLUMES: "pre:/pre" },
             "mounts": [
                 { "destination": "/etc/hosts", "type": "bind",
                   "source": format!("{}/hosts", userdata("run")), "options": ["bind"] },
@@ -685,12 +685,27 @@ fn precreate_keys_its_record_by_podmans_id_never_by_an_annotation() {
             "linux": { "cgroupsPath": format!("/libpod_parent/libpod-{id_in_cgroup}") }
         })
     };
+    // A key naming the record is no key of ocivol's: refused, nothing taken.
+    let mut keyed = spec(id);
+    keyed["annotations"]["io.ocivol.precreate-key"] = json!("victim");
+    let out = precreate(dir.path(), &keyed);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("annotation io.ocivol.precreate-key: entry \"\": unknown annotation"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !dir.path().join("run/volumes").exists()
+            || fs::read_dir(dir.path().join("run/volumes"))
+                .unwrap()
+                .count()
+                == 0
+    );
+
     let out = precreate(dir.path(), &spec(id));
     let changed: Value = serde_json::from_slice(&ok(&out, "precreate").into_bytes()).unwrap();
-    assert_eq!(
-        changed["annotations"]["io.ocivol.precreate-key"], "victim",
-        "the annotation is left alone and never read"
-    );
     assert_eq!(changed["mounts"][2]["destination"], "/pre");
     // The volume `pre` of the container's scope: pre@HASH.
     let volume = fs::read_dir(dir.path().join("run/volumes"))

@@ -380,7 +380,7 @@ fn the_plan_never_lets_a_host_path_out_of_the_policy() {
             let state: Vec<PathBuf> = STATE.iter().map(|s| traps.at(s)).collect();
             let state: Vec<&Path> = state.iter().map(PathBuf::as_path).collect();
             let guard = Guard::new(&policy, &state);
-            match plan::plan(&specs, &guard) {
+            match plan::plan(&specs, annotations::VOLUMES, &guard) {
                 Err(e) => check_rejection(&input, &e.to_string())?,
                 Ok(planned) => {
                     prop_assert_eq!(planned.len(), specs.len());

@@ -231,6 +231,49 @@ fn a_source_not_prepared_by_ocivol_gives_its_bind_mounts() {
 }
 
 #[test]
+fn a_source_prepared_by_ocivol_gives_its_engine_binds_too() {
+    let Some((env, ctrd, _)) = setup("a_source_prepared_by_ocivol_gives_its_engine_binds_too")
+    else {
+        return;
+    };
+    // A container with an ocivol volume and a bind the engine wrote (as Kubernetes writes a
+    // hostPath or emptyDir volume): ocivol has a record of it, and its spec has the bind.
+    let engine = env.dir.path().join("engine-bind");
+    fs::create_dir_all(&engine).unwrap();
+    fs::write(engine.join("e.txt"), "engine bind\n").unwrap();
+    let mount = format!(
+        "type=bind,src={},dst=/engine,options=rbind:rw",
+        engine.display()
+    );
+    start(
+        &ctrd,
+        &env,
+        &["--mount", &mount],
+        &[(VOLUMES, "own:/own")],
+        "vf-eb-a",
+    );
+    ok(
+        &ctrd.exec("default", "vf-eb-a", "echo own > /own/o.txt"),
+        "a writes",
+    );
+    let out = ctrd
+        .run_with(
+            &["--rm"],
+            &[(FROM, "vf-eb-a:ro")],
+            &env.rootfs,
+            "vf-eb-b",
+            &[
+                "sh",
+                "-c",
+                "cat /own/o.txt /engine/e.txt; echo x > /engine/x || echo ro",
+            ],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out, "b"), "own\nengine bind\nro\n");
+}
+
+#[test]
 fn other_namespace_unknown_source_and_cycle_are_refused_and_leave_nothing() {
     let Some((env, ctrd, a_volumes)) =
         setup("other_namespace_unknown_source_and_cycle_are_refused_and_leave_nothing")

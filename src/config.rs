@@ -50,6 +50,13 @@ pub struct Config {
     /// The real OCI runtime: an absolute path, or a name looked up in the system directories
     /// (never in the caller's PATH).
     pub runtime: String,
+    /// The persistent state root, for every way in and every operator command that is given
+    /// none by flag or environment (default /var/lib/ocivol).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<PathBuf>,
+    /// The state root that a reboot clears (default /run/ocivol).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_root: Option<PathBuf>,
     pub policy: Policy,
 }
 
@@ -57,6 +64,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             runtime: "runc".to_string(),
+            root: None,
+            run_root: None,
             policy: Policy::default(),
         }
     }
@@ -293,7 +302,8 @@ pub struct Context {
 }
 
 impl Context {
-    /// Builds the context from explicit values, falling back to the environment, then defaults.
+    /// Builds the context from explicit values, falling back to the environment, then to the
+    /// config file's `root` and `run_root`, then to the defaults.
     pub fn from_parts(
         config: Option<PathBuf>,
         root: Option<PathBuf>,
@@ -312,9 +322,11 @@ impl Context {
         let paths = StatePaths {
             root: root
                 .or_else(|| env_path(ENV_ROOT))
+                .or_else(|| config.root.clone())
                 .unwrap_or_else(|| DEFAULT_ROOT.into()),
             run_root: run_root
                 .or_else(|| env_path(ENV_RUN_ROOT))
+                .or_else(|| config.run_root.clone())
                 .unwrap_or_else(|| DEFAULT_RUN_ROOT.into()),
         };
         for (what, p) in [("root", &paths.root), ("run root", &paths.run_root)] {

@@ -674,6 +674,78 @@ fn doctor_fails_with_a_fix_on_a_state_root_on_overlayfs_and_a_missing_runtime() 
 }
 
 #[test]
+fn the_config_names_the_roots_for_every_way_in_and_every_command() {
+    let Some(env) = Env::new("the_config_names_the_roots_for_every_way_in_and_every_command")
+    else {
+        return;
+    };
+    // Only the config file says where the state is: no --root, no OCIVOL_ROOT anywhere.
+    let cfg = json!({ "runtime": common::RUNC, "root": env.root, "run_root": env.run_root,
+        "policy": { "allowed_bases": [env.base] } });
+    fs::write(&env.config, cfg.to_string()).unwrap();
+    let command = |args: &[&str]| {
+        let mut c = std::process::Command::new(common::OCIVOL);
+        c.env_clear()
+            .env("OCIVOL_CONFIG", &env.config)
+            .args(args)
+            .stdin(std::process::Stdio::null());
+        c
+    };
+    let ocivol = |args: &[&str]| ok(&command(args).output().unwrap(), &args.join(" "));
+    let runc_root = env.runc_root.to_str().unwrap();
+    // The runtime wrapper (as an engine calls it) and a hook (as hooks.d runs it).
+    let b = env.bundle("cfg-roots-a", &["sleep", "600"], &[(VOLUMES, "cfgvol:/v")]);
+    let detached = command(&[
+        "runtime",
+        "--root",
+        runc_root,
+        "run",
+        "--detach",
+        "--bundle",
+        b.to_str().unwrap(),
+        "cfg-roots-a",
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .status()
+    .unwrap();
+    assert!(detached.success());
+    let h = env.bundle(
+        "cfg-roots-h",
+        &["sh", "-c", "echo h > /h/f"],
+        &[(VOLUMES, "cfghook:/h")],
+    );
+    common::add_hooks(&h, &[format!("OCIVOL_CONFIG={}", env.config.display())]);
+    ok(
+        &env.runc_cmd(&["run", "--bundle", h.to_str().unwrap(), "cfg-roots-h"])
+            .output()
+            .unwrap(),
+        "hooked container",
+    );
+    assert_eq!(
+        fs::read_to_string(env.volume_dir("cfghook").join("data/f")).unwrap(),
+        "h\n"
+    );
+    // The operator's commands find them with no flag.
+    assert!(ocivol(&["volume", "ls"]).contains("cfgvol"));
+    assert!(ocivol(&["ps"]).contains("cfg-roots-a"));
+    assert_eq!(env.users(&env.storage("cfgvol")), 1);
+    ok(
+        &env.runtime(&["delete", "--force", "cfg-roots-a"]),
+        "delete",
+    );
+    assert_eq!(env.users(&env.storage("cfgvol")), 0);
+
+    // A gc pointed at roots nothing used makes no directory there.
+    let nowhere = env.dir.path().join("nowhere");
+    let cfg = json!({ "runtime": common::RUNC, "root": nowhere.join("lib"),
+        "run_root": nowhere.join("run") });
+    fs::write(&env.config, cfg.to_string()).unwrap();
+    assert_eq!(ocivol(&["gc"]), "nothing to collect\n");
+    assert!(!nowhere.exists());
+}
+
+#[test]
 fn every_command_has_help_with_an_example() {
     for cmd in [
         &["volume"][..],

@@ -17,6 +17,12 @@ pub struct GcArgs {
 pub fn exec(g: &Global, args: GcArgs) -> i32 {
     run(|| {
         let ctx = g.context()?;
+        if !ctx.paths.root.exists() && !ctx.paths.run_root.exists() {
+            // Nothing ever used these roots: make none of them (a gc pointed at the wrong
+            // place, say by a timer without the engines' config, leaves no trace).
+            println!("nothing to collect");
+            return Ok(0);
+        }
         let actions = store(&ctx).gc(args.dry_run)?;
         if actions.is_empty() {
             println!("nothing to collect");

@@ -600,3 +600,86 @@ fn install_md_shows_the_drop_in_and_runtime_class_the_cri_test_runs() {
     }
     assert_eq!(cri::handler(), "ocivol");
 }
+
+/// A pod's annotations, and its containers' names and commands.
+type PodYaml = (Vec<(String, String)>, Vec<(String, Vec<String>)>);
+
+/// The pod of packaging/kubernetes/example-pod.yaml, read line by line (its `command:` lines
+/// are flow sequences of double-quoted strings, which are JSON).
+fn example_pod() -> PodYaml {
+    let yaml = include_str!("../packaging/kubernetes/example-pod.yaml");
+    let mut annotations = Vec::new();
+    let mut containers = Vec::new();
+    let mut in_annotations = false;
+    for line in yaml.lines() {
+        let indent = line.len() - line.trim_start().len();
+        if line.trim() == "annotations:" {
+            in_annotations = true;
+            continue;
+        }
+        if in_annotations && indent == 4 {
+            let (k, v) = line.trim().split_once(": ").unwrap();
+            annotations.push((k.to_string(), serde_json::from_str::<String>(v).unwrap()));
+            continue;
+        }
+        in_annotations = false;
+        if let Some(name) = line.trim().strip_prefix("- name: ") {
+            containers.push((name.to_string(), Vec::new()));
+        } else if let Some(cmd) = line.trim().strip_prefix("command: ") {
+            containers.last_mut().unwrap().1 = serde_json::from_str(cmd).unwrap();
+        }
+    }
+    (annotations, containers)
+}
+
+#[test]
+fn the_example_pod_runs_and_its_evaluator_logs_trained() {
+    let test = "the_example_pod_runs_and_its_evaluator_logs_trained";
+    let Some((env, cri, _)) = setup(test) else {
+        return;
+    };
+    let (annotations, containers) = example_pod();
+    assert_eq!(annotations.len(), 2, "{annotations:?}");
+    assert_eq!(containers.len(), 2, "{containers:?}");
+    // The node's dataset directory is this test's base (allowed by its policy).
+    let dataset = env.base.display().to_string();
+    let annotations: Vec<(String, String)> = annotations
+        .into_iter()
+        .map(|(k, v)| (k, v.replace("/srv/datasets/v3", &dataset)))
+        .collect();
+    let pairs: Vec<(&str, &str)> = annotations
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let pod = cri.pod("ocivol-example", "team-example", &pairs);
+    let mut ids = Vec::new();
+    for (name, command) in &containers {
+        let mut config = cri.container(&pod, name, "");
+        config.command = command.clone();
+        let id = cri
+            .start_container(&pod, config)
+            .unwrap_or_else(|e| panic!("StartContainer {name}: {}", e.message()));
+        ids.push(id);
+    }
+    // `kubectl logs ocivol-example -c evaluator` reads this file; the evaluator's first line
+    // comes after its `sleep 5`.
+    let log = PathBuf::from(&pod.config.log_directory).join("evaluator/0.log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let logged = loop {
+        let logged = fs::read_to_string(&log).unwrap_or_default();
+        if logged.ends_with('\n') || std::time::Instant::now() > deadline {
+            break logged;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(
+        logged.ends_with(" stdout F trained\n"),
+        "the evaluator logs \"trained\": {logged:?}"
+    );
+    let e = cri.exec(&ids[1], "echo x > /data/x");
+    assert!(
+        e.code != 0 && e.stderr.contains("Read-only file system"),
+        "the evaluator has the trainer's volumes read-only: {e:?}"
+    );
+    remove_every_pod_and_check(&env, &cri);
+}

@@ -4,8 +4,9 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 # runc and a static busybox for the test containers, containerd (with ctr), podman and crun for
-# the engine tests, gcc for the LD_PRELOAD library of the hook environment test.
-DEB_PACKAGES := runc containerd busybox-static podman crun gcc
+# the engine tests, gcc for the LD_PRELOAD library of the hook environment test, protoc for the
+# CRI client of tests/kubernetes.rs (the k8s-cri crate compiles Kubernetes' api.proto).
+DEB_PACKAGES := runc containerd busybox-static podman crun gcc protobuf-compiler
 # The benchmarks (make bench): hyperfine, GNU time (peak RSS), jq (results), podman (row 6).
 BENCH_PACKAGES := runc busybox-static podman hyperfine time jq
 

@@ -372,11 +372,11 @@ fn containerd_with_the_drop_in_merged_has_the_handler_and_runs_a_volume() {
         "{handler}"
     );
     assert!(
-        handler.contains("pod_annotations = [\"io.ocivol.*\"]"),
+        handler.contains("pod_annotations = [\"io.ocivol.*\", \"io.ocivol.*/*\"]"),
         "{handler}"
     );
     assert!(
-        handler.contains("container_annotations = [\"io.ocivol.*\"]"),
+        handler.contains("container_annotations = [\"io.ocivol.*\", \"io.ocivol.*/*\"]"),
         "{handler}"
     );
     assert!(

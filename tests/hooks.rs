@@ -541,8 +541,18 @@ fn hooks_d_files_follow_the_1_0_0_schema() {
         for (k, v) in when {
             let key = regex::Regex::new(k).unwrap_or_else(|e| panic!("{file}: {k}: {e}"));
             regex::Regex::new(v.as_str().unwrap()).unwrap();
-            assert!(key.is_match("io.ocivol.volumes") && key.is_match("io.ocivol.volumes-from"));
-            assert!(!key.is_match("io.ocivol.precreate-key"));
+            // Every key of ocivol's, the per-container ones too; a misspelt one as well, so that
+            // the hook refuses it rather than the container starting without its volumes.
+            for ours in [
+                "io.ocivol.volumes",
+                "io.ocivol.volumes-from",
+                "io.ocivol.volumes/app",
+                "io.ocivol.volumes-from/app",
+                "io.ocivol.volume",
+            ] {
+                assert!(key.is_match(ours), "{file}: {ours}");
+            }
+            assert!(!key.is_match("io.ocivolx") && !key.is_match("x.io.ocivol.volumes"));
         }
         let stages: Vec<&str> = hook["stages"]
             .as_array()

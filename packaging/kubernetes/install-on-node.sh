@@ -1,6 +1,7 @@
 #!/bin/sh
 # Runs in the installer DaemonSet's container with the host's / at /host: copies ocivol and its
-# config and runtime handler drop-in onto the node, then restarts the node's engine.
+# config and runtime handler drop-in onto the node, restarts the node's engine, and keeps
+# `ocivol gc` running: the node's systemd timer where the node runs systemd, else a loop here.
 set -eu
 H=/host
 install -D -m 0755 /opt/ocivol/bin/ocivol "$H/usr/local/bin/ocivol"
@@ -31,5 +32,18 @@ case "$engine" in
     nsenter -t 1 -m -u -i -n -p -- systemctl restart crio ;;
   *) echo "ocivol: unknown OCIVOL_ENGINE $engine" >&2; exit 1 ;;
 esac
-echo "ocivol installed for $engine"
-exec sleep infinity
+if [ -d "$H/run/systemd/system" ]; then
+  # The gc timer releases what killed shims and crashed containers left (README, "Crash
+  # recovery"). It reads the roots from /etc/ocivol/config.json, as the engine's ocivol does.
+  for u in ocivol-gc.service ocivol-gc.timer; do
+    install -D -m 0644 "/opt/ocivol/systemd/$u" "$H/etc/systemd/system/$u"
+  done
+  nsenter -t 1 -m -u -i -n -p -- systemctl daemon-reload
+  nsenter -t 1 -m -u -i -n -p -- systemctl enable --now ocivol-gc.timer
+  echo "ocivol installed for $engine, gc timer enabled"
+  exec sleep infinity
+fi
+echo "ocivol installed for $engine; no systemd on the node: running gc every 15 minutes from here"
+while sleep 900; do
+  chroot "$H" /usr/local/bin/ocivol gc || echo "ocivol gc failed (exit $?)" >&2
+done

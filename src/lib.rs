@@ -21,5 +21,6 @@ pub mod scope;
 pub mod spec;
 pub mod staging;
 pub mod store;
+pub mod userns;
 mod util;
 pub mod volumes_from;

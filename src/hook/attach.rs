@@ -26,18 +26,22 @@ use nix::sys::stat::Mode;
 use crate::mounts::api;
 use crate::pin::Pin;
 use crate::store::RecordedMount;
+use crate::userns::Idmap;
 
 /// A detached copy of the checked source (recursive for a host path, as `-v` binds), with the
-/// mount's flags, and private: a clone of a shared mount starts in its peer group, and a volume
-/// mounted under it inside the container would otherwise propagate back to the host and into
-/// every other container that has the same source.
-fn clone_source(m: &RecordedMount, pin: &Pin) -> io::Result<OwnedFd> {
+/// mount's flags, idmapped to the container's user namespace if it has one, and private: a
+/// clone of a shared mount starts in its peer group, and a volume mounted under it inside the
+/// container would otherwise propagate back to the host and into every other container that
+/// has the same source.
+fn clone_source(m: &RecordedMount, pin: &Pin, idmap: Option<&Idmap>) -> io::Result<OwnedFd> {
     api::clone_private(
         pin.fd(),
         m.volume.is_none(),
         api::attr_of_options(&m.options),
+        idmap.and_then(|i| i.for_mount(m)),
         &m.destination,
     )
+    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", crate::staging::what(m))))
 }
 
 fn open_path(path: &Path, flags: OFlag) -> io::Result<OwnedFd> {
@@ -140,6 +144,7 @@ pub fn attach_all(
     rootfs: &Path,
     mounts: &[RecordedMount],
     pins: &[Pin],
+    idmap: Option<&Idmap>,
 ) -> io::Result<()> {
     let ours = std::fs::metadata("/proc/self/ns/mnt")?;
     let theirs = std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
@@ -156,7 +161,7 @@ pub fn attach_all(
     let sources = mounts
         .iter()
         .zip(pins)
-        .map(|(m, pin)| clone_source(m, pin))
+        .map(|(m, pin)| clone_source(m, pin, idmap))
         .collect::<io::Result<Vec<_>>>()?;
     // 2. The container's namespace and rootfs.
     let ns = open_path(Path::new(&format!("/proc/{pid}/ns/mnt")), OFlag::O_RDONLY)?;

@@ -16,6 +16,7 @@ pub mod pin;
 pub mod plan;
 pub mod prepare;
 pub mod process;
+pub mod rootfs;
 pub mod runtime;
 pub mod scope;
 pub mod spec;

@@ -206,7 +206,11 @@ fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
     .context("attach the checked sources for the runtime");
     let written = staged.and_then(|sources| {
         spec.add_mounts(&prepared.spec_mounts(&sources))?;
-        spec.save()?;
+        let made = match &userns {
+            Some(_) => mount_points(&spec, &bundle, &prepared)?,
+            None => crate::rootfs::Made::default(),
+        };
+        spec.save().inspect_err(|_| made.undo())?;
         Ok(())
     });
     drop(prepared);
@@ -243,6 +247,40 @@ fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
         record_init(&store, args, runtime, id, &key);
     }
     Ok(pass_on(status))
+}
+
+/// Makes the missing mount points of the volumes in the rootfs, for a container whose root may
+/// not (see [`crate::rootfs`]).
+fn mount_points(
+    spec: &BundleSpec,
+    bundle: &Path,
+    prepared: &crate::prepare::Prepared,
+) -> anyhow::Result<crate::rootfs::Made> {
+    let root = spec
+        .value
+        .pointer("/root/path")
+        .and_then(|p| p.as_str())
+        .ok_or_else(|| anyhow!("{}: no root.path", spec.path.display()))?;
+    let mounted: Vec<PathBuf> = spec
+        .mounts()?
+        .iter()
+        .map(|m| m.destination().clone())
+        .collect();
+    let wanted: Vec<crate::rootfs::Wanted> = prepared
+        .record
+        .mounts
+        .iter()
+        .zip(&prepared.pins)
+        .map(|(m, pin)| crate::rootfs::Wanted {
+            destination: &m.destination,
+            is_dir: pin.is_dir(),
+        })
+        .collect();
+    Ok(crate::rootfs::make_missing(
+        &bundle.join(root),
+        &wanted,
+        &mounted,
+    )?)
 }
 
 fn delete(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i32> {

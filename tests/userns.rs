@@ -394,3 +394,57 @@ fn a_filesystem_that_cannot_be_idmapped_fails_with_one_line() {
     ours.retain(|m| !m.starts_with(binds.to_str().unwrap()));
     assert!(ours.is_empty(), "{ours:?}");
 }
+
+#[test]
+fn podmans_precreate_idmaps_a_container_with_a_uidmap() {
+    let Some(env) = userns_env("podmans_precreate_idmaps_a_container_with_a_uidmap") else {
+        return;
+    };
+    let hooks = env.dir.path().join("podman-hooks");
+    fs::create_dir_all(&hooks).unwrap();
+    let project =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("hooks.d/podman/ocivol-precreate.json");
+    let mut hook: Value = serde_json::from_slice(&fs::read(project).unwrap()).unwrap();
+    hook["hook"]["path"] = json!(common::OCIVOL);
+    hook["hook"]["env"] = json!(env.hook_env());
+    fs::write(hooks.join("ocivol.json"), hook.to_string()).unwrap();
+    let rootfs = rootfs(&env, "rootfs-mapped", HOST_ID);
+    let map = format!("0:{HOST_ID}:{SIZE}");
+    let ann = format!("pn:/named;pc:/cow:base={}", env.base.display());
+    let out = env
+        .podman_cmd()
+        .args(["--runtime", common::RUNC, "--hooks-dir"])
+        .arg(&hooks)
+        .args([
+            "run",
+            "--rm",
+            "--network=none",
+            "--ulimit",
+            "nofile=1024:1024",
+        ])
+        .args([
+            "--ulimit",
+            "nproc=1024:1024",
+            "--uidmap",
+            &map,
+            "--gidmap",
+            &map,
+        ])
+        .arg("--annotation")
+        .arg(format!("{VOLUMES}={ann}"))
+        .arg("--rootfs")
+        .arg(&rootfs)
+        .args([
+            "sh",
+            "-c",
+            "stat -c %u /named /cow /cow/file.txt && echo x > /named/w",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out, "podman run --uidmap"), "0\n0\n0\n");
+    assert_eq!(uid_of(&env.volume_dir("pn").join("data/w")), 0);
+    assert_eq!(
+        (env.users("pn"), env.users("pc"), env.overlays("pc")),
+        (0, 0, 0)
+    );
+}

@@ -405,6 +405,8 @@ pub struct Idmap<'a> {
 
 impl<'a> Idmap<'a> {
     pub fn new(ns: &'a UserNs, run_root: &Path) -> Idmap<'a> {
+        // Sources are recorded as their fds resolved: compare with the same kind of path.
+        let run_root = fs::canonicalize(run_root).unwrap_or_else(|_| run_root.to_path_buf());
         Idmap {
             ns,
             overlays: run_root.join("volumes"),
@@ -466,6 +468,36 @@ mod tests {
             gids: vec![map(0, 1, 1)],
         };
         assert_eq!(none.root_ids(), None);
+    }
+
+    #[test]
+    fn every_mount_is_idmapped_but_the_overlays_made_for_the_mapping() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_root = dir.path().join("run");
+        let ns = UserNs::from_parts(
+            fs::File::open("/proc/self/ns/user").unwrap().into(),
+            Mappings {
+                uids: vec![map(0, 100000, 65536)],
+                gids: vec![map(0, 100000, 65536)],
+            },
+        );
+        let idmap = Idmap::new(&ns, &run_root);
+        let mount = |source: PathBuf, volume: Option<&str>| RecordedMount {
+            destination: PathBuf::from("/d"),
+            source,
+            options: Vec::new(),
+            volume: volume.map(str::to_string),
+            engine: false,
+        };
+        let overlay = mount(run_root.join("volumes/c/merged"), Some("c"));
+        assert!(idmap.for_mount(&overlay).is_none());
+        for m in [
+            mount(dir.path().join("root/volumes/n/data"), Some("n")),
+            mount(run_root.join("volumes/c/merged"), None),
+            mount(PathBuf::from("/srv/x"), None),
+        ] {
+            assert!(idmap.for_mount(&m).is_some(), "{m:?}");
+        }
     }
 
     #[test]

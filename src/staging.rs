@@ -11,6 +11,9 @@
 //! precreate` stay until the container is released (poststop), as podman creates the container
 //! later. `ocivol gc` removes the ones whose maker died (its pid and start time are in
 //! `RUN_ROOT/mnt/KEY/owner`) and, after a reboot, the run root is new anyway.
+//!
+//! For a container with a user namespace, each clone is idmapped to it before it is attached
+//! (see [`crate::userns`]): runc 1.1 binds a mount with the idmap it has, and cannot add one.
 
 use std::fs;
 use std::io;
@@ -22,6 +25,7 @@ use crate::mounts::api;
 use crate::pin::Pin;
 use crate::process::ProcessId;
 use crate::store::RecordedMount;
+use crate::userns::Idmap;
 
 const OWNER: &str = "owner";
 
@@ -35,14 +39,16 @@ fn dir_of(run_root: &Path, key: &str) -> PathBuf {
 }
 
 /// Attaches each pinned source at `RUN_ROOT/mnt/KEY/N` with the mount's own flags, private, and
-/// returns those paths (in the order of `mounts`). `owner`: the process whose death means the
-/// staging is no longer needed (`None`: only a release removes it). On error nothing is left.
+/// idmapped as `idmap` says, and returns those paths (in the order of `mounts`). `owner`: the
+/// process whose death means the staging is no longer needed (`None`: only a release removes
+/// it). On error nothing is left.
 pub fn stage(
     run_root: &Path,
     key: &str,
     mounts: &[RecordedMount],
     pins: &[Pin],
     owner: Option<ProcessId>,
+    idmap: Option<&Idmap>,
 ) -> io::Result<Vec<PathBuf>> {
     let dir = dir_of(run_root, key);
     // A leftover of an earlier create of the same key (a crashed wrapper) goes first.
@@ -73,8 +79,10 @@ pub fn stage(
                 pin.fd(),
                 m.volume.is_none(),
                 api::attr_of_options(&m.options),
+                idmap.and_then(|i| i.for_mount(m)),
                 pin.path(),
-            )?;
+            )
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", what(m))))?;
             api::move_onto_path(tree.as_fd(), &target)?;
             paths.push(target);
         }
@@ -86,6 +94,18 @@ pub fn stage(
         log::error!("remove the staging of {key} after a failure: {e}");
     }
     staged
+}
+
+/// How a mount is named in an error: its volume or source, and its destination.
+pub fn what(m: &RecordedMount) -> String {
+    match &m.volume {
+        Some(v) => format!("volume {v} at {}", m.destination.display()),
+        None => format!(
+            "bind of {} at {}",
+            m.source.display(),
+            m.destination.display()
+        ),
+    }
 }
 
 /// Detaches and removes everything staged for `key`. Idempotent.

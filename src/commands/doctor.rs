@@ -290,6 +290,7 @@ fn trial_mount(root: &Path) -> Check {
                     &work,
                     &merged,
                     volatile,
+                    None,
                 )
                 .map_err(|e| e.to_string())?;
             let wrote = fs::write(merged.join("probe"), "x");

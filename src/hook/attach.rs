@@ -26,18 +26,22 @@ use nix::sys::stat::Mode;
 use crate::mounts::api;
 use crate::pin::Pin;
 use crate::store::RecordedMount;
+use crate::userns::Idmap;
 
 /// A detached copy of the checked source (recursive for a host path, as `-v` binds), with the
-/// mount's flags, and private: a clone of a shared mount starts in its peer group, and a volume
-/// mounted under it inside the container would otherwise propagate back to the host and into
-/// every other container that has the same source.
-fn clone_source(m: &RecordedMount, pin: &Pin) -> io::Result<OwnedFd> {
+/// mount's flags, idmapped to the container's user namespace if it has one, and private: a
+/// clone of a shared mount starts in its peer group, and a volume mounted under it inside the
+/// container would otherwise propagate back to the host and into every other container that
+/// has the same source.
+fn clone_source(m: &RecordedMount, pin: &Pin, idmap: Option<&Idmap>) -> io::Result<OwnedFd> {
     api::clone_private(
         pin.fd(),
         m.volume.is_none(),
         api::attr_of_options(&m.options),
+        idmap.and_then(|i| i.for_mount(m)),
         &m.destination,
     )
+    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", crate::staging::what(m))))
 }
 
 fn open_path(path: &Path, flags: OFlag) -> io::Result<OwnedFd> {
@@ -63,8 +67,16 @@ fn in_root(root: &OwnedFd, rel: &Path) -> nix::Result<OwnedFd> {
 
 /// Resolves `dest` inside the rootfs (creating missing directories), refusing a target that is
 /// the rootfs itself or in the container's /proc, /sys or /dev. Each component is checked as it
-/// is resolved, so nothing is ever created in a filesystem the runtime manages.
-fn resolve_target(root: &OwnedFd, rootfs: &Path, dest: &Path) -> io::Result<OwnedFd> {
+/// is resolved, so nothing is ever created in a filesystem the runtime manages. With
+/// `as_parent_owner` (a container with a user namespace) a directory is made owned by the
+/// owner of the one it is made in (see [`crate::rootfs::make_as_owner_of_parent`]): the mapped
+/// root's in a rootfs that belongs to it, and one the mapping knows inside an idmapped volume.
+fn resolve_target(
+    root: &OwnedFd,
+    rootfs: &Path,
+    dest: &Path,
+    as_parent_owner: bool,
+) -> io::Result<OwnedFd> {
     let err = |why: String| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -83,9 +95,15 @@ fn resolve_target(root: &OwnedFd, rootfs: &Path, dest: &Path) -> io::Result<Owne
             Err(nix::errno::Errno::ENOENT) => {
                 // Created inside an already-resolved (and checked) directory of the rootfs: a
                 // name, no path.
-                match nix::sys::stat::mkdirat(&current, name, Mode::from_bits_truncate(0o755)) {
+                let made = if as_parent_owner {
+                    crate::rootfs::make_as_owner_of_parent(&current, name, true)
+                } else {
+                    nix::sys::stat::mkdirat(&current, name, Mode::from_bits_truncate(0o755))
+                        .map_err(io::Error::from)
+                };
+                match made {
                     Ok(()) => {}
-                    Err(nix::errno::Errno::EEXIST) => {
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
                         return Err(err(format!(
                             "{} is a symlink to nowhere in the image",
                             rel.display()
@@ -140,6 +158,7 @@ pub fn attach_all(
     rootfs: &Path,
     mounts: &[RecordedMount],
     pins: &[Pin],
+    idmap: Option<&Idmap>,
 ) -> io::Result<()> {
     let ours = std::fs::metadata("/proc/self/ns/mnt")?;
     let theirs = std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
@@ -156,7 +175,7 @@ pub fn attach_all(
     let sources = mounts
         .iter()
         .zip(pins)
-        .map(|(m, pin)| clone_source(m, pin))
+        .map(|(m, pin)| clone_source(m, pin, idmap))
         .collect::<io::Result<Vec<_>>>()?;
     // 2. The container's namespace and rootfs.
     let ns = open_path(Path::new(&format!("/proc/{pid}/ns/mnt")), OFlag::O_RDONLY)?;
@@ -177,7 +196,7 @@ pub fn attach_all(
     })?;
     // 4. Targets, in order (parents first, so a child resolves through its parent's mount).
     let attached = mounts.iter().zip(&sources).try_for_each(|(m, src)| {
-        let target = resolve_target(&root, rootfs, &m.destination)?;
+        let target = resolve_target(&root, rootfs, &m.destination, idmap.is_some())?;
         api::move_onto_fd(src.as_fd(), target.as_fd(), &m.destination)
     });
     if attached.is_err() {

@@ -18,6 +18,7 @@ mod attach;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow, bail};
 use serde::Deserialize;
@@ -28,6 +29,7 @@ use crate::prepare::{Container, key_of, prepare};
 use crate::process::ProcessId;
 use crate::spec::BundleSpec;
 use crate::store::{PRECREATE_KEY_ROOT, Store, container_key, hook_key_root};
+use crate::userns::{Idmap, UserNs};
 use crate::volumes_from::RuntimeState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -86,7 +88,7 @@ pub fn run(
     match stage {
         // The hook's process ends long before the container exists, and there is no pid yet:
         // the users it takes must not be judged by either (see store::reconcile).
-        Stage::Precreate => precreate(ctx, &store.untracked(), &text, output),
+        Stage::Precreate => precreate(ctx, store.untracked(), &text, output),
         Stage::CreateRuntime => {
             let state = parse_state(&text)?;
             // The container's init is known: its death (pid and start time) tells that the
@@ -95,7 +97,7 @@ pub fn run(
                 Some(init) => store.with_init(init),
                 None => store,
             };
-            create_runtime(ctx, &store, &state)
+            create_runtime(ctx, store, &state)
         }
         Stage::Poststop => poststop(&store, &parse_state(&text)?),
     }
@@ -127,15 +129,23 @@ fn infer_stage(text: &[u8]) -> anyhow::Result<Stage> {
 /// read from the mounts podman itself wrote into the config (`/etc/hosts`, `/etc/hostname`,
 /// `/run/.containerenv`, `/dev/shm` come from `…/DRIVER-containers/ID/userdata/`) and its
 /// cgroup path (`…libpod-ID`), never from an annotation.
+///
+/// A spec with a user namespace gets its mounts idmapped as the runtime wrapper's do (a
+/// namespace made with its mappings); podman gives such a container a rootfs that belongs to
+/// the mapped root, so its mount points are left to the runtime.
 fn precreate(
     ctx: &Context,
-    store: &Store,
+    store: Store,
     text: &[u8],
     output: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let mut spec = BundleSpec::parse(PathBuf::from("<stdin>"), text)?;
     if spec.wants_ocivol() {
         let (id, userdata) = podman_container(&spec)?;
+        let userns = UserNs::for_spec(&spec.value)
+            .context("the container's user namespace")?
+            .map(Arc::new);
+        let store = &store.with_userns(userns.clone());
         let annotations = spec.annotations();
         let container = Container {
             id: &id,
@@ -151,12 +161,16 @@ fn precreate(
         if let Some(prepared) = prepare(ctx, store, &container, &NoRuntime)? {
             // podman hands the spec to its runtime after this process has exited: the staged
             // mounts stay until poststop releases the container.
+            let idmap = userns
+                .as_deref()
+                .map(|ns| Idmap::new(ns, &ctx.paths.run_root));
             let staged = crate::staging::stage(
                 &ctx.paths.run_root,
                 &key,
                 &prepared.record.mounts,
                 &prepared.pins,
                 None,
+                idmap.as_ref(),
             )
             .map_err(anyhow::Error::from)
             .and_then(|sources| Ok(spec.add_mounts(&prepared.spec_mounts(&sources))?));
@@ -223,7 +237,7 @@ fn storage_container_dir(path: &Path) -> Option<(String, PathBuf)> {
         .then(|| (id.to_string(), parts[..=at].iter().collect()))
 }
 
-fn create_runtime(ctx: &Context, store: &Store, state: &HookState) -> anyhow::Result<()> {
+fn create_runtime(ctx: &Context, store: Store, state: &HookState) -> anyhow::Result<()> {
     let pid = state
         .pid
         .filter(|p| *p > 0)
@@ -240,6 +254,12 @@ fn create_runtime(ctx: &Context, store: &Store, state: &HookState) -> anyhow::Re
     let rootfs =
         std::fs::canonicalize(state.bundle.join(root)).with_context(|| format!("rootfs {root}"))?;
     let annotations: BTreeMap<String, String> = spec.annotations();
+    // The container's own user namespace, opened on the host before anything enters its mount
+    // namespace: its mounts are idmapped to it.
+    let userns = UserNs::of_process(pid)
+        .context("the container's user namespace")?
+        .map(Arc::new);
+    let store = &store.with_userns(userns.clone());
     let (runtime_root, key_root) = state.key_parts();
     let container = Container {
         id: &state.id,
@@ -264,7 +284,17 @@ fn create_runtime(ctx: &Context, store: &Store, state: &HookState) -> anyhow::Re
     let Some(prepared) = prepare(ctx, store, &container, &NoRuntime)? else {
         return Ok(());
     };
-    if let Err(e) = attach::attach_all(pid, &rootfs, &prepared.record.mounts, &prepared.pins) {
+    let idmap = userns
+        .as_deref()
+        .map(|ns| Idmap::new(ns, &ctx.paths.run_root));
+    let attached = attach::attach_all(
+        pid,
+        &rootfs,
+        &prepared.record.mounts,
+        &prepared.pins,
+        idmap.as_ref(),
+    );
+    if let Err(e) = attached {
         if let Err(e2) = store.forget_container(&key) {
             log::error!("release after a failed attach: {e2}");
         }

@@ -27,6 +27,7 @@ pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
 pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
 pub const MOUNT_ATTR_NODEV: u64 = 0x4;
 pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 /// `propagation` value of `mount_setattr`: MS_PRIVATE.
 const MS_PRIVATE: u64 = 1 << 18;
 
@@ -99,15 +100,89 @@ pub fn set_attr_private(tree: BorrowedFd<'_>, set: u64, what: &Path) -> io::Resu
     })
 }
 
+/// Idmaps a detached tree (with `recursive`, every mount of it) through the user namespace
+/// `userns`: an id stored on disk is seen as the id that namespace maps it to, and an id of
+/// the namespace is stored as the id it maps from. The kernel allows this only on a detached
+/// mount that is not idmapped yet, of a filesystem that supports it.
+pub fn set_idmap(tree: BorrowedFd<'_>, userns: BorrowedFd<'_>, recursive: bool) -> io::Result<()> {
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    let flags = libc::AT_EMPTY_PATH as libc::c_uint | if recursive { AT_RECURSIVE } else { 0 };
+    // SAFETY: valid fds, "" with AT_EMPTY_PATH, and attr lives through the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if ret == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    let why = match e.raw_os_error() {
+        Some(libc::EINVAL) if recursive => format!(
+            "its filesystem ({}) or one mounted below it does not support idmapped mounts",
+            fs_name(tree)
+        ),
+        Some(libc::EINVAL) => format!(
+            "its filesystem ({}) does not support idmapped mounts",
+            fs_name(tree)
+        ),
+        Some(libc::EPERM) => "it is idmapped already".to_string(),
+        _ => String::new(),
+    };
+    Err(io::Error::new(
+        e.kind(),
+        if why.is_empty() {
+            format!("it cannot be idmapped to the container's user namespace: {e}")
+        } else {
+            format!("it cannot be idmapped to the container's user namespace: {why} ({e})")
+        },
+    ))
+}
+
+/// The name of the filesystem an fd is on, for messages.
+fn fs_name(fd: BorrowedFd<'_>) -> String {
+    let Ok(st) = nix::sys::statfs::fstatfs(fd) else {
+        return "unknown".into();
+    };
+    // include/uapi/linux/magic.h
+    match st.filesystem_type().0 as u64 {
+        0x794c_7630 => "overlay".into(),
+        0xef53 => "ext4".into(),
+        0x5846_5342 => "xfs".into(),
+        0x9123_683e => "btrfs".into(),
+        0x0102_1994 => "tmpfs".into(),
+        0x6969 => "nfs".into(),
+        0x6573_5546 => "fuse".into(),
+        0x9fa0 => "proc".into(),
+        0x6265_6572 => "sysfs".into(),
+        magic => format!("magic {magic:#x}"),
+    }
+}
+
 /// A detached, private copy of the mount at `fd` (see [`clone_tree`]) with the mount flags
-/// `set`: what both the runtime's staging and the hooks attach.
+/// `set`, idmapped through the user namespace `idmap` if given: what both the runtime's
+/// staging and the hooks attach.
 pub fn clone_private(
     fd: BorrowedFd<'_>,
     recursive: bool,
     set: u64,
+    idmap: Option<BorrowedFd<'_>>,
     what: &Path,
 ) -> io::Result<OwnedFd> {
     let tree = clone_tree(fd, recursive, what)?;
+    if let Some(userns) = idmap {
+        set_idmap(tree.as_fd(), userns, recursive)?;
+    }
     set_attr_private(tree.as_fd(), set, what)?;
     Ok(tree)
 }
@@ -156,7 +231,82 @@ pub struct Layers<'a> {
 /// A detached overlay over the layers, nosuid and nodev, named `ocivol` in the mount table.
 /// The layers are given as fds (kernel 6.13+); an older kernel gets `/proc/self/fd/N` paths,
 /// which it resolves to the same open directories, never through a name a tenant can change.
-pub fn overlay(layers: &Layers<'_>, volatile: bool) -> io::Result<OwnedFd> {
+///
+/// `creator`: the (uid, gid) the overlay works with in its layers (it keeps the credentials of
+/// the process that creates it, and uses them for its work directory and every copy-up). Over
+/// idmapped layers they must be ids the mapping knows, or the kernel cannot store them
+/// (EOVERFLOW, and the overlay falls back to read-only); see [`as_fs_ids`].
+pub fn overlay(
+    layers: &Layers<'_>,
+    volatile: bool,
+    creator: Option<(u32, u32)>,
+) -> io::Result<OwnedFd> {
+    match creator {
+        Some((uid, gid)) => as_fs_ids(uid, gid, || overlay_now(layers, volatile)),
+        None => overlay_now(layers, volatile),
+    }
+}
+
+// linux/capability.h
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+fn capget() -> io::Result<[CapData; 2]> {
+    let mut header = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: a version 3 header and room for its two data structs.
+    let ret = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
+    unit_result(ret, || "read this thread's capabilities".to_string())?;
+    Ok(data)
+}
+
+fn capset(data: &[CapData; 2]) -> io::Result<()> {
+    let mut header = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    // SAFETY: a version 3 header and its two data structs.
+    let ret = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+    unit_result(ret, || "set this thread's capabilities".to_string())
+}
+
+/// Runs `f` with this thread's filesystem ids set to `uid`/`gid` and every capability it is
+/// permitted in effect (changing the fsuid away from 0 drops CAP_CHOWN, CAP_DAC_OVERRIDE,
+/// CAP_FOWNER and the like, which an overlay needs for its copy-ups), then puts both back.
+/// setfsuid(2) changes the calling thread only: nothing else of the process runs as them.
+pub fn as_fs_ids<T>(uid: u32, gid: u32, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    let caps = capget()?;
+    let old_gid = nix::unistd::setfsgid(nix::unistd::Gid::from_raw(gid));
+    let old_uid = nix::unistd::setfsuid(nix::unistd::Uid::from_raw(uid));
+    let mut raised = caps;
+    for c in &mut raised {
+        c.effective = c.permitted;
+    }
+    let result = capset(&raised).and_then(|()| f());
+    nix::unistd::setfsuid(old_uid);
+    nix::unistd::setfsgid(old_gid);
+    // Back to 0, the kernel raised the filesystem capabilities again; the rest as they were.
+    capset(&caps)?;
+    result
+}
+
+fn overlay_now(layers: &Layers<'_>, volatile: bool) -> io::Result<OwnedFd> {
     // SAFETY: a valid C string and flags.
     let ret = unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), FSOPEN_CLOEXEC) };
     let fs = fd_result(ret, || "open an overlay filesystem context".to_string())?;

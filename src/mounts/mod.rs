@@ -6,20 +6,24 @@
 pub mod api;
 
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 use nix::mount::MntFlags;
 
 use crate::pin::Pin;
+use crate::userns::UserNs;
 
 /// Filesystem magic of overlayfs (`statfs.f_type`).
 const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
 
 pub trait Mounter: Send + Sync {
     /// Mounts an overlay of `lower` (checked and open; never written) with `upper`/`work` (the
-    /// volume's own directories) on `target`.
+    /// volume's own directories, in one directory) on `target`; with `idmap`, over layers
+    /// idmapped through that user namespace, so that the overlay shows its files as that
+    /// namespace sees them.
     fn mount_overlay(
         &self,
         lower: &Pin,
@@ -27,6 +31,7 @@ pub trait Mounter: Send + Sync {
         work: &Path,
         target: &Path,
         volatile: bool,
+        idmap: Option<&UserNs>,
     ) -> io::Result<()>;
     /// Unmounts `target`.
     fn unmount(&self, target: &Path) -> io::Result<()>;
@@ -40,6 +45,11 @@ pub struct Linux;
 impl Mounter for Linux {
     /// The layers go to the kernel as fds (see [`api::overlay`]): the base is the directory
     /// that was checked, whatever its path names by now.
+    ///
+    /// An overlay cannot be idmapped itself (this kernel refuses MOUNT_ATTR_IDMAP on one with
+    /// EINVAL), but its layers can: the base and the volume's directory (upper and work must be
+    /// on one mount) are cloned, idmapped, and the overlay is made over the clones, as the
+    /// namespace's root (see [`api::overlay`]'s `creator`).
     fn mount_overlay(
         &self,
         lower: &Pin,
@@ -47,15 +57,22 @@ impl Mounter for Linux {
         work: &Path,
         target: &Path,
         volatile: bool,
+        idmap: Option<&UserNs>,
     ) -> io::Result<()> {
-        let upper = Pin::own(upper)?;
-        let work = Pin::own(work)?;
-        let layers = api::Layers {
-            lower: lower.fd(),
-            upper: upper.fd(),
-            work: work.fd(),
+        let mounted = match idmap {
+            None => {
+                let upper = Pin::own(upper)?;
+                let work = Pin::own(work)?;
+                let layers = api::Layers {
+                    lower: lower.fd(),
+                    upper: upper.fd(),
+                    work: work.fd(),
+                };
+                api::overlay(&layers, volatile, None)
+            }
+            Some(ns) => idmapped_overlay(lower, upper, work, volatile, ns),
         };
-        api::overlay(&layers, volatile)
+        mounted
             .and_then(|tree| api::move_onto_path(tree.as_fd(), target))
             .map_err(|e| {
                 io::Error::new(
@@ -104,6 +121,62 @@ impl Mounter for Linux {
     }
 }
 
+/// A detached overlay of `lower` with `upper` and `work`, over clones of them idmapped through
+/// `ns`.
+fn idmapped_overlay(
+    lower: &Pin,
+    upper: &Path,
+    work: &Path,
+    volatile: bool,
+    ns: &UserNs,
+) -> io::Result<OwnedFd> {
+    let (Some(dir), Some(upper_name), Some(work_name)) =
+        (upper.parent(), upper.file_name(), work.file_name())
+    else {
+        return Err(io::Error::other(
+            "an overlay's upper and work need a parent",
+        ));
+    };
+    if work.parent() != Some(dir) {
+        return Err(io::Error::other(format!(
+            "{} and {} are not in one directory",
+            upper.display(),
+            work.display()
+        )));
+    }
+    let creator = ns.root_ids().ok_or_else(|| {
+        io::Error::other("the user namespace maps no ids, so no overlay can be made for it")
+    })?;
+    let idmapped = |pin: &Pin| {
+        let tree = api::clone_tree(pin.fd(), false, pin.path())?;
+        api::set_idmap(tree.as_fd(), ns.fd(), false)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", pin.path().display())))?;
+        Ok::<_, io::Error>(tree)
+    };
+    let lower_tree = idmapped(lower)?;
+    let dir_tree = idmapped(&Pin::own(dir)?)?;
+    // Beneath the clone, no symlink: both are the volume's own directories.
+    let beneath = |name: &std::ffi::OsStr| {
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+        openat2(&dir_tree, Path::new(name), how).map_err(|e| {
+            io::Error::new(
+                io::Error::from(e).kind(),
+                format!("open {}: {e}", dir.join(name).display()),
+            )
+        })
+    };
+    let upper_fd = beneath(upper_name)?;
+    let work_fd = beneath(work_name)?;
+    let layers = api::Layers {
+        lower: lower_tree.as_fd(),
+        upper: upper_fd.as_fd(),
+        work: work_fd.as_fd(),
+    };
+    api::overlay(&layers, volatile, Some(creator))
+}
+
 #[cfg(test)]
 pub mod tests {
     use super::*;
@@ -126,6 +199,7 @@ pub mod tests {
             _work: &Path,
             target: &Path,
             _volatile: bool,
+            _idmap: Option<&UserNs>,
         ) -> io::Result<()> {
             if !lower.is_dir() {
                 return Err(io::Error::other("the lower layer is not a directory"));

@@ -13,6 +13,7 @@ use std::ffi::OsString;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use anyhow::{Context as _, anyhow, bail};
@@ -24,6 +25,7 @@ use crate::prepare::{Container, check_container_id, prepare};
 use crate::process::ProcessId;
 use crate::spec::BundleSpec;
 use crate::store::{Store, container_key};
+use crate::userns::{Idmap, UserNs};
 use crate::volumes_from::RuntimeState;
 use args::RuntimeArgs;
 use state::RuntimeProbe;
@@ -167,6 +169,12 @@ fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
     // A record without a container is what a crashed earlier create (or an earlier container
     // of the same ID) left: release it first.
     store.release_container(&key)?;
+    // The container's user namespace does not exist yet: one with its mappings stands in for
+    // it while the volumes are mounted (see crate::userns).
+    let userns = UserNs::for_spec(&spec.value)
+        .context("the container's user namespace")?
+        .map(Arc::new);
+    let store = store.with_userns(userns.clone());
 
     let annotations = spec.annotations();
     let container = Container {
@@ -184,20 +192,32 @@ fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
         return Err(exec(runtime, args));
     };
     // runc is told only paths under ocivol's own run root, mounted from what was checked.
+    let idmap = userns
+        .as_deref()
+        .map(|ns| Idmap::new(ns, &ctx.paths.run_root));
     let staged = crate::staging::stage(
         &ctx.paths.run_root,
         &key,
         &prepared.record.mounts,
         &prepared.pins,
         ProcessId::current(),
+        idmap.as_ref(),
     )
     .context("attach the checked sources for the runtime");
     let written = staged.and_then(|sources| {
         spec.add_mounts(&prepared.spec_mounts(&sources))?;
-        spec.save()?;
+        let made = match &userns {
+            Some(_) => mount_points(&spec, &bundle, &prepared)?,
+            None => crate::rootfs::Made::default(),
+        };
+        spec.save().inspect_err(|_| made.undo())?;
         Ok(())
     });
     drop(prepared);
+    // The namespace was needed for the mounts only.
+    drop(idmap);
+    let store = store.with_userns(None);
+    drop(userns);
     if let Err(e) = written {
         forget_or_warn(&store, &key);
         return Err(e);
@@ -227,6 +247,40 @@ fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
         record_init(&store, args, runtime, id, &key);
     }
     Ok(pass_on(status))
+}
+
+/// Makes the missing mount points of the volumes in the rootfs, for a container whose root may
+/// not (see [`crate::rootfs`]).
+fn mount_points(
+    spec: &BundleSpec,
+    bundle: &Path,
+    prepared: &crate::prepare::Prepared,
+) -> anyhow::Result<crate::rootfs::Made> {
+    let root = spec
+        .value
+        .pointer("/root/path")
+        .and_then(|p| p.as_str())
+        .ok_or_else(|| anyhow!("{}: no root.path", spec.path.display()))?;
+    let mounted: Vec<PathBuf> = spec
+        .mounts()?
+        .iter()
+        .map(|m| m.destination().clone())
+        .collect();
+    let wanted: Vec<crate::rootfs::Wanted> = prepared
+        .record
+        .mounts
+        .iter()
+        .zip(&prepared.pins)
+        .map(|(m, pin)| crate::rootfs::Wanted {
+            destination: &m.destination,
+            is_dir: pin.is_dir(),
+        })
+        .collect();
+    Ok(crate::rootfs::make_missing(
+        &bundle.join(root),
+        &wanted,
+        &mounted,
+    )?)
 }
 
 fn delete(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i32> {

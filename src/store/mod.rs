@@ -9,6 +9,7 @@
 //! RUN_ROOT (/run/ocivol)                  cleared by a reboot
 //! ├── locks/NAME.lock                     flock per volume; never removed while in use
 //! ├── volumes/NAME/merged/                the volume's one overlay mount point
+//! ├── volumes/NAME/idmap                  the user-namespace mappings it was mounted for
 //! ├── volumes/NAME/users/KEY              one record per (volume, container) using it
 //! └── names/SANDBOX/NAME                  the key of a pod's container by name (see names.rs)
 //! ```
@@ -55,6 +56,7 @@ use crate::config::StatePaths;
 use crate::mounts::Mounter;
 use crate::pin::{Guard, How, Pin};
 use crate::process::ProcessId;
+use crate::userns::UserNs;
 use lock::VolumeLock;
 
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +188,9 @@ pub struct Store {
     init: Option<ProcessId>,
     /// No process stands for the acquisition (see [`Store::untracked`]).
     untracked: bool,
+    /// The user namespace of the container taking volumes, if it has one (see
+    /// [`Store::with_userns`]).
+    userns: Option<std::sync::Arc<UserNs>>,
 }
 
 impl Store {
@@ -198,7 +203,17 @@ impl Store {
             owner: None,
             init: None,
             untracked: false,
+            userns: None,
         }
+    }
+
+    /// The container taking volumes runs in this user namespace (`None`: in the host's): a
+    /// copy-on-write volume's overlay is mounted for its view (over idmapped layers), and one
+    /// mounted for another view is refused while it has users (an overlay shows one view to all
+    /// its users).
+    pub fn with_userns(mut self, userns: Option<std::sync::Arc<UserNs>>) -> Store {
+        self.userns = userns;
+        self
     }
 
     /// Lets reconciliation ask the real runtime about containers. Without it, a user whose
@@ -609,11 +624,34 @@ impl Store {
         Ok(())
     }
 
-    /// Mounts the volume's overlay unless it is mounted already (then it is shared).
+    /// Mounts the volume's overlay unless it is mounted already (then it is shared, by
+    /// containers of one user-namespace view: see [`Store::with_userns`]).
     fn ensure_overlay(&self, def: &VolumeDef, base: &Pin) -> Result<PathBuf> {
         let target = self.overlay_target(&def.name);
         make_dir(&target)?;
+        let view = self.userns.as_ref().map(|ns| ns.key());
+        let view_file = self.run_dir(&def.name).join(IDMAP_FILE);
         if self.mounter.is_mounted(&target) {
+            // Written with every mount; none (an overlay of an older ocivol) is no mapping.
+            let mounted_for = match fs::read_to_string(&view_file) {
+                Ok(text) => Some(text.trim().to_string()).filter(|t| !t.is_empty()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e).ctx(|| format!("read {}", view_file.display())),
+            };
+            if mounted_for != view {
+                let show = |v: &Option<String>| match v {
+                    Some(k) => format!("user-namespace mappings {k}"),
+                    None => "no user-namespace mappings".to_string(),
+                };
+                return Err(StoreError::Conflict {
+                    name: def.volume_name().to_string(),
+                    reason: format!(
+                        "its overlay is in use by containers with {}, and this one has {}; a copy-on-write volume is shared by containers of the same user-namespace mappings at a time",
+                        show(&mounted_for),
+                        show(&view)
+                    ),
+                });
+            }
             return Ok(target);
         }
         // A previous overlay leaves state in its workdir (after a volatile one, an incompat
@@ -623,6 +661,8 @@ impl Store {
             // Changes of a volatile volume never outlive its last user, even after a crash.
             wipe_dir(&self.upper_dir(&def.name))?;
         }
+        crate::util::write_atomic_unsynced(&view_file, view.unwrap_or_default().as_bytes())
+            .ctx(|| format!("write {}", view_file.display()))?;
         self.mounter
             .mount_overlay(
                 base,
@@ -630,6 +670,7 @@ impl Store {
                 &self.work_dir(&def.name),
                 &target,
                 def.volatile,
+                self.userns.as_deref(),
             )
             .ctx(|| format!("volume {}", def.name))?;
         Ok(target)
@@ -781,6 +822,10 @@ pub(super) fn remove_if_present(path: &Path) -> Result<()> {
     }
 }
 
+/// In a volume's run directory: the mappings its overlay was mounted for (see
+/// [`Store::with_userns`]).
+const IDMAP_FILE: &str = "idmap";
+
 /// A fresh name for an anonymous volume (or an unnamed container): 32 random hex digits, like
 /// Docker's.
 pub(crate) fn random_name() -> Result<String> {
@@ -807,8 +852,16 @@ mod tests {
 
     struct Shared(Arc<Recording>);
     impl Mounter for Shared {
-        fn mount_overlay(&self, l: &Pin, u: &Path, w: &Path, t: &Path, v: bool) -> io::Result<()> {
-            self.0.mount_overlay(l, u, w, t, v)
+        fn mount_overlay(
+            &self,
+            l: &Pin,
+            u: &Path,
+            w: &Path,
+            t: &Path,
+            v: bool,
+            n: Option<&UserNs>,
+        ) -> io::Result<()> {
+            self.0.mount_overlay(l, u, w, t, v, n)
         }
         fn unmount(&self, t: &Path) -> io::Result<()> {
             self.0.unmount(t)
@@ -860,6 +913,65 @@ mod tests {
         assert!(
             s.definition("v").unwrap().is_some(),
             "a named volume outlives its users"
+        );
+    }
+
+    #[test]
+    fn an_overlay_is_shared_by_containers_of_one_user_namespace_view() {
+        let (dir, _, rec) = store();
+        let paths = StatePaths {
+            root: dir.path().join("root"),
+            run_root: dir.path().join("run"),
+        };
+        let view = |host: u32| {
+            let map = vec![crate::userns::IdMap {
+                container_id: 0,
+                host_id: host,
+                size: 65536,
+            }];
+            let fd = fs::File::open("/proc/self/ns/user").unwrap().into();
+            let mappings = crate::userns::Mappings {
+                uids: map.clone(),
+                gids: map,
+            };
+            Some(Arc::new(UserNs::from_parts(fd, mappings)))
+        };
+        let store = |userns| Store::new(&paths, Box::new(Shared(rec.clone()))).with_userns(userns);
+        let req = cow("v", dir.path(), false);
+        store(view(100_000))
+            .acquire(&req, "a", true, &guard())
+            .unwrap();
+        store(view(100_000))
+            .acquire(&req, "b", true, &guard())
+            .unwrap();
+        assert_eq!(*rec.mounts_made.lock().unwrap(), 1, "one overlay, shared");
+        for (other, has) in [
+            (view(200_000), "user-namespace mappings uid 0:200000:65536"),
+            (None, "no user-namespace mappings"),
+        ] {
+            let e = store(other)
+                .acquire(&req, "c", true, &guard())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("volume v: its overlay is in use by containers with user-namespace mappings uid 0:100000:65536, gid 0:100000:65536, and this one has ")
+                    && e.contains(has),
+                "{e}"
+            );
+        }
+        assert_eq!(store(None).users("v").unwrap(), ["a", "b"], "no user taken");
+        store(None).release("v", "a").unwrap();
+        store(None).release("v", "b").unwrap();
+        // Unmounted with its last user: the next one mounts it for its own view.
+        store(None).acquire(&req, "c", true, &guard()).unwrap();
+        assert_eq!(*rec.mounts_made.lock().unwrap(), 2);
+        let e = store(view(100_000))
+            .acquire(&req, "d", true, &guard())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("in use by containers with no user-namespace mappings"),
+            "{e}"
         );
     }
 

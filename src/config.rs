@@ -51,12 +51,10 @@ pub struct Config {
     /// (never in the caller's PATH).
     pub runtime: String,
     /// The persistent state root, for every way in and every operator command that is given
-    /// none by flag or environment (default /var/lib/ocivol).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub root: Option<PathBuf>,
-    /// The state root that a reboot clears (default /run/ocivol).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub run_root: Option<PathBuf>,
+    /// none by flag or environment.
+    pub root: PathBuf,
+    /// The state root that a reboot clears.
+    pub run_root: PathBuf,
     pub policy: Policy,
 }
 
@@ -64,8 +62,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             runtime: "runc".to_string(),
-            root: None,
-            run_root: None,
+            root: DEFAULT_ROOT.into(),
+            run_root: DEFAULT_RUN_ROOT.into(),
             policy: Policy::default(),
         }
     }
@@ -322,12 +320,10 @@ impl Context {
         let paths = StatePaths {
             root: root
                 .or_else(|| env_path(ENV_ROOT))
-                .or_else(|| config.root.clone())
-                .unwrap_or_else(|| DEFAULT_ROOT.into()),
+                .unwrap_or_else(|| config.root.clone()),
             run_root: run_root
                 .or_else(|| env_path(ENV_RUN_ROOT))
-                .or_else(|| config.run_root.clone())
-                .unwrap_or_else(|| DEFAULT_RUN_ROOT.into()),
+                .unwrap_or_else(|| config.run_root.clone()),
         };
         for (what, p) in [("root", &paths.root), ("run root", &paths.run_root)] {
             let text = p.to_string_lossy();

@@ -77,6 +77,19 @@ pub fn key_of(c: &Container) -> String {
     container_key(c.id, c.runtime_root.or(c.key_root))
 }
 
+/// Whether [`prepare`] may have work for this container: it has an `io.ocivol.` key that
+/// applies to it (or a wrong one, for `prepare` to refuse) and is no pod's sandbox. Cheap: for a
+/// way in to skip what only a prepared container needs (a user namespace made for it, say).
+pub fn wanted(c: &Container) -> bool {
+    if !c.annotations.keys().any(|k| k.starts_with(annotations::PREFIX)) {
+        return false;
+    }
+    let scope = Scope::of(c.bundle, c.runtime_root, c.annotations);
+    !scope.sandbox_container
+        && annotations::select(c.annotations, scope.container_name.as_deref())
+            .map_or(true, |s| !s.is_empty())
+}
+
 /// Resolves the container's annotations and takes its volumes. `Ok(None)`: nothing for ocivol to
 /// do (no annotation of ocivol's, only keys for other containers of its pod, or a pod's sandbox
 /// container). Every key that applies is parsed and every source found before anything is

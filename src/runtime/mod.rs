@@ -169,13 +169,6 @@ fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
     // A record without a container is what a crashed earlier create (or an earlier container
     // of the same ID) left: release it first.
     store.release_container(&key)?;
-    // The container's user namespace does not exist yet: one with its mappings stands in for
-    // it while the volumes are mounted (see crate::userns).
-    let userns = UserNs::for_spec(&spec.value)
-        .context("the container's user namespace")?
-        .map(Arc::new);
-    let store = store.with_userns(userns.clone());
-
     let annotations = spec.annotations();
     let container = Container {
         id,
@@ -184,6 +177,17 @@ fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
         bundle: &bundle,
         annotations: &annotations,
     };
+    if !crate::prepare::wanted(&container) {
+        // A pod's sandbox, or keys for other containers of the pod only.
+        return Err(exec(runtime, args));
+    }
+    // The container's user namespace does not exist yet: one with its mappings stands in for
+    // it while the volumes are mounted (see crate::userns).
+    let userns = UserNs::for_spec(&spec.value)
+        .context("the container's user namespace")?
+        .map(Arc::new);
+    let store = store.with_userns(userns.clone());
+
     let state = RuntimeStateOf {
         runtime,
         root: args.root.as_deref(),

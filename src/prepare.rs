@@ -181,6 +181,8 @@ fn take(
                 name,
                 base,
                 volatile,
+                owner,
+                nocopy: _,
             } => {
                 // A name means the volume of the container's scope, or a shared one (see
                 // Store::acquire); an anonymous volume records the scope for `volume ls`.
@@ -192,6 +194,7 @@ fn take(
                     create_shared: name
                         .as_ref()
                         .is_some_and(|n| policy.shared_volumes.contains(n)),
+                    owner: *owner,
                 };
                 let refuse = |e: String| AnnotationError::new(annotations::VOLUMES, &m.entry, e);
                 let got = store

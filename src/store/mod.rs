@@ -23,6 +23,13 @@
 //! last, under the same lock, so there is never more than one overlay on an upper directory
 //! (the kernel calls a second one undefined behaviour).
 //!
+//! Modes: every directory of the state is 0700 root, so no host user reaches a volume's data
+//! (Docker keeps `/var/lib/docker/volumes` 0701 for its user-namespace remapping; ocivol needs no
+//! such opening: an idmapped mount is made by root). Only what a container sees as a volume's
+//! root is open to it: `data/` is 0755 root:root unless `uid=`,
+//! `gid=`, `mode=` say otherwise, and `upper/` has the owner and mode of the base's root, which
+//! overlayfs shows as the root of the merged volume.
+//!
 //! Every acquire and release first drops, under the lock, the users whose container is gone
 //! ([`reconcile`]), and restores "no user, no overlay" if a crash broke it; `ocivol gc` does the
 //! same for every volume.
@@ -50,7 +57,7 @@ pub use reconcile::{ContainerProbe, GcAction, RuntimeView, Verdict};
 pub use users::UserRecord;
 pub use volume::{ANY_SCOPE, VolumeDef, VolumeKind, check_scope, is_storage_name, storage_name};
 
-use crate::annotations::MountFlags;
+use crate::annotations::{MountFlags, Ownership};
 use crate::config::StatePaths;
 use crate::mounts::Mounter;
 use crate::pin::{Guard, How, Pin};
@@ -120,6 +127,9 @@ pub struct VolumeRequest {
     pub scope: Option<String>,
     /// A name the policy's `shared_volumes` lists: made shared when it is first used.
     pub create_shared: bool,
+    /// `uid=`, `gid=`, `mode=`: the root of a volume this request creates; a volume that exists
+    /// must have been created with the same.
+    pub owner: Ownership,
 }
 
 impl VolumeRequest {
@@ -132,6 +142,7 @@ impl VolumeRequest {
             volatile,
             scope: None,
             create_shared: true,
+            owner: Ownership::default(),
         }
     }
 }
@@ -367,7 +378,8 @@ impl Store {
                 let base = req.base.as_ref().map(|b| b.path().to_path_buf());
                 let mut def = VolumeDef::new(&storage, base, req.volatile, anonymous);
                 def.scope = target.scope.clone();
-                self.create(&def)?;
+                def.owner = req.owner;
+                self.create(&def, req.base.as_ref())?;
                 (def, true)
             }
         };
@@ -568,14 +580,28 @@ impl Store {
         Ok(())
     }
 
-    fn create(&self, def: &VolumeDef) -> Result<()> {
+    /// Makes a volume's directories and saves its definition. A plain volume's root is 0755
+    /// root:root; a copy-on-write volume's upper root
+    /// (the merged root) has the owner and mode of the base's root, read from the open `base`;
+    /// the definition's `uid=`, `gid=`, `mode=` win over both.
+    fn create(&self, def: &VolumeDef, base: Option<&Pin>) -> Result<()> {
         let dir = self.volume_dir(&def.name);
         let made = (|| {
             make_dir(&dir)?;
             match def.kind() {
-                VolumeKind::Plain => make_dir(&self.data_dir(&def.name))?,
+                VolumeKind::Plain => {
+                    let data = self.data_dir(&def.name);
+                    make_dir(&data)?;
+                    set_root(&data, &NEW_ROOT.with(&def.owner))?;
+                }
                 VolumeKind::CopyOnWrite => {
-                    make_dir(&self.upper_dir(&def.name))?;
+                    let upper = self.upper_dir(&def.name);
+                    make_dir(&upper)?;
+                    let of_base = match base {
+                        Some(b) => root_of(b)?,
+                        None => NEW_ROOT,
+                    };
+                    set_root(&upper, &of_base.with(&def.owner))?;
                     make_dir(&self.work_dir(&def.name))?;
                 }
             }
@@ -762,6 +788,56 @@ fn make_dir(path: &Path) -> Result<()> {
         .ctx(|| format!("create {}", path.display()))
 }
 
+/// The root of a new volume: 0755, owned by whoever made it (root:root, as Docker makes it, since
+/// ocivol runs as root; left as it is so that the store's tests run without root).
+const NEW_ROOT: Ownership = Ownership {
+    uid: None,
+    gid: None,
+    mode: Some(0o755),
+};
+
+/// The owner and mode of an open directory (a base's root), from fstat of its fd: never by name.
+fn root_of(dir: &Pin) -> Result<Ownership> {
+    let st = nix::sys::stat::fstat(dir.fd())
+        .map_err(io::Error::from)
+        .ctx(|| format!("stat {}", dir.path().display()))?;
+    Ok(Ownership {
+        uid: Some(st.st_uid),
+        gid: Some(st.st_gid),
+        mode: Some(st.st_mode & 0o7777),
+    })
+}
+
+/// Gives one of ocivol's directories what `owner` names (the rest is left as it is), through an
+/// fd: the owner first, as a chown clears set-id bits, then the mode, exactly (no umask).
+fn set_root(path: &Path, owner: &Ownership) -> Result<()> {
+    use nix::fcntl::OFlag;
+    if owner.is_empty() {
+        return Ok(());
+    }
+    let set = || -> nix::Result<()> {
+        let fd = nix::fcntl::open(
+            path,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )?;
+        if owner.uid.is_some() || owner.gid.is_some() {
+            nix::unistd::fchown(
+                &fd,
+                owner.uid.map(nix::unistd::Uid::from_raw),
+                owner.gid.map(nix::unistd::Gid::from_raw),
+            )?;
+        }
+        if let Some(mode) = owner.mode {
+            nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(mode))?;
+        }
+        Ok(())
+    };
+    set()
+        .map_err(io::Error::from)
+        .ctx(|| format!("set the owner and mode of {}", path.display()))
+}
+
 /// Empties a directory (it exists afterwards), with a bounded number of fds whatever its depth.
 fn wipe_dir(path: &Path) -> Result<()> {
     match crate::util::empty_dir(path) {
@@ -939,6 +1015,7 @@ mod tests {
             volatile: false,
             scope: Some(scope.into()),
             create_shared,
+            owner: Ownership::default(),
         }
     }
 
@@ -960,7 +1037,7 @@ mod tests {
         // A shared volume: found by every scope that has none of its own.
         let mut shared = VolumeDef::new("tools", None, false, false);
         shared.scope = Some(ANY_SCOPE.into());
-        s.create_volume(&shared).unwrap();
+        s.create_volume(&shared, None).unwrap();
         for scope in ["root:/a", "root:/b"] {
             let got = s
                 .acquire(&scoped("tools", scope, false), "u3", true, &guard())
@@ -970,7 +1047,7 @@ mod tests {
         // ...but a scope's own comes first.
         let mut own = VolumeDef::new(&storage_name("tools", "root:/a"), None, false, false);
         own.scope = Some("root:/a".into());
-        s.create_volume(&own).unwrap();
+        s.create_volume(&own, None).unwrap();
         let got = s
             .acquire(&scoped("tools", "root:/a", false), "u4", true, &guard())
             .unwrap();
@@ -997,7 +1074,7 @@ mod tests {
         // What a hash collision (or a directory made by hand) would look like.
         let mut other = VolumeDef::new(&storage_name("c", "root:/a"), None, false, false);
         other.scope = Some("root:/b".into());
-        s.create_volume(&other).unwrap();
+        s.create_volume(&other, None).unwrap();
         let e = s
             .acquire(&scoped("c", "root:/a", false), "u", true, &guard())
             .unwrap_err()
@@ -1017,6 +1094,50 @@ mod tests {
             .acquire(&scoped(&anon.name, "root:/a", false), "v", true, &guard())
             .unwrap();
         assert_ne!(got.name, anon.name);
+    }
+
+    fn mode_owner(path: &Path) -> (u32, u32, u32) {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(path).unwrap();
+        (m.mode() & 0o7777, m.uid(), m.gid())
+    }
+
+    #[test]
+    fn new_roots_are_0755_or_their_bases_or_what_the_options_say() {
+        let (dir, s, _) = store();
+        let me = (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        );
+        let plain = s
+            .acquire(
+                &VolumeRequest::shared(Some("p"), None, false),
+                "a",
+                true,
+                &guard(),
+            )
+            .unwrap();
+        assert_eq!(mode_owner(&plain.source), (0o755, me.0, me.1));
+        let base = dir.path().join("base");
+        fs::create_dir(&base).unwrap();
+        fs::set_permissions(&base, std::os::unix::fs::PermissionsExt::from_mode(0o2711)).unwrap();
+        s.acquire(&cow("c", &base, false), "a", true, &guard())
+            .unwrap();
+        assert_eq!(mode_owner(&s.upper_dir("c")), (0o2711, me.0, me.1));
+        let mut req = VolumeRequest::shared(Some("o"), None, false);
+        req.owner.mode = Some(0o1770);
+        let got = s.acquire(&req, "a", true, &guard()).unwrap();
+        assert_eq!(mode_owner(&got.source).0, 0o1770);
+        assert_eq!(s.definition("o").unwrap().unwrap().owner.mode, Some(0o1770));
+        // The state around a volume stays closed.
+        assert_eq!(mode_owner(&s.volume_dir("o")).0, 0o700);
+        assert_eq!(mode_owner(&s.work_dir("c")).0, 0o700);
+        req.owner.mode = Some(0o755);
+        let e = s
+            .acquire(&req, "b", true, &guard())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("created with mode=1770, not mode=0755"), "{e}");
     }
 
     #[test]

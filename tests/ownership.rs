@@ -339,7 +339,7 @@ fn an_anonymous_volume_is_filled_and_nocopy_leaves_a_new_volume_empty() {
             way,
             &named(way, "own-anon"),
             &rootfs,
-            None,
+            Some((1000, 1000)),
             script,
             &ann,
         );
@@ -473,7 +473,8 @@ fn a_symlink_at_the_destination_never_makes_ocivol_copy_host_files() {
                 &format!("{v}:{dest}"),
             );
             let got = entries(&data(&env, &v));
-            for (name, _) in &got {
+            // (A symlink's name is the image's; only what it points at must not come along.)
+            for (name, _) in got.iter().filter(|(_, kind)| *kind != 'l') {
                 let base = name.rsplit('/').next().unwrap();
                 assert!(
                     !host_only.contains(&base),
@@ -652,8 +653,10 @@ fn options_that_contradict_an_existing_volume_are_refused() {
             );
             assert!(!out.status.success(), "{way:?} {ann}");
             let stderr = text(&out.stderr);
+            // (runc shows a hook's stderr with its quotes escaped.)
             assert!(
-                stderr.contains(&format!("annotation io.ocivol.volumes: entry {ann:?}"))
+                stderr.contains("annotation io.ocivol.volumes: entry ")
+                    && stderr.contains(ann.as_str())
                     && stderr.contains(why),
                 "{way:?} {ann}: {stderr}"
             );
@@ -727,4 +730,119 @@ fn two_containers_creating_one_volume_at_once_fill_it_once() {
         }
     }
     assert!(env.mounts_here().is_empty(), "{:?}", env.mounts_here());
+}
+
+#[test]
+fn a_volume_the_policy_shares_is_not_filled_from_a_tenants_image() {
+    let Some(env) = Env::new("a_volume_the_policy_shares_is_not_filled_from_a_tenants_image")
+    else {
+        return;
+    };
+    env.write_policy(json!({ "allowed_bases": [env.base], "shared_volumes": ["common-runtime", "common-hooks"] }));
+    let rootfs = image(&env, "tenant");
+    fs::create_dir_all(rootfs.join("tools")).unwrap();
+    fs::write(rootfs.join("tools/planted"), "#!/bin/sh\n").unwrap();
+    chown_mode(&rootfs.join("tools/planted"), 0, 0, 0o4755);
+    for way in Way::BOTH {
+        let v = named(way, "common");
+        let out = run(
+            &env,
+            way,
+            &named(way, "own-shared"),
+            &rootfs,
+            None,
+            "ls /tools",
+            &format!("{v}:/tools"),
+        );
+        assert_eq!(
+            ok(&out, &format!("{way:?}")),
+            "",
+            "{way:?}: every scope's volume starts empty"
+        );
+        assert!(
+            env.root.join("volumes").join(&v).join("data").is_dir(),
+            "{way:?}: shared"
+        );
+    }
+}
+
+/// `sh -c 'ulimit -Sn 256 && exec PROGRAM ARGS…'` (the soft limit: runc raises its container's own).
+fn with_few_fds(cmd: &std::process::Command) -> Output {
+    let mut words = vec![cmd.get_program().to_string_lossy().into_owned()];
+    words.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+    let quoted: Vec<String> = words
+        .iter()
+        .map(|w| format!("'{}'", w.replace('\'', "'\\''")))
+        .collect();
+    std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!("ulimit -Sn 256 && exec {}", quoted.join(" ")),
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Opens `name` in `dir`, a directory, not following a symlink.
+fn open_dir(dir: std::os::fd::BorrowedFd, name: &str) -> nix::Result<std::os::fd::OwnedFd> {
+    use nix::fcntl::OFlag;
+    nix::fcntl::openat(
+        dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+}
+
+#[test]
+fn an_image_tree_deeper_than_the_fd_limit_is_copied() {
+    use std::os::fd::AsFd;
+    let Some(env) = Env::new("an_image_tree_deeper_than_the_fd_limit_is_copied") else {
+        return;
+    };
+    let rootfs = image(&env, "deep");
+    fs::create_dir(rootfs.join("deep")).unwrap();
+    // 2,000 levels, made relative to the level above (the path is longer than PATH_MAX).
+    let mut cur = open_dir(nix::fcntl::AT_FDCWD, rootfs.join("deep").to_str().unwrap()).unwrap();
+    for _ in 0..2000 {
+        nix::sys::stat::mkdirat(&cur, "t", nix::sys::stat::Mode::from_bits_truncate(0o755))
+            .unwrap();
+        cur = open_dir(cur.as_fd(), "t").unwrap();
+    }
+    fs::write(
+        format!(
+            "/proc/self/fd/{}/bottom",
+            std::os::fd::AsRawFd::as_raw_fd(&cur)
+        ),
+        "b",
+    )
+    .unwrap();
+    drop(cur);
+    for way in Way::BOTH {
+        let v = named(way, "deep");
+        let id = named(way, "own-deep");
+        let b = bundle(&env, way, &id, &rootfs, None, "true", &format!("{v}:/deep"));
+        let args = ["run", "--bundle", b.to_str().unwrap(), &id];
+        let cmd = match way {
+            Way::Runtime => env.runtime_cmd(&args),
+            Way::Hooks => env.runc_cmd(&args),
+        };
+        ok(
+            &with_few_fds(&cmd),
+            &format!("{way:?}: run under ulimit -Sn 256"),
+        );
+        let mut cur = open_dir(nix::fcntl::AT_FDCWD, data(&env, &v).to_str().unwrap()).unwrap();
+        let mut depth = 0;
+        while let Ok(next) = open_dir(cur.as_fd(), "t") {
+            cur = next;
+            depth += 1;
+        }
+        assert_eq!(depth, 2000, "{way:?}");
+        assert!(
+            nix::sys::stat::fstatat(&cur, "bottom", nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+                .is_ok(),
+            "{way:?}"
+        );
+    }
 }

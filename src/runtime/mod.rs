@@ -169,12 +169,14 @@ fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
     store.release_container(&key)?;
 
     let annotations = spec.annotations();
+    let rootfs = spec.rootfs(&bundle);
     let container = Container {
         id,
         runtime_root: args.root.as_deref(),
         key_root: None,
         bundle: &bundle,
         annotations: &annotations,
+        rootfs: rootfs.as_deref(),
     };
     let state = RuntimeStateOf {
         runtime,

@@ -30,7 +30,7 @@ impl Store {
                 .map_err(conflict)?;
             return Ok(false);
         }
-        self.create(def, base)?;
+        self.create(def, base, None)?;
         Ok(true)
     }
 

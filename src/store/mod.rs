@@ -4,6 +4,7 @@
 //! ROOT (/var/lib/ocivol)                  survives a reboot
 //! ├── volumes/NAME/volume.json            the definition (VolumeDef)
 //! ├── volumes/NAME/data/                  a plain volume's data
+//! ├── volumes/NAME/data.fill/             a new volume being filled from the image (see Fill)
 //! ├── volumes/NAME/upper/ , work/         a copy-on-write volume's changes and overlay workdir
 //! └── containers/KEY.json                 what a container holds (ContainerRecord)
 //! RUN_ROOT (/run/ocivol)                  cleared by a reboot
@@ -26,7 +27,7 @@
 //! Modes: every directory of the state is 0700 root, so no host user reaches a volume's data
 //! (Docker keeps `/var/lib/docker/volumes` 0701 for its user-namespace remapping; ocivol needs no
 //! such opening: an idmapped mount is made by root). Only what a container sees as a volume's
-//! root is open to it: `data/` is 0755 root:root unless `uid=`,
+//! root is open to it: `data/` is 0755 root:root unless the image's directory or `uid=`,
 //! `gid=`, `mode=` say otherwise, and `upper/` has the owner and mode of the base's root, which
 //! overlayfs shows as the root of the merged volume.
 //!
@@ -131,6 +132,17 @@ pub struct VolumeRequest {
     /// must have been created with the same.
     pub owner: Ownership,
 }
+
+/// What fills a new plain volume before anyone uses it (Docker's copy-up, [`crate::copyup`]):
+/// called once, by the use that creates the volume, under the volume's lock, with an empty
+/// directory that becomes the volume's data once filled.
+pub trait Fill {
+    fn fill(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// A new volume is filled here and renamed to `data/` when done: a fill cut short (a crash)
+/// leaves this directory, which the next creation throws away, never a half-filled volume.
+const FILLING: &str = "data.fill";
 
 impl VolumeRequest {
     /// A request for the shared volume `name` (or an anonymous one), as the store's tests and
@@ -335,6 +347,20 @@ impl Store {
         auto_create: bool,
         guard: &Guard,
     ) -> Result<Acquired> {
+        self.acquire_filled(req, user, auto_create, guard, None)
+    }
+
+    /// [`Store::acquire`], and a plain volume this call creates is first filled by `fill`
+    /// (under the lock, so a second container taking the same new volume at the same time waits
+    /// and finds it full). A volume that exists is never filled.
+    pub fn acquire_filled(
+        &self,
+        req: &VolumeRequest,
+        user: &str,
+        auto_create: bool,
+        guard: &Guard,
+        fill: Option<&dyn Fill>,
+    ) -> Result<Acquired> {
         let (name, target) = match &req.name {
             Some(n) => (n.clone(), self.resolve_name(n, req)?),
             None => {
@@ -379,7 +405,7 @@ impl Store {
                 let mut def = VolumeDef::new(&storage, base, req.volatile, anonymous);
                 def.scope = target.scope.clone();
                 def.owner = req.owner;
-                self.create(&def, req.base.as_ref())?;
+                self.create(&def, req.base.as_ref(), fill)?;
                 (def, true)
             }
         };
@@ -581,19 +607,15 @@ impl Store {
     }
 
     /// Makes a volume's directories and saves its definition. A plain volume's root is 0755
-    /// root:root; a copy-on-write volume's upper root
+    /// root:root, or what `fill` copied from the image; a copy-on-write volume's upper root
     /// (the merged root) has the owner and mode of the base's root, read from the open `base`;
     /// the definition's `uid=`, `gid=`, `mode=` win over both.
-    fn create(&self, def: &VolumeDef, base: Option<&Pin>) -> Result<()> {
+    fn create(&self, def: &VolumeDef, base: Option<&Pin>, fill: Option<&dyn Fill>) -> Result<()> {
         let dir = self.volume_dir(&def.name);
         let made = (|| {
             make_dir(&dir)?;
             match def.kind() {
-                VolumeKind::Plain => {
-                    let data = self.data_dir(&def.name);
-                    make_dir(&data)?;
-                    set_root(&data, &NEW_ROOT.with(&def.owner))?;
-                }
+                VolumeKind::Plain => self.make_data(def, fill)?,
                 VolumeKind::CopyOnWrite => {
                     let upper = self.upper_dir(&def.name);
                     make_dir(&upper)?;
@@ -613,6 +635,31 @@ impl Store {
         made
     }
 
+    /// A plain volume's `data/`, filled aside first when there is something to fill it.
+    fn make_data(&self, def: &VolumeDef, fill: Option<&dyn Fill>) -> Result<()> {
+        let data = self.data_dir(&def.name);
+        let Some(fill) = fill else {
+            make_dir(&data)?;
+            return set_root(&data, &NEW_ROOT.with(&def.owner));
+        };
+        let filling = self.volume_dir(&def.name).join(FILLING);
+        remove_if_present(&filling)?;
+        make_dir(&filling)?;
+        set_root(&filling, &NEW_ROOT)?;
+        fill.fill(&filling)
+            .ctx(|| format!("volume {}", def.volume_name()))?;
+        set_root(&filling, &def.owner)?;
+        match fs::rename(&filling, &data) {
+            Ok(()) => Ok(()),
+            // Data without a definition (a creation cut short by an older version): it is the
+            // volume's, and a volume with data is never filled.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY | libc::EEXIST)) => {
+                remove_if_present(&filling)
+            }
+            Err(e) => Err(e).ctx(|| format!("rename {} to data", filling.display())),
+        }
+    }
+
     /// Removes a volume that has no user, with its data. The definition goes last: a removal
     /// that fails part-way leaves a volume that `volume ls` still shows and `volume rm` can
     /// finish, never data without a definition.
@@ -620,6 +667,7 @@ impl Store {
         let dir = self.volume_dir(&def.name);
         for path in [
             self.data_dir(&def.name),
+            dir.join(FILLING),
             self.upper_dir(&def.name),
             self.work_dir(&def.name),
             self.run_dir(&def.name),
@@ -1096,10 +1144,91 @@ mod tests {
         assert_ne!(got.name, anon.name);
     }
 
+    /// Writes a file into what it fills, or fails; counts its calls.
+    struct Filler {
+        calls: std::sync::Mutex<usize>,
+        fail: bool,
+    }
+    impl Filler {
+        fn new(fail: bool) -> Filler {
+            Filler {
+                calls: std::sync::Mutex::new(0),
+                fail,
+            }
+        }
+        fn calls(&self) -> usize {
+            *self.calls.lock().unwrap()
+        }
+    }
+    impl Fill for Filler {
+        fn fill(&self, dir: &Path) -> io::Result<()> {
+            *self.calls.lock().unwrap() += 1;
+            if self.fail {
+                return Err(io::Error::other("the image cannot be read"));
+            }
+            fs::write(dir.join("from-image"), "x")
+        }
+    }
+
     fn mode_owner(path: &Path) -> (u32, u32, u32) {
         use std::os::unix::fs::MetadataExt;
         let m = fs::metadata(path).unwrap();
         (m.mode() & 0o7777, m.uid(), m.gid())
+    }
+
+    #[test]
+    fn only_the_use_that_creates_a_plain_volume_fills_it() {
+        let (dir, s, _) = store();
+        let f = Filler::new(false);
+        let named = VolumeRequest::shared(Some("v"), None, false);
+        let a = s
+            .acquire_filled(&named, "a", true, &guard(), Some(&f))
+            .unwrap();
+        assert_eq!(f.calls(), 1);
+        assert!(a.source.join("from-image").exists());
+        fs::remove_file(a.source.join("from-image")).unwrap();
+        s.acquire_filled(&named, "b", true, &guard(), Some(&f))
+            .unwrap();
+        assert_eq!(
+            f.calls(),
+            1,
+            "a volume that exists is never filled, even empty"
+        );
+        let anon = VolumeRequest::shared(None, None, false);
+        s.acquire_filled(&anon, "c", true, &guard(), Some(&f))
+            .unwrap();
+        assert_eq!(f.calls(), 2);
+        s.acquire_filled(&cow("c", dir.path(), false), "d", true, &guard(), Some(&f))
+            .unwrap();
+        assert_eq!(f.calls(), 2, "a copy-on-write volume's content is its base");
+        assert!(!s.volume_dir("v").join(FILLING).exists());
+    }
+
+    #[test]
+    fn a_failed_or_interrupted_fill_leaves_no_volume() {
+        let (_dir, s, _) = store();
+        let req = VolumeRequest::shared(Some("v"), None, false);
+        let e = s
+            .acquire_filled(&req, "a", true, &guard(), Some(&Filler::new(true)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("volume v") && e.contains("cannot be read"),
+            "{e}"
+        );
+        assert!(s.definition("v").unwrap().is_none());
+        assert!(!s.volume_dir("v").exists());
+        // What a fill killed half-way leaves: no definition, a half-filled directory aside.
+        fs::create_dir_all(s.volume_dir("v").join(FILLING)).unwrap();
+        fs::write(s.volume_dir("v").join(FILLING).join("half"), "").unwrap();
+        let got = s
+            .acquire_filled(&req, "a", true, &guard(), Some(&Filler::new(false)))
+            .unwrap();
+        assert_eq!(
+            crate::util::dir_first_entries(&got.source, 10).unwrap(),
+            ["from-image"]
+        );
+        assert!(!s.volume_dir("v").join(FILLING).exists());
     }
 
     #[test]

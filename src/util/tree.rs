@@ -227,7 +227,9 @@ mod tests {
         let fds_before = fs::read_dir("/proc/self/fd").unwrap().count();
         remove_tree(&top).unwrap();
         assert!(!top.exists());
-        assert!(fs::read_dir("/proc/self/fd").unwrap().count() <= fds_before);
+        // Other tests run in threads of this process and open files too: a leak of one fd per
+        // level would be thousands; `tests/pinning.rs` runs the same under `ulimit -n 256`.
+        assert!(fs::read_dir("/proc/self/fd").unwrap().count() <= fds_before + 64);
     }
 
     #[test]

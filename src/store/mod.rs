@@ -1253,6 +1253,15 @@ mod tests {
         s.acquire(&cow("c", &base, false), "a", true, &guard())
             .unwrap();
         assert_eq!(mode_owner(&s.upper_dir("c")), (0o2711, me.0, me.1));
+        // A volatile volume's changes go, its root's owner and mode stay.
+        s.acquire(&cow("vol", &base, true), "a", true, &guard())
+            .unwrap();
+        fs::write(s.upper_dir("vol").join("change"), "x").unwrap();
+        s.release("vol", "a").unwrap();
+        s.acquire(&cow("vol", &base, true), "b", true, &guard())
+            .unwrap();
+        assert_eq!(mode_owner(&s.upper_dir("vol")), (0o2711, me.0, me.1));
+        assert!(!s.upper_dir("vol").join("change").exists());
         let mut req = VolumeRequest::shared(Some("o"), None, false);
         req.owner.mode = Some(0o1770);
         let got = s.acquire(&req, "a", true, &guard()).unwrap();

@@ -273,6 +273,7 @@ fn volumes_from(dir: &Path, base: &Path, counts: &[usize], iters: usize) -> serd
                 key_root: None,
                 bundle: Path::new("/nonexistent/bundles/src"),
                 annotations: &ann,
+                rootfs: None,
             };
             let source = prepare(&ctx, &store, &c, &NoRuntime)
                 .expect("prepare the source")
@@ -294,6 +295,7 @@ fn volumes_from(dir: &Path, base: &Path, counts: &[usize], iters: usize) -> serd
                 key_root: None,
                 bundle: Path::new("/nonexistent/bundles/reader"),
                 annotations: &ann,
+                rootfs: None,
             };
             let t = Instant::now();
             let p = prepare(ctx, store, &c, &NoRuntime)
@@ -374,6 +376,7 @@ fn volumes_from_by_name(
                 key_root: None,
                 bundle: &tasks.join("src-id"),
                 annotations: &ann,
+                rootfs: None,
             };
             let src = prepare(&ctx, &store, &c, &NoRuntime)
                 .expect("prepare the source")
@@ -396,6 +399,7 @@ fn volumes_from_by_name(
                 key_root: None,
                 bundle: &bundle,
                 annotations: &ann,
+                rootfs: None,
             };
             let t = Instant::now();
             let p = prepare(ctx, store, &c, &NoRuntime)

@@ -60,6 +60,96 @@ impl MountFlags {
     }
 }
 
+/// `uid=`, `gid=`, `mode=`: the owner and permission bits a new volume's root gets. What is not
+/// given keeps its default (root, 0755; a copy-on-write volume's base root; a filled volume's
+/// image directory). Recorded in the volume's definition, where `mode` is an octal string.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Ownership {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "octal")]
+    pub mode: Option<u32>,
+}
+
+impl Ownership {
+    pub fn is_empty(&self) -> bool {
+        *self == Ownership::default()
+    }
+
+    /// These, with what `over` gives instead.
+    pub fn with(&self, over: &Ownership) -> Ownership {
+        Ownership {
+            uid: over.uid.or(self.uid),
+            gid: over.gid.or(self.gid),
+            mode: over.mode.or(self.mode),
+        }
+    }
+
+    /// The options as a spec writes them (`uid=1000`, `mode=0750`).
+    pub fn options(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(u) = self.uid {
+            out.push(format!("uid={u}"));
+        }
+        if let Some(g) = self.gid {
+            out.push(format!("gid={g}"));
+        }
+        if let Some(m) = self.mode {
+            out.push(format!("mode={m:04o}"));
+        }
+        out
+    }
+}
+
+/// `mode` as an octal string in JSON: `"0750"` reads as what `mode=0750` means.
+mod octal {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(mode: &Option<u32>, s: S) -> Result<S::Ok, S::Error> {
+        match mode {
+            Some(m) => s.serialize_str(&format!("{m:04o}")),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|t| super::parse_mode(&t).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+/// Largest user or group ID an option takes: `(uid_t)-1` means "leave unchanged" to chown(2).
+pub const MAX_ID: u32 = u32::MAX - 1;
+
+/// A numeric user or group ID, `what` being `uid` or `gid`.
+pub fn parse_id(what: &str, text: &str) -> Result<u32, String> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{what} {text:?} is not a number; give a numeric ID ({what}=1000)"
+        ));
+    }
+    match text.parse::<u64>() {
+        Ok(n) if n <= u64::from(MAX_ID) => Ok(n as u32),
+        _ => Err(format!(
+            "{what} {text} is too large; an ID is at most {MAX_ID}"
+        )),
+    }
+}
+
+/// Permission bits in octal, as chmod takes them: at most 07777.
+pub fn parse_mode(text: &str) -> Result<u32, String> {
+    if text.is_empty() || text.len() > 6 || !text.bytes().all(|b| matches!(b, b'0'..=b'7')) {
+        return Err(format!("mode {text:?} is not an octal number (mode=0755)"));
+    }
+    match u32::from_str_radix(text, 8) {
+        Ok(m) if m <= 0o7777 => Ok(m),
+        _ => Err(format!("mode {text} is too large; a mode is at most 07777")),
+    }
+}
+
 /// Where a volume's data comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -83,6 +173,10 @@ pub struct VolumeSpec {
     pub base: Option<PathBuf>,
     /// `volatile`: changes are discarded after the last user.
     pub volatile: bool,
+    /// `nocopy`: a new volume is not filled from the image's content at its destination.
+    pub nocopy: bool,
+    /// `uid=`, `gid=`, `mode=`: a new volume's root.
+    pub owner: Ownership,
 }
 
 impl fmt::Display for VolumeSpec {
@@ -113,6 +207,10 @@ impl fmt::Display for VolumeSpec {
         if self.volatile {
             opts.push("volatile".to_string());
         }
+        if self.nocopy {
+            opts.push("nocopy".to_string());
+        }
+        opts.extend(self.owner.options());
         if !opts.is_empty() {
             write!(f, ":{}", opts.join(","))?;
         }
@@ -326,6 +424,8 @@ fn parse_entry(entry: &str) -> Result<VolumeSpec, String> {
         flags: MountFlags::default(),
         base: None,
         volatile: false,
+        nocopy: false,
+        owner: Ownership::default(),
     };
     if let Some(options) = options {
         apply_options(&mut spec, options)?;
@@ -343,6 +443,7 @@ fn apply_options(spec: &mut VolumeSpec, options: &str) -> Result<(), String> {
             "nodev" => spec.flags.nodev = true,
             "noexec" => spec.flags.noexec = true,
             "volatile" => spec.volatile = true,
+            "nocopy" => spec.nocopy = true,
             "" => return Err("empty option (two ',' in a row, or a trailing ',' or ':')".into()),
             _ => match opt.split_once('=') {
                 Some(("base", dir)) => {
@@ -351,9 +452,19 @@ fn apply_options(spec: &mut VolumeSpec, options: &str) -> Result<(), String> {
                     }
                     spec.base = Some(check_host_path("base", dir)?);
                 }
+                Some((key @ ("uid" | "gid" | "mode"), value)) => {
+                    let (slot, value) = match key {
+                        "uid" => (&mut spec.owner.uid, parse_id(key, value)?),
+                        "gid" => (&mut spec.owner.gid, parse_id(key, value)?),
+                        _ => (&mut spec.owner.mode, parse_mode(value)?),
+                    };
+                    if slot.replace(value).is_some() {
+                        return Err(format!("{key}= is given twice"));
+                    }
+                }
                 _ => {
                     return Err(format!(
-                        "unknown option {opt:?}; the options are ro, rw, nosuid, nodev, noexec, base=HOSTDIR, volatile"
+                        "unknown option {opt:?}; the options are ro, rw, nosuid, nodev, noexec, base=HOSTDIR, volatile, nocopy, uid=N, gid=N, mode=OCTAL"
                     ));
                 }
             },
@@ -369,8 +480,21 @@ fn apply_options(spec: &mut VolumeSpec, options: &str) -> Result<(), String> {
                 .into(),
         );
     }
-    if spec.base.is_some() && matches!(spec.source, Source::HostPath(_)) {
-        return Err("base= cannot be used with a host path source; name the volume instead (NAME:DEST:base=HOSTDIR)".into());
+    if matches!(spec.source, Source::HostPath(_)) {
+        if spec.base.is_some() {
+            return Err("base= cannot be used with a host path source; name the volume instead (NAME:DEST:base=HOSTDIR)".into());
+        }
+        if let Some(opt) = spec.owner.options().into_iter().next() {
+            let key = opt.split('=').next().unwrap_or_default();
+            return Err(format!(
+                "{key}= sets a new volume's root; a bind of a host path keeps the owner and mode it has"
+            ));
+        }
+        if spec.nocopy {
+            return Err(
+                "nocopy applies to a new volume; a bind of a host path is never filled".into(),
+            );
+        }
     }
     Ok(())
 }
@@ -610,6 +734,23 @@ mod tests {
             ("v:/x\t:ro", "ends with white space"),
             ("/h :/d", "ends with white space"),
             ("v:/x;w:/x", "already used"),
+            ("v:/x:uid=abc", "uid \"abc\" is not a number"),
+            ("v:/x:uid=-1", "uid \"-1\" is not a number"),
+            ("v:/x:uid=", "uid \"\" is not a number"),
+            ("v:/x:gid=4294967295", "an ID is at most 4294967294"),
+            (
+                "v:/x:gid=99999999999999999999",
+                "an ID is at most 4294967294",
+            ),
+            ("v:/x:uid=1,uid=1", "uid= is given twice"),
+            ("v:/x:mode=0999", "mode \"0999\" is not an octal number"),
+            ("v:/x:mode=0x755", "not an octal number"),
+            ("v:/x:mode=17777", "a mode is at most 07777"),
+            ("v:/x:mode=1,mode=2", "mode= is given twice"),
+            ("/h:/x:uid=1", "uid= sets a new volume's root"),
+            ("/h:/x:mode=0755", "mode= sets a new volume's root"),
+            ("/h:/x:nocopy", "a bind of a host path is never filled"),
+            ("v:/x:owner=1", "unknown option \"owner=1\""),
         ];
         for (text, reason) in cases {
             let e = err(text);
@@ -660,6 +801,35 @@ mod tests {
     }
 
     #[test]
+    fn ownership_options_and_nocopy() {
+        let s = one("cache:/c:uid=1000,gid=1001,mode=0750,nocopy");
+        assert_eq!(
+            s.owner,
+            Ownership {
+                uid: Some(1000),
+                gid: Some(1001),
+                mode: Some(0o750)
+            }
+        );
+        assert!(s.nocopy);
+        for (text, mode) in [("7", 0o7), ("755", 0o755), ("01777", 0o1777), ("0", 0)] {
+            assert_eq!(parse_mode(text), Ok(mode), "{text}");
+        }
+        assert_eq!(parse_id("uid", "0"), Ok(0));
+        assert_eq!(parse_id("gid", "4294967294"), Ok(4294967294));
+        // Anonymous and copy-on-write volumes take them too; nocopy is a no-op with base=.
+        assert_eq!(one("/s:uid=5").owner.uid, Some(5));
+        let c = one("c:/c:base=/srv/b,mode=700,nocopy");
+        assert_eq!((c.owner.mode, c.nocopy), (Some(0o700), true));
+        // In a definition, the mode is an octal string.
+        let json = serde_json::to_string(&s.owner).unwrap();
+        assert_eq!(json, r#"{"uid":1000,"gid":1001,"mode":"0750"}"#);
+        assert_eq!(serde_json::from_str::<Ownership>(&json).unwrap(), s.owner);
+        assert_eq!(serde_json::to_string(&Ownership::default()).unwrap(), "{}");
+        assert!(serde_json::from_str::<Ownership>(r#"{"mode":"9"}"#).is_err());
+    }
+
+    #[test]
     fn display_round_trips() {
         for text in [
             "cache:/var/cache/app",
@@ -667,6 +837,8 @@ mod tests {
             "/scratch:ro",
             "/srv/x:/x:ro,nodev",
             "s:/work:nosuid,base=/srv/t,volatile",
+            "c:/c:nocopy,uid=0,gid=4294967294,mode=0750",
+            "/a:mode=1777",
         ] {
             let s = one(text);
             assert_eq!(

@@ -2,13 +2,15 @@
 //!
 //! The data path, one module per step:
 //! [`annotations`] → [`plan`] (with [`config`]'s policy) → [`store`] (with [`mounts`]) →
-//! [`spec`], with [`volumes_from`] and [`scope`] adding other containers' volumes; [`prepare`] runs the whole path, [`runtime`] is the runc wrapper that calls it.
+//! [`spec`], with [`volumes_from`] and [`scope`] adding other containers' volumes and [`copyup`]
+//! filling a new volume from the image; [`prepare`] runs the whole path, [`runtime`] is the runc wrapper that calls it.
 //! [`commands`] are the operator's subcommands; [`process`] tells a live container from a dead
 //! one for the store's reconciliation; [`crash`] injects crashes in tests.
 
 pub mod annotations;
 pub mod commands;
 pub mod config;
+pub mod copyup;
 pub mod crash;
 pub mod hook;
 pub mod mounts;

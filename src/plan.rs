@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use crate::annotations::{self, MountFlags, Source, VolumeSpec};
+use crate::annotations::{self, MountFlags, Ownership, Source, VolumeSpec};
 use crate::pin::{Guard, How, Kind, Pin};
 
 /// What a destination is mounted from.
@@ -18,6 +18,10 @@ pub enum Planned {
         /// `Some` for a copy-on-write volume: the base directory, open.
         base: Option<Pin>,
         volatile: bool,
+        /// What the root of the volume gets if this creates it.
+        owner: Ownership,
+        /// Not filled from the image if this creates it.
+        nocopy: bool,
     },
     /// A host path, open.
     Bind { source: Pin },
@@ -70,6 +74,8 @@ fn plan_one(spec: &VolumeSpec, key: &str, guard: &Guard) -> Result<PlannedMount,
                 },
                 base,
                 volatile: spec.volatile,
+                owner: spec.owner,
+                nocopy: spec.nocopy,
             }
         }
     };
@@ -151,6 +157,7 @@ mod tests {
                     name,
                     base,
                     volatile,
+                    ..
                 } => format!(
                     "{name:?} {:?} {volatile}",
                     base.as_ref().map(|b| b.path().display().to_string())

@@ -11,11 +11,14 @@ use oci_spec::runtime::Mount;
 
 use crate::annotations::{self, AnnotationError};
 use crate::config::Context;
+use crate::copyup::ImageDir;
 use crate::pin::{Guard, How, Kind, Pin};
 use crate::plan::{self, Planned};
 use crate::scope::Scope;
 use crate::spec::bind_mount;
-use crate::store::{ContainerRecord, RecordedMount, Store, VolumeRequest, boot_id, container_key};
+use crate::store::{
+    ContainerRecord, Fill, RecordedMount, Store, VolumeRequest, boot_id, container_key,
+};
 use crate::volumes_from::{self, RuntimeState};
 
 /// What a prepared container gets.
@@ -70,6 +73,8 @@ pub struct Container<'a> {
     pub key_root: Option<&'a str>,
     pub bundle: &'a Path,
     pub annotations: &'a BTreeMap<String, String>,
+    /// Its rootfs on the host (readable before it runs): what fills a volume it creates.
+    pub rootfs: Option<&'a Path>,
 }
 
 /// The key of the container's record.
@@ -81,7 +86,11 @@ pub fn key_of(c: &Container) -> String {
 /// applies to it (or a wrong one, for `prepare` to refuse) and is no pod's sandbox. Cheap: for a
 /// way in to skip what only a prepared container needs (a user namespace made for it, say).
 pub fn wanted(c: &Container) -> bool {
-    if !c.annotations.keys().any(|k| k.starts_with(annotations::PREFIX)) {
+    if !c
+        .annotations
+        .keys()
+        .any(|k| k.starts_with(annotations::PREFIX))
+    {
         return false;
     }
     let scope = Scope::of(c.bundle, c.runtime_root, c.annotations);
@@ -186,6 +195,7 @@ pub fn prepare(
         &key,
         &planned,
         &copied,
+        c.rootfs,
         &mut record,
         &mut pins,
     );
@@ -201,6 +211,23 @@ pub fn prepare(
     Ok(Some(Prepared { record, pins }))
 }
 
+/// What fills a volume at `destination` if this container creates it: the image's content there
+/// (Docker's copy-up), unless the container's rootfs is unknown, the volume is copy-on-write (its
+/// content is its base), it is one the policy shares with every scope (no tenant's image
+/// chooses what the others find in it) or the entry says `nocopy`.
+fn image_dir<'a>(
+    rootfs: Option<&'a Path>,
+    destination: &'a Path,
+    no_copy: bool,
+    ids: Option<&'a crate::userns::Mappings>,
+) -> Option<ImageDir<'a>> {
+    rootfs.filter(|_| !no_copy).map(|rootfs| ImageDir {
+        rootfs,
+        destination,
+        ids,
+    })
+}
+
 /// Takes the container's own volumes and joins the copied ones, filling `record` (and `pins`,
 /// the open source of each mount) as it goes so that a failure part-way knows what to give
 /// back; then saves the record.
@@ -212,6 +239,7 @@ fn take(
     key: &str,
     planned: &[plan::PlannedMount],
     copied: &[volumes_from::SourceMount],
+    rootfs: Option<&Path>,
     record: &mut ContainerRecord,
     pins: &mut Vec<Pin>,
 ) -> anyhow::Result<()> {
@@ -222,6 +250,8 @@ fn take(
                 name,
                 base,
                 volatile,
+                owner,
+                nocopy,
             } => {
                 // A name means the volume of the container's scope, or a shared one (see
                 // Store::acquire); an anonymous volume records the scope for `volume ls`.
@@ -233,10 +263,23 @@ fn take(
                     create_shared: name
                         .as_ref()
                         .is_some_and(|n| policy.shared_volumes.contains(n)),
+                    owner: *owner,
                 };
                 let refuse = |e: String| AnnotationError::new(&m.annotation, &m.entry, e);
+                let image = image_dir(
+                    rootfs,
+                    &m.destination,
+                    base.is_some() || *nocopy || req.create_shared,
+                    store.userns_mappings(),
+                );
                 let got = store
-                    .acquire(&req, key, policy.auto_create, guard)
+                    .acquire_filled(
+                        &req,
+                        key,
+                        policy.auto_create,
+                        guard,
+                        image.as_ref().map(|i| i as &dyn Fill),
+                    )
                     .map_err(|e| refuse(e.to_string()))?;
                 record.volumes.push(got.name.clone());
                 let pin = Pin::own(&got.source).map_err(|e| refuse(e.to_string()))?;

@@ -72,6 +72,12 @@ impl BundleSpec {
             .unwrap_or_default()
     }
 
+    /// The container's rootfs: `root.path`, relative to the bundle unless it is absolute.
+    pub fn rootfs(&self, bundle: &Path) -> Option<PathBuf> {
+        let path = self.value.pointer("/root/path")?.as_str()?;
+        Some(bundle.join(path))
+    }
+
     /// Whether any annotation is one of ocivol's.
     pub fn wants_ocivol(&self) -> bool {
         self.annotations()

@@ -75,6 +75,12 @@ pub struct IdMap {
 }
 
 impl IdMap {
+    /// The container id of host id `id`, if this range maps it.
+    fn container_of(&self, id: u32) -> Option<u32> {
+        let offset = id.checked_sub(self.host_id)?;
+        (offset < self.size).then(|| self.container_id.saturating_add(offset))
+    }
+
     /// The host id of container id `id`, if this range maps it.
     fn host_of(&self, id: u32) -> Option<u32> {
         let offset = id.checked_sub(self.container_id)?;
@@ -127,6 +133,16 @@ impl Mappings {
         maps.iter()
             .map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size))
             .collect()
+    }
+
+    /// The container uid that host uid `id` is, if the mappings map it.
+    pub fn uid_in_container(&self, id: u32) -> Option<u32> {
+        self.uids.iter().find_map(|m| m.container_of(id))
+    }
+
+    /// The container gid that host gid `id` is, if the mappings map it.
+    pub fn gid_in_container(&self, id: u32) -> Option<u32> {
+        self.gids.iter().find_map(|m| m.container_of(id))
     }
 
     /// The host ids the container's root maps to; where it is not mapped, the first mapped ids.

@@ -99,11 +99,32 @@ fn path() -> impl Strategy<Value = String> {
         })
 }
 
+/// The value of `uid=`, `gid=` or `mode=`: good, out of range, or not a number at all.
+fn owner_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => (0u64..5000).prop_map(|n| n.to_string()),
+        2 => (0u32..0o10000).prop_map(|m| format!("{m:o}")),
+        2 => (0u32..0o10000).prop_map(|m| format!("0{m:o}")),
+        1 => Just("4294967294".to_string()),
+        1 => Just("4294967295".to_string()),
+        1 => Just("17777".to_string()),
+        1 => Just("-1".to_string()),
+        1 => Just("0x10".to_string()),
+        1 => Just("08".to_string()),
+        1 => Just(String::new()),
+        1 => tricky_string(),
+    ]
+}
+
 fn option() -> impl Strategy<Value = String> {
     prop_oneof![
-        2 => prop::sample::select(&["ro", "rw", "nosuid", "nodev", "noexec", "volatile"][..])
-            .prop_map(str::to_string),
+        2 => prop::sample::select(
+            &["ro", "rw", "nosuid", "nodev", "noexec", "volatile", "nocopy"][..]
+        )
+        .prop_map(str::to_string),
         2 => path().prop_map(|p| format!("base={p}")),
+        2 => (prop::sample::select(&["uid", "gid", "mode"][..]), owner_value())
+            .prop_map(|(k, v)| format!("{k}={v}")),
         1 => Just(String::new()),
         1 => Just(" ro ".to_string()),
         1 => Just("rw".to_string()),
@@ -212,6 +233,21 @@ fn check_accepted(input: &str, specs: &[VolumeSpec]) -> Result<(), TestCaseError
             );
         }
         prop_assert!(!spec.volatile || spec.base.is_some(), "{input:?}: volatile");
+        // uid=, gid=, mode= and nocopy are about a new volume: never on a bind of a host path;
+        // IDs that chown(2) takes as IDs, modes that chmod(2) takes.
+        if matches!(spec.source, Source::HostPath(_)) {
+            prop_assert!(
+                spec.owner.is_empty() && !spec.nocopy,
+                "{input:?}: bind options"
+            );
+        }
+        for id in [spec.owner.uid, spec.owner.gid].into_iter().flatten() {
+            prop_assert!(id <= annotations::MAX_ID, "{input:?}: id {id}");
+        }
+        prop_assert!(
+            spec.owner.mode.is_none_or(|m| m <= 0o7777),
+            "{input:?}: mode"
+        );
         let text = spec.to_string();
         let again = parse_volumes(&text, 64);
         let expected = VolumeSpec {

@@ -448,3 +448,59 @@ fn podmans_precreate_idmaps_a_container_with_a_uidmap() {
         (0, 0, 0)
     );
 }
+
+#[test]
+fn a_new_volume_filled_from_a_user_namespaced_image_keeps_its_owners_as_the_container_sees_them() {
+    let test = "a_new_volume_filled_from_a_user_namespaced_image_keeps_its_owners_as_the_container_sees_them";
+    let Some(env) = userns_env(test) else {
+        return;
+    };
+    for way in [Way::Runtime, Way::Hooks] {
+        // The image prepares /var/lib/app for its user 1000: on the host that is 101000.
+        let rootfs = rootfs(&env, &format!("rootfs-fill-{way:?}"), HOST_ID);
+        let app = rootfs.join("var/lib/app");
+        fs::create_dir_all(&app).unwrap();
+        fs::write(app.join("seed"), "seed\n").unwrap();
+        chown_tree(&rootfs.join("var"), HOST_ID);
+        chown_tree(&app, HOST_ID + 1000);
+        fs::set_permissions(&app, fs::Permissions::from_mode(0o700)).unwrap();
+        let id = format!("ocivol-userns-fill-{way:?}").to_lowercase();
+        let b = bundle(
+            &env,
+            way,
+            &id,
+            &["sleep", "600"],
+            &format!("appdata-{way:?}:/var/lib/app").to_lowercase(),
+            &rootfs,
+            true,
+        );
+        started(&env, way, &id, &b);
+        // The default capabilities have no CAP_DAC_OVERRIDE: the 0700 directory is its user's.
+        let as_app = env
+            .runc_cmd(&[
+                "exec",
+                "--user",
+                "1000:1000",
+                &id,
+                "sh",
+                "-c",
+                "stat -c '%u:%g %a' /var/lib/app /var/lib/app/seed && echo w > /var/lib/app/w",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            ok(&as_app, "stat as the image's user"),
+            "1000:1000 700\n1000:1000 644\n",
+            "{way:?}: the image's owners, as the container sees them"
+        );
+        // On disk the volume holds the container's ids (what the idmapped mount shows as
+        // themselves), not the rootfs's host ids.
+        let data = env
+            .volume_dir(&format!("appdata-{way:?}").to_lowercase())
+            .join("data");
+        assert_eq!(uid_of(&data), 1000, "{way:?}");
+        assert_eq!(uid_of(&data.join("seed")), 1000, "{way:?}");
+        ok(&way.delete(&env, &id), "delete");
+    }
+    assert!(env.mounts_here().is_empty(), "{:?}", env.mounts_here());
+}

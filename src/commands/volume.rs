@@ -7,8 +7,8 @@ use clap::{Args, Subcommand};
 
 use super::output::{escape, escape_path, human_size, table};
 use super::{Format, Global, run, store};
-use crate::annotations;
-use crate::pin::{Guard, How};
+use crate::annotations::{self, Ownership};
+use crate::pin::{Guard, How, Pin};
 use crate::plan;
 use crate::store::{Store, StoreError, VolumeDef, VolumeInfo, check_scope, storage_name};
 
@@ -26,7 +26,8 @@ pub enum VolumeCommand {
         ocivol volume create --scope any cache            # every scope's containers share it\n  \
         ocivol volume create --scope containerd/k8s.io,k8s:team-a cache\n  \
         ocivol volume create --scope any dataset --base /srv/datasets/v3 --label team=ml\n  \
-        ocivol volume create --scope root:/run/runc scratch --base /srv/template --volatile")]
+        ocivol volume create --scope root:/run/runc scratch --base /srv/template --volatile\n  \
+        ocivol volume create --scope any pgdata --uid 999 --gid 999 --mode 0700")]
     Create(CreateArgs),
     /// List volumes: name, scope, kind, base, users and the size of their data or changes.
     #[command(
@@ -95,6 +96,17 @@ pub struct CreateArgs {
     /// A label, KEY=VALUE (repeatable).
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
+    /// The owner of its root, a numeric user ID (default: root, or for a copy-on-write volume
+    /// the base root's owner); as the annotation option uid=.
+    #[arg(long, value_name = "UID", value_parser = |s: &str| annotations::parse_id("uid", s))]
+    pub uid: Option<u32>,
+    /// The group of its root, a numeric group ID; as the annotation option gid=.
+    #[arg(long, value_name = "GID", value_parser = |s: &str| annotations::parse_id("gid", s))]
+    pub gid: Option<u32>,
+    /// The mode of its root, in octal (default 0755, or the base root's); as the annotation
+    /// option mode=.
+    #[arg(long, value_name = "OCTAL", value_parser = annotations::parse_mode)]
+    pub mode: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -215,9 +227,9 @@ pub fn exec(g: &Global, args: VolumeArgs) -> i32 {
     })
 }
 
-/// Checks `--base` as `NAME:DEST:base=DIR` in an annotation would be checked; the definition
-/// gets its resolved path (checked again, with no symlink on its way, at every use).
-fn resolve_base(ctx: &crate::config::Context, base: &std::path::Path) -> Result<PathBuf, String> {
+/// Checks `--base` as `NAME:DEST:base=DIR` in an annotation would be checked, and opens it; the
+/// definition gets its resolved path (checked again, with no symlink on its way, at every use).
+fn resolve_base(ctx: &crate::config::Context, base: &std::path::Path) -> Result<Pin, String> {
     let text = base
         .to_str()
         .ok_or_else(|| format!("base {} is not UTF-8", base.display()))?;
@@ -226,7 +238,7 @@ fn resolve_base(ctx: &crate::config::Context, base: &std::path::Path) -> Result<
         &ctx.config.policy,
         &[ctx.paths.root.as_path(), ctx.paths.run_root.as_path()],
     );
-    plan::base_dir(&guard, &checked, How::Asked).map(|pin| pin.path().to_path_buf())
+    plan::base_dir(&guard, &checked, How::Asked)
 }
 
 fn create(ctx: &crate::config::Context, a: CreateArgs) -> anyhow::Result<i32> {
@@ -236,10 +248,16 @@ fn create(ctx: &crate::config::Context, a: CreateArgs) -> anyhow::Result<i32> {
         Some(b) => Some(resolve_base(ctx, b).map_err(|e| anyhow!("volume {name}: {e}"))?),
         None => None,
     };
-    let mut def = VolumeDef::new(&storage_name(name, &a.scope), base, a.volatile, false);
+    let base_path = base.as_ref().map(|b| b.path().to_path_buf());
+    let mut def = VolumeDef::new(&storage_name(name, &a.scope), base_path, a.volatile, false);
     def.scope = Some(a.scope.clone());
     def.labels = a.labels.into_iter().collect();
-    store(ctx).create_volume(&def)?;
+    def.owner = Ownership {
+        uid: a.uid,
+        gid: a.gid,
+        mode: a.mode,
+    };
+    store(ctx).create_volume(&def, base.as_ref())?;
     println!("{name}");
     Ok(0)
 }

@@ -147,12 +147,14 @@ fn precreate(
             .map(Arc::new);
         let store = &store.with_userns(userns.clone());
         let annotations = spec.annotations();
+        let rootfs = spec.rootfs(&userdata);
         let container = Container {
             id: &id,
             runtime_root: None,
             key_root: Some(PRECREATE_KEY_ROOT),
             bundle: &userdata,
             annotations: &annotations,
+            rootfs: rootfs.as_deref(),
         };
         let key = key_of(&container);
         // What an earlier start of this container held, if its poststop never ran: podman runs
@@ -267,6 +269,7 @@ fn create_runtime(ctx: &Context, store: Store, state: &HookState) -> anyhow::Res
         key_root: key_root.as_deref(),
         bundle: &state.bundle,
         annotations: &annotations,
+        rootfs: Some(&rootfs),
     };
     let key = key_of(&container);
     // What an earlier container with this ID and bundle held (a crashed hook, one whose poststop

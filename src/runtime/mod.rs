@@ -170,12 +170,14 @@ fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
     // of the same ID) left: release it first.
     store.release_container(&key)?;
     let annotations = spec.annotations();
+    let rootfs = spec.rootfs(&bundle);
     let container = Container {
         id,
         runtime_root: args.root.as_deref(),
         key_root: None,
         bundle: &bundle,
         annotations: &annotations,
+        rootfs: rootfs.as_deref(),
     };
     if !crate::prepare::wanted(&container) {
         // A pod's sandbox, or keys for other containers of the pod only.

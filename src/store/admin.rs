@@ -4,12 +4,14 @@
 
 use super::lock::VolumeLock;
 use super::{Result, Store, StoreError, VolumeDef, VolumeKind, wipe_dir};
+use crate::pin::Pin;
 
 impl Store {
-    /// Creates a volume as the operator defined it (already checked against the policy).
-    /// Creating a volume that exists as the same kind changes nothing (as `docker volume
-    /// create`); `Ok(false)` then.
-    pub fn create_volume(&self, def: &VolumeDef) -> Result<bool> {
+    /// Creates a volume as the operator defined it (already checked against the policy; `base`
+    /// is its open base directory, whose root's owner and mode a copy-on-write volume takes).
+    /// Creating a volume that exists as the same kind, with the same `uid=`, `gid=`, `mode=`
+    /// where given, changes nothing (as `docker volume create`); `Ok(false)` then.
+    pub fn create_volume(&self, def: &VolumeDef, base: Option<&Pin>) -> Result<bool> {
         self.make_state_dirs()?;
         let _lock = VolumeLock::take(&self.lock_path(&def.name))?;
         if let Some(have) = self.definition(&def.name)? {
@@ -24,11 +26,11 @@ impl Store {
                     have.scope_label()
                 )));
             }
-            have.check_use(def.base.as_deref(), def.volatile)
+            have.check_use(def.base.as_deref(), def.volatile, &def.owner)
                 .map_err(conflict)?;
             return Ok(false);
         }
-        self.create(def)?;
+        self.create(def, base, None)?;
         Ok(true)
     }
 

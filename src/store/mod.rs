@@ -4,6 +4,7 @@
 //! ROOT (/var/lib/ocivol)                  survives a reboot
 //! ├── volumes/NAME/volume.json            the definition (VolumeDef)
 //! ├── volumes/NAME/data/                  a plain volume's data
+//! ├── volumes/NAME/data.fill/             a new volume being filled from the image (see Fill)
 //! ├── volumes/NAME/upper/ , work/         a copy-on-write volume's changes and overlay workdir
 //! └── containers/KEY.json                 what a container holds (ContainerRecord)
 //! RUN_ROOT (/run/ocivol)                  cleared by a reboot
@@ -23,6 +24,13 @@
 //! only under the volume's lock. The overlay is mounted by the first user and unmounted by the
 //! last, under the same lock, so there is never more than one overlay on an upper directory
 //! (the kernel calls a second one undefined behaviour).
+//!
+//! Modes: every directory of the state is 0700 root, so no host user reaches a volume's data
+//! (Docker keeps `/var/lib/docker/volumes` 0701 for its user-namespace remapping; ocivol needs no
+//! such opening: an idmapped mount is made by root). Only what a container sees as a volume's
+//! root is open to it: `data/` is 0755 root:root unless the image's directory or `uid=`,
+//! `gid=`, `mode=` say otherwise, and `upper/` has the owner and mode of the base's root, which
+//! overlayfs shows as the root of the merged volume.
 //!
 //! Every acquire and release first drops, under the lock, the users whose container is gone
 //! ([`reconcile`]), and restores "no user, no overlay" if a crash broke it; `ocivol gc` does the
@@ -51,7 +59,7 @@ pub use reconcile::{ContainerProbe, GcAction, RuntimeView, Verdict};
 pub use users::UserRecord;
 pub use volume::{ANY_SCOPE, VolumeDef, VolumeKind, check_scope, is_storage_name, storage_name};
 
-use crate::annotations::MountFlags;
+use crate::annotations::{MountFlags, Ownership};
 use crate::config::StatePaths;
 use crate::mounts::Mounter;
 use crate::pin::{Guard, How, Pin};
@@ -122,7 +130,21 @@ pub struct VolumeRequest {
     pub scope: Option<String>,
     /// A name the policy's `shared_volumes` lists: made shared when it is first used.
     pub create_shared: bool,
+    /// `uid=`, `gid=`, `mode=`: the root of a volume this request creates; a volume that exists
+    /// must have been created with the same.
+    pub owner: Ownership,
 }
+
+/// What fills a new plain volume before anyone uses it (Docker's copy-up, [`crate::copyup`]):
+/// called once, by the use that creates the volume, under the volume's lock, with an empty
+/// directory that becomes the volume's data once filled.
+pub trait Fill {
+    fn fill(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// A new volume is filled here and renamed to `data/` when done: a fill cut short (a crash)
+/// leaves this directory, which the next creation throws away, never a half-filled volume.
+const FILLING: &str = "data.fill";
 
 impl VolumeRequest {
     /// A request for the shared volume `name` (or an anonymous one), as the store's tests and
@@ -134,6 +156,7 @@ impl VolumeRequest {
             volatile,
             scope: None,
             create_shared: true,
+            owner: Ownership::default(),
         }
     }
 }
@@ -214,6 +237,11 @@ impl Store {
     pub fn with_userns(mut self, userns: Option<std::sync::Arc<UserNs>>) -> Store {
         self.userns = userns;
         self
+    }
+
+    /// The mappings of the user namespace given with [`Store::with_userns`].
+    pub fn userns_mappings(&self) -> Option<&crate::userns::Mappings> {
+        self.userns.as_deref().map(UserNs::mappings)
     }
 
     /// Lets reconciliation ask the real runtime about containers. Without it, a user whose
@@ -339,6 +367,20 @@ impl Store {
         auto_create: bool,
         guard: &Guard,
     ) -> Result<Acquired> {
+        self.acquire_filled(req, user, auto_create, guard, None)
+    }
+
+    /// [`Store::acquire`], and a plain volume this call creates is first filled by `fill`
+    /// (under the lock, so a second container taking the same new volume at the same time waits
+    /// and finds it full). A volume that exists is never filled.
+    pub fn acquire_filled(
+        &self,
+        req: &VolumeRequest,
+        user: &str,
+        auto_create: bool,
+        guard: &Guard,
+        fill: Option<&dyn Fill>,
+    ) -> Result<Acquired> {
         let (name, target) = match &req.name {
             Some(n) => (n.clone(), self.resolve_name(n, req)?),
             None => {
@@ -382,7 +424,8 @@ impl Store {
                 let base = req.base.as_ref().map(|b| b.path().to_path_buf());
                 let mut def = VolumeDef::new(&storage, base, req.volatile, anonymous);
                 def.scope = target.scope.clone();
-                self.create(&def)?;
+                def.owner = req.owner;
+                self.create(&def, req.base.as_ref(), fill)?;
                 (def, true)
             }
         };
@@ -583,14 +626,24 @@ impl Store {
         Ok(())
     }
 
-    fn create(&self, def: &VolumeDef) -> Result<()> {
+    /// Makes a volume's directories and saves its definition. A plain volume's root is 0755
+    /// root:root, or what `fill` copied from the image; a copy-on-write volume's upper root
+    /// (the merged root) has the owner and mode of the base's root, read from the open `base`;
+    /// the definition's `uid=`, `gid=`, `mode=` win over both.
+    fn create(&self, def: &VolumeDef, base: Option<&Pin>, fill: Option<&dyn Fill>) -> Result<()> {
         let dir = self.volume_dir(&def.name);
         let made = (|| {
             make_dir(&dir)?;
             match def.kind() {
-                VolumeKind::Plain => make_dir(&self.data_dir(&def.name))?,
+                VolumeKind::Plain => self.make_data(def, fill)?,
                 VolumeKind::CopyOnWrite => {
-                    make_dir(&self.upper_dir(&def.name))?;
+                    let upper = self.upper_dir(&def.name);
+                    make_dir(&upper)?;
+                    let of_base = match base {
+                        Some(b) => root_of(b)?,
+                        None => NEW_ROOT,
+                    };
+                    set_root(&upper, &of_base.with(&def.owner))?;
                     make_dir(&self.work_dir(&def.name))?;
                 }
             }
@@ -602,6 +655,31 @@ impl Store {
         made
     }
 
+    /// A plain volume's `data/`, filled aside first when there is something to fill it.
+    fn make_data(&self, def: &VolumeDef, fill: Option<&dyn Fill>) -> Result<()> {
+        let data = self.data_dir(&def.name);
+        let Some(fill) = fill else {
+            make_dir(&data)?;
+            return set_root(&data, &NEW_ROOT.with(&def.owner));
+        };
+        let filling = self.volume_dir(&def.name).join(FILLING);
+        remove_if_present(&filling)?;
+        make_dir(&filling)?;
+        set_root(&filling, &NEW_ROOT)?;
+        fill.fill(&filling)
+            .ctx(|| format!("volume {}", def.volume_name()))?;
+        set_root(&filling, &def.owner)?;
+        match fs::rename(&filling, &data) {
+            Ok(()) => Ok(()),
+            // Data without a definition (a creation cut short by an older version): it is the
+            // volume's, and a volume with data is never filled.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY | libc::EEXIST)) => {
+                remove_if_present(&filling)
+            }
+            Err(e) => Err(e).ctx(|| format!("rename {} to data", filling.display())),
+        }
+    }
+
     /// Removes a volume that has no user, with its data. The definition goes last: a removal
     /// that fails part-way leaves a volume that `volume ls` still shows and `volume rm` can
     /// finish, never data without a definition.
@@ -609,6 +687,7 @@ impl Store {
         let dir = self.volume_dir(&def.name);
         for path in [
             self.data_dir(&def.name),
+            dir.join(FILLING),
             self.upper_dir(&def.name),
             self.work_dir(&def.name),
             self.run_dir(&def.name),
@@ -801,6 +880,56 @@ fn make_dir(path: &Path) -> Result<()> {
         .mode(0o700)
         .create(path)
         .ctx(|| format!("create {}", path.display()))
+}
+
+/// The root of a new volume: 0755, owned by whoever made it (root:root, as Docker makes it, since
+/// ocivol runs as root; left as it is so that the store's tests run without root).
+const NEW_ROOT: Ownership = Ownership {
+    uid: None,
+    gid: None,
+    mode: Some(0o755),
+};
+
+/// The owner and mode of an open directory (a base's root), from fstat of its fd: never by name.
+fn root_of(dir: &Pin) -> Result<Ownership> {
+    let st = nix::sys::stat::fstat(dir.fd())
+        .map_err(io::Error::from)
+        .ctx(|| format!("stat {}", dir.path().display()))?;
+    Ok(Ownership {
+        uid: Some(st.st_uid),
+        gid: Some(st.st_gid),
+        mode: Some(st.st_mode & 0o7777),
+    })
+}
+
+/// Gives one of ocivol's directories what `owner` names (the rest is left as it is), through an
+/// fd: the owner first, as a chown clears set-id bits, then the mode, exactly (no umask).
+fn set_root(path: &Path, owner: &Ownership) -> Result<()> {
+    use nix::fcntl::OFlag;
+    if owner.is_empty() {
+        return Ok(());
+    }
+    let set = || -> nix::Result<()> {
+        let fd = nix::fcntl::open(
+            path,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )?;
+        if owner.uid.is_some() || owner.gid.is_some() {
+            nix::unistd::fchown(
+                &fd,
+                owner.uid.map(nix::unistd::Uid::from_raw),
+                owner.gid.map(nix::unistd::Gid::from_raw),
+            )?;
+        }
+        if let Some(mode) = owner.mode {
+            nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(mode))?;
+        }
+        Ok(())
+    };
+    set()
+        .map_err(io::Error::from)
+        .ctx(|| format!("set the owner and mode of {}", path.display()))
 }
 
 /// Empties a directory (it exists afterwards), with a bounded number of fds whatever its depth.
@@ -1051,6 +1180,7 @@ mod tests {
             volatile: false,
             scope: Some(scope.into()),
             create_shared,
+            owner: Ownership::default(),
         }
     }
 
@@ -1072,7 +1202,7 @@ mod tests {
         // A shared volume: found by every scope that has none of its own.
         let mut shared = VolumeDef::new("tools", None, false, false);
         shared.scope = Some(ANY_SCOPE.into());
-        s.create_volume(&shared).unwrap();
+        s.create_volume(&shared, None).unwrap();
         for scope in ["root:/a", "root:/b"] {
             let got = s
                 .acquire(&scoped("tools", scope, false), "u3", true, &guard())
@@ -1082,7 +1212,7 @@ mod tests {
         // ...but a scope's own comes first.
         let mut own = VolumeDef::new(&storage_name("tools", "root:/a"), None, false, false);
         own.scope = Some("root:/a".into());
-        s.create_volume(&own).unwrap();
+        s.create_volume(&own, None).unwrap();
         let got = s
             .acquire(&scoped("tools", "root:/a", false), "u4", true, &guard())
             .unwrap();
@@ -1109,7 +1239,7 @@ mod tests {
         // What a hash collision (or a directory made by hand) would look like.
         let mut other = VolumeDef::new(&storage_name("c", "root:/a"), None, false, false);
         other.scope = Some("root:/b".into());
-        s.create_volume(&other).unwrap();
+        s.create_volume(&other, None).unwrap();
         let e = s
             .acquire(&scoped("c", "root:/a", false), "u", true, &guard())
             .unwrap_err()
@@ -1129,6 +1259,140 @@ mod tests {
             .acquire(&scoped(&anon.name, "root:/a", false), "v", true, &guard())
             .unwrap();
         assert_ne!(got.name, anon.name);
+    }
+
+    /// Writes a file into what it fills, or fails; counts its calls.
+    struct Filler {
+        calls: std::sync::Mutex<usize>,
+        fail: bool,
+    }
+    impl Filler {
+        fn new(fail: bool) -> Filler {
+            Filler {
+                calls: std::sync::Mutex::new(0),
+                fail,
+            }
+        }
+        fn calls(&self) -> usize {
+            *self.calls.lock().unwrap()
+        }
+    }
+    impl Fill for Filler {
+        fn fill(&self, dir: &Path) -> io::Result<()> {
+            *self.calls.lock().unwrap() += 1;
+            if self.fail {
+                return Err(io::Error::other("the image cannot be read"));
+            }
+            fs::write(dir.join("from-image"), "x")
+        }
+    }
+
+    fn mode_owner(path: &Path) -> (u32, u32, u32) {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(path).unwrap();
+        (m.mode() & 0o7777, m.uid(), m.gid())
+    }
+
+    #[test]
+    fn only_the_use_that_creates_a_plain_volume_fills_it() {
+        let (dir, s, _) = store();
+        let f = Filler::new(false);
+        let named = VolumeRequest::shared(Some("v"), None, false);
+        let a = s
+            .acquire_filled(&named, "a", true, &guard(), Some(&f))
+            .unwrap();
+        assert_eq!(f.calls(), 1);
+        assert!(a.source.join("from-image").exists());
+        fs::remove_file(a.source.join("from-image")).unwrap();
+        s.acquire_filled(&named, "b", true, &guard(), Some(&f))
+            .unwrap();
+        assert_eq!(
+            f.calls(),
+            1,
+            "a volume that exists is never filled, even empty"
+        );
+        let anon = VolumeRequest::shared(None, None, false);
+        s.acquire_filled(&anon, "c", true, &guard(), Some(&f))
+            .unwrap();
+        assert_eq!(f.calls(), 2);
+        s.acquire_filled(&cow("c", dir.path(), false), "d", true, &guard(), Some(&f))
+            .unwrap();
+        assert_eq!(f.calls(), 2, "a copy-on-write volume's content is its base");
+        assert!(!s.volume_dir("v").join(FILLING).exists());
+    }
+
+    #[test]
+    fn a_failed_or_interrupted_fill_leaves_no_volume() {
+        let (_dir, s, _) = store();
+        let req = VolumeRequest::shared(Some("v"), None, false);
+        let e = s
+            .acquire_filled(&req, "a", true, &guard(), Some(&Filler::new(true)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("volume v") && e.contains("cannot be read"),
+            "{e}"
+        );
+        assert!(s.definition("v").unwrap().is_none());
+        assert!(!s.volume_dir("v").exists());
+        // What a fill killed half-way leaves: no definition, a half-filled directory aside.
+        fs::create_dir_all(s.volume_dir("v").join(FILLING)).unwrap();
+        fs::write(s.volume_dir("v").join(FILLING).join("half"), "").unwrap();
+        let got = s
+            .acquire_filled(&req, "a", true, &guard(), Some(&Filler::new(false)))
+            .unwrap();
+        assert_eq!(
+            crate::util::dir_first_entries(&got.source, 10).unwrap(),
+            ["from-image"]
+        );
+        assert!(!s.volume_dir("v").join(FILLING).exists());
+    }
+
+    #[test]
+    fn new_roots_are_0755_or_their_bases_or_what_the_options_say() {
+        let (dir, s, _) = store();
+        let me = (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        );
+        let plain = s
+            .acquire(
+                &VolumeRequest::shared(Some("p"), None, false),
+                "a",
+                true,
+                &guard(),
+            )
+            .unwrap();
+        assert_eq!(mode_owner(&plain.source), (0o755, me.0, me.1));
+        let base = dir.path().join("base");
+        fs::create_dir(&base).unwrap();
+        fs::set_permissions(&base, std::os::unix::fs::PermissionsExt::from_mode(0o2711)).unwrap();
+        s.acquire(&cow("c", &base, false), "a", true, &guard())
+            .unwrap();
+        assert_eq!(mode_owner(&s.upper_dir("c")), (0o2711, me.0, me.1));
+        // A volatile volume's changes go, its root's owner and mode stay.
+        s.acquire(&cow("vol", &base, true), "a", true, &guard())
+            .unwrap();
+        fs::write(s.upper_dir("vol").join("change"), "x").unwrap();
+        s.release("vol", "a").unwrap();
+        s.acquire(&cow("vol", &base, true), "b", true, &guard())
+            .unwrap();
+        assert_eq!(mode_owner(&s.upper_dir("vol")), (0o2711, me.0, me.1));
+        assert!(!s.upper_dir("vol").join("change").exists());
+        let mut req = VolumeRequest::shared(Some("o"), None, false);
+        req.owner.mode = Some(0o1770);
+        let got = s.acquire(&req, "a", true, &guard()).unwrap();
+        assert_eq!(mode_owner(&got.source).0, 0o1770);
+        assert_eq!(s.definition("o").unwrap().unwrap().owner.mode, Some(0o1770));
+        // The state around a volume stays closed.
+        assert_eq!(mode_owner(&s.volume_dir("o")).0, 0o700);
+        assert_eq!(mode_owner(&s.work_dir("c")).0, 0o700);
+        req.owner.mode = Some(0o755);
+        let e = s
+            .acquire(&req, "b", true, &guard())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("created with mode=1770, not mode=0755"), "{e}");
     }
 
     #[test]

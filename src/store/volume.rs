@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{IoContext, Result, StoreError, VolumeRequest};
+use crate::annotations::Ownership;
 
 pub(super) const FILE: &str = "volume.json";
 
@@ -91,6 +92,10 @@ pub struct VolumeDef {
     /// Seconds since the epoch.
     #[serde(default)]
     pub created: u64,
+    /// `uid=`, `gid=`, `mode=` it was created with (what its root got then); none of them in a
+    /// definition made before these options.
+    #[serde(flatten)]
+    pub owner: Ownership,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +117,7 @@ impl VolumeDef {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
+            owner: Ownership::default(),
         }
     }
 
@@ -140,15 +146,56 @@ impl VolumeDef {
 
     /// Whether a request can use this volume as it is; the error says what contradicts it.
     pub fn check_request(&self, req: &VolumeRequest) -> std::result::Result<(), String> {
-        self.check_use(req.base.as_ref().map(|b| b.path()), req.volatile)
+        self.check_use(
+            req.base.as_ref().map(|b| b.path()),
+            req.volatile,
+            &req.owner,
+        )
     }
 
-    /// Whether the volume can be used as copy-on-write over `base` (or plain), volatile or not.
+    /// Whether the volume can be used as copy-on-write over `base` (or plain), volatile or not,
+    /// by a request that gives `owner`. An option left out never contradicts; one given must be
+    /// what the volume was created with: an existing volume's root is not changed.
     pub fn check_use(
         &self,
         base: Option<&Path>,
         volatile: bool,
+        owner: &Ownership,
     ) -> std::result::Result<(), String> {
+        self.check_kind(base, volatile)?;
+        let show = |key: &str, v: u32| {
+            if key == "mode" {
+                format!("{key}={v:04o}")
+            } else {
+                format!("{key}={v}")
+            }
+        };
+        for (key, have, want) in [
+            ("uid", self.owner.uid, owner.uid),
+            ("gid", self.owner.gid, owner.gid),
+            ("mode", self.owner.mode, owner.mode),
+        ] {
+            match (have, want) {
+                (_, None) => {}
+                (Some(h), Some(w)) if h == w => {}
+                (Some(h), Some(w)) => {
+                    return Err(format!(
+                        "it was created with {}, not {}; an existing volume's root is not changed: use another name or drop {key}=",
+                        show(key, h),
+                        show(key, w)
+                    ));
+                }
+                (None, Some(_)) => {
+                    return Err(format!(
+                        "it was created without {key}=; an existing volume's root is not changed: use another name or drop {key}="
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_kind(&self, base: Option<&Path>, volatile: bool) -> std::result::Result<(), String> {
         match (&self.base, base) {
             (None, Some(b)) => Err(format!(
                 "it exists as a plain volume, so it cannot be copy-on-write over {}; use another name or drop base=",
@@ -235,6 +282,39 @@ mod tests {
         let mut anon = VolumeDef::new("0123", None, false, true);
         anon.scope = Some("root:/r".into());
         assert!(!anon.is_shared());
+    }
+
+    #[test]
+    fn uid_gid_and_mode_must_be_what_the_volume_was_created_with() {
+        let mut def = VolumeDef::new("v", None, false, false);
+        def.owner = Ownership {
+            uid: Some(1000),
+            gid: None,
+            mode: Some(0o750),
+        };
+        let check = |uid, gid, mode| def.check_use(None, false, &Ownership { uid, gid, mode });
+        assert_eq!(check(None, None, None), Ok(()));
+        assert_eq!(check(Some(1000), None, Some(0o750)), Ok(()));
+        let e = check(Some(2000), None, None).unwrap_err();
+        assert!(
+            e.starts_with("it was created with uid=1000, not uid=2000;"),
+            "{e}"
+        );
+        let e = check(None, None, Some(0o700)).unwrap_err();
+        assert!(e.contains("mode=0750, not mode=0700"), "{e}");
+        let e = check(None, Some(5), None).unwrap_err();
+        assert!(e.contains("created without gid="), "{e}");
+        // The definition keeps them, the mode as octal text; an older one has none.
+        let json = serde_json::to_value(&def).unwrap();
+        assert_eq!(
+            (&json["uid"], &json["mode"]),
+            (&serde_json::json!(1000), &serde_json::json!("0750"))
+        );
+        assert!(json.get("gid").is_none());
+        assert_eq!(serde_json::from_value::<VolumeDef>(json).unwrap(), def);
+        let old: VolumeDef =
+            serde_json::from_str(r#"{"name":"old","labels":{},"created":1}"#).unwrap();
+        assert!(old.owner.is_empty());
     }
 
     #[test]

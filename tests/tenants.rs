@@ -138,7 +138,9 @@ fn an_annotation_never_makes_poststop_release_another_containers_volumes() {
     let anon_before = anonymous_volumes(&env);
     assert_eq!(anon_before.len(), 1);
 
-    // The attacker names the victim in the key podman's precreate used to set, and stops.
+    // The attacker names the victim in the key podman's precreate used to set: refused as no
+    // key of ocivol's, nothing taken. Then the attacker, with IDs like the victim's, starts and
+    // stops: its poststop releases its own volumes only.
     for (i, value) in ["pk-victim", "precreate-x", "pk-victim.0000000000000000"]
         .iter()
         .enumerate()
@@ -149,6 +151,21 @@ fn an_annotation_never_makes_poststop_release_another_containers_volumes() {
             &bundles.join(&id),
             &["true"],
             &[(VOLUMES, "/mine"), ("io.ocivol.precreate-key", value)],
+            &[],
+        );
+        let out = runc.run(&id, &bundles.join(&id));
+        assert!(!out.status.success(), "{value}: the key was accepted");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("unknown annotation"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let id = format!("{value}-attacker");
+        hooked_bundle(
+            &env,
+            &bundles.join(&id),
+            &["true"],
+            &[(VOLUMES, "/mine")],
             &[],
         );
         ok(

@@ -287,10 +287,10 @@ fn other_namespace_unknown_source_and_cycle_are_refused_and_leave_nothing() {
     let cases: [Case; 4] = [
         (
             &["-n", "other"],
-            // Scope keys a user adds change nothing: the namespace comes from the engine.
+            // Scope keys a user adds change nothing: the namespace comes from the engine. (An
+            // `io.ocivol.scope` is refused as an unknown key before anything: tests/pod_keys.rs.)
             vec![
                 (FROM, "vf-scope-a"),
-                ("io.ocivol.scope", "containerd/default"),
                 ("io.kubernetes.cri.sandbox-namespace", "default"),
             ],
             "vf-scope-b",

@@ -18,6 +18,7 @@ pub mod prepare;
 pub mod process;
 pub mod runtime;
 pub mod scope;
+pub mod setup;
 pub mod spec;
 pub mod staging;
 pub mod store;

@@ -506,11 +506,28 @@ fn by_hand_the_v3_drop_in_appended_to_a_v2_config_drops_handlers_on_containerd_2
     let Some(release) = releases::fetched("2.1") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+    let Some(env) = Env::new(test) else { return };
+    let d = Cri::dir_of(&env);
+    runc_script(&d, "runc", "runc");
+    runc_script(&d, "nvidia", "nvidia-container-runtime");
     let config = d.join("config.toml");
-    let by_hand = format!("{}\n{}", v2_node(d), v3_drop_in_tables());
-    fs::write(&config, &by_hand).unwrap();
+    let by_hand = format!("{}\n{}", v2_node(&d), v3_drop_in_tables());
+    let cri = Cri::start_with(&env, &release.bin, |_, _| {
+        fs::write(&config, &by_hand).unwrap();
+    });
+    // The daemon starts, says only that it converted the file, and has no nvidia handler.
+    let e = cri
+        .run_pod_on("nvidia", cri.pod_config("gpu", "team-gpu", &[]))
+        .err()
+        .expect("a pod on nvidia fails");
+    assert!(
+        e.message()
+            .contains("no runtime for \"nvidia\" is configured"),
+        "{}",
+        e.message()
+    );
+    assert!(cri.log().contains("Configuration migrated from version 2"));
+    drop(cri);
     let (dumped, _) = dump(&release, &config);
     let all = handlers(&release, &dumped);
     // What containerd 2.1 makes of it: the v3 section the drop-in brought is taken as the whole

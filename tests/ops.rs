@@ -858,6 +858,7 @@ fn every_command_has_help_with_an_example() {
         &["ps"],
         &["gc"],
         &["doctor"],
+        &["setup"],
     ] {
         let out = std::process::Command::new(common::OCIVOL)
             .args(cmd)

@@ -21,6 +21,7 @@ pub mod process;
 pub mod rootfs;
 pub mod runtime;
 pub mod scope;
+pub mod setup;
 pub mod spec;
 pub mod staging;
 pub mod store;

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
-use ocivol::commands::{Global, doctor, gc, ps, volume};
+use ocivol::commands::{Global, doctor, gc, ps, setup, volume};
 use ocivol::config::{Context, ENV_CONFIG, ENV_ROOT, ENV_RUN_ROOT};
 
 #[derive(Parser)]
@@ -66,8 +66,10 @@ enum Cmd {
     Ps(ps::PsArgs),
     /// Release what crashed containers, killed shims and reboots left behind.
     Gc(gc::GcArgs),
-    /// Check the host: overlayfs, state directories, the real runtime, the hooks.
+    /// Check the host: overlayfs, state directories, the real runtime, the hooks, the engines.
     Doctor(doctor::DoctorArgs),
+    /// Give an engine (containerd, crio, podman, docker) the ocivol runtime in its own config.
+    Setup(setup::SetupArgs),
 }
 
 /// Writes ocivol.1 and one page per command (ocivol-runtime.1, ocivol-hook.1, …).
@@ -165,6 +167,7 @@ fn main() {
         Cmd::Ps(a) => ps::exec(&g, a),
         Cmd::Gc(a) => gc::exec(&g, a),
         Cmd::Doctor(a) => doctor::exec(&g, a),
+        Cmd::Setup(a) => setup::exec(&g, a),
     };
     std::process::exit(code);
 }

@@ -4,6 +4,7 @@
 mod common;
 
 use std::fs;
+use std::path::Path;
 
 use common::{Env, ok, rows, table, text};
 use serde_json::json;
@@ -525,7 +526,7 @@ fn doctor_reports_each_check_on_this_machine() {
     let hooks = env.dir.path().join("hooks.d");
     fs::create_dir(&hooks).unwrap();
     let h = hooks.display().to_string();
-    let out = env.ocivol(&["doctor", "--hooks-dir", &h]);
+    let out = env.ocivol(&["doctor", "--hooks-dir", &h, "--engine", "none"]);
     assert_eq!(out.status.code(), Some(0), "no fail: {out:?}");
     let stdout = text(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
@@ -594,7 +595,7 @@ fn doctor_reports_each_check_on_this_machine() {
     );
     // With the hooks installed the check passes; nothing of the trial mount is left.
     fs::write(hooks.join("ocivol.json"), "{}").unwrap();
-    let out = env.ocivol(&["doctor", "--hooks-dir", &h]);
+    let out = env.ocivol(&["doctor", "--hooks-dir", &h, "--engine", "none"]);
     assert_eq!(
         text(&out.stdout).lines().last().unwrap(),
         format!("ok   hooks: {h}/ocivol.json")
@@ -646,7 +647,7 @@ fn doctor_fails_with_a_fix_on_a_state_root_on_overlayfs_and_a_missing_runtime() 
         .arg(&root)
         .arg("--run-root")
         .arg(&env.run_root)
-        .args(["doctor", "--hooks-dir", "/nonexistent"])
+        .args(["doctor", "--hooks-dir", "/nonexistent", "--engine", "none"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
@@ -671,6 +672,104 @@ fn doctor_fails_with_a_fix_on_a_state_root_on_overlayfs_and_a_missing_runtime() 
          \"runtime\" in the ocivol config"
     );
     nix::mount::umount2(&merged, nix::mount::MntFlags::MNT_DETACH).unwrap();
+}
+
+/// doctor's lines about containerd, for a config file of the test's own.
+fn doctor_containerd(dir: &Path, config: &Path, runtime_path: &Path) -> Vec<String> {
+    let out = std::process::Command::new(common::OCIVOL)
+        .arg("--root")
+        .arg(dir.join("root"))
+        .arg("--run-root")
+        .arg(dir.join("run"))
+        .arg("doctor")
+        .arg("--hooks-dir")
+        .arg(dir)
+        .args(["--engine", "containerd", "--containerd-config"])
+        .arg(config)
+        .arg("--runtime-path")
+        .arg(runtime_path)
+        .output()
+        .unwrap();
+    text(&out.stdout)
+        .lines()
+        .filter(|l| l[5..].starts_with("containerd: "))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn doctor_checks_the_containerd_handler_and_names_the_setup_command_that_fixes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = d.join("config.toml");
+    let runtime = d.join("ocivol-runtime");
+    std::os::unix::fs::symlink(common::OCIVOL, &runtime).unwrap();
+    let fix = format!(
+        "`ocivol setup containerd --config {} --runtime-path {}`",
+        config.display(),
+        runtime.display()
+    );
+    let node = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n  [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n    SystemdCgroup = true\n    Root = \"/run/containerd/runc\"\n";
+    fs::write(&config, node).unwrap();
+    assert_eq!(
+        doctor_containerd(d, &config, &runtime),
+        [format!(
+            "warn containerd: {} has no ocivol runtime handler (pods with runtimeClassName: ocivol fail); {fix} adds it",
+            config.display()
+        )]
+    );
+    // A handler written by hand from the old drop-in: no runc options, `io.ocivol.*` alone.
+    let by_hand = format!(
+        "{node}[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.ocivol]\n  runtime_type = \"io.containerd.runc.v2\"\n  pod_annotations = [\"io.ocivol.*\"]\n  container_annotations = [\"io.ocivol.*\", \"io.ocivol.*/*\"]\n  [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.ocivol.options]\n    BinaryName = \"/usr/local/bin/elsewhere\"\n"
+    );
+    fs::write(&config, &by_hand).unwrap();
+    let h = "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.ocivol]";
+    let c = config.display();
+    assert_eq!(
+        doctor_containerd(d, &config, &runtime),
+        [
+            format!(
+                "fail containerd: {c}: {h} runs BinaryName /usr/local/bin/elsewhere, which is not this ocivol ({} or {}); {fix} points it here",
+                runtime.display(),
+                fs::canonicalize(common::OCIVOL).unwrap().display()
+            ),
+            format!(
+                "fail containerd: {c}: {h} is not set up as runc's handler: SystemdCgroup unset (runc: true), Root unset (runc: \"/run/containerd/runc\"); its containers would get other cgroups or runc state than runc's; {fix} copies runc's options"
+            ),
+            format!(
+                "fail containerd: {c}: {h} pod_annotations [\"io.ocivol.*\"] let no io.ocivol.volumes/app, io.ocivol.volumes-from/app through (Go's path.Match: `*` never matches `/`); {fix} sets [\"io.ocivol.*\", \"io.ocivol.*/*\"]"
+            ),
+        ]
+    );
+    // The command it names fixes every finding.
+    let out = std::process::Command::new(common::OCIVOL)
+        .args(["setup", "containerd", "--config"])
+        .arg(&config)
+        .arg("--runtime-path")
+        .arg(&runtime)
+        .output()
+        .unwrap();
+    ok(&out, "ocivol setup containerd");
+    assert_eq!(
+        doctor_containerd(d, &config, &runtime),
+        [format!(
+            "ok   containerd: {c}: handler ocivol runs {} with runc's options; every io.ocivol key passes",
+            runtime.display()
+        )]
+    );
+    // The silent v2/v3 trap is a finding too.
+    fs::write(
+        &config,
+        format!("{node}[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.ocivol]\n  runtime_type = \"io.containerd.runc.v2\"\n"),
+    )
+    .unwrap();
+    let lines = doctor_containerd(d, &config, &runtime);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("fail containerd: ")
+            && lines[0].contains("says `version = 2` but has"),
+        "{lines:?}"
+    );
 }
 
 #[test]
@@ -759,6 +858,7 @@ fn every_command_has_help_with_an_example() {
         &["ps"],
         &["gc"],
         &["doctor"],
+        &["setup"],
     ] {
         let out = std::process::Command::new(common::OCIVOL)
             .args(cmd)

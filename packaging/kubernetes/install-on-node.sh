@@ -1,6 +1,7 @@
 #!/bin/sh
 # Runs in the installer DaemonSet's container with the host's / at /host: copies ocivol and its
-# config and runtime handler drop-in onto the node, restarts the node's engine, and keeps
+# config onto the node, runs `ocivol setup containerd` (or crio) there to give the engine the
+# ocivol runtime handler, restarts the engine if that changed its config, and keeps
 # `ocivol gc` running: the node's systemd timer where the node runs systemd, else a loop here.
 set -eu
 H=/host
@@ -13,23 +14,18 @@ if [ "$engine" = auto ]; then
   elif [ -S "$H/var/run/crio/crio.sock" ]; then engine=crio
   else echo "ocivol: no containerd or CRI-O socket on this node; set OCIVOL_ENGINE" >&2; exit 1; fi
 fi
+# `ocivol setup` edits the node's own engine config in place (comments and every other
+# handler kept, runc's options copied to the ocivol handler, the layout of the file's own
+# config version), and refuses, with one line saying what to do by hand, a config it cannot
+# change safely: the pod then fails with that line in its log. It changes nothing when the
+# handler is already there, so the engine is restarted only when the file changed.
 case "$engine" in
-  containerd)
-    cfg="$H/etc/containerd/config.toml"
-    if ! grep -q 'runtimes.ocivol\]' "$cfg" 2>/dev/null; then
-      # An imported file would replace the whole CRI table of config.toml (containerd 1.6):
-      # merge the tables into it instead. A config with its own runtimes.runc keeps it.
-      if [ -e "$cfg" ] && grep -q 'runtimes.runc\]' "$cfg"; then
-        sed -n '/runtimes.ocivol\]/,$p' /opt/ocivol/containerd/ocivol.toml >> "$cfg"
-      else
-        [ -e "$cfg" ] || echo 'version = 2' > "$cfg"
-        grep -v '^version' /opt/ocivol/containerd/ocivol.toml >> "$cfg"
-      fi
-    fi
-    nsenter -t 1 -m -u -i -n -p -- systemctl restart containerd ;;
-  crio)
-    install -D -m 0644 /opt/ocivol/crio/99-ocivol.conf "$H/etc/crio/crio.conf.d/99-ocivol.conf"
-    nsenter -t 1 -m -u -i -n -p -- systemctl restart crio ;;
+  containerd|crio)
+    out=$(chroot "$H" /usr/local/bin/ocivol setup "$engine")
+    echo "$out"
+    case "$out" in
+      *": updated"*|*": created"*) nsenter -t 1 -m -u -i -n -p -- systemctl restart "$engine" ;;
+    esac ;;
   *) echo "ocivol: unknown OCIVOL_ENGINE $engine" >&2; exit 1 ;;
 esac
 if [ -d "$H/run/systemd/system" ]; then

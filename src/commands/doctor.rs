@@ -1,5 +1,10 @@
 //! `ocivol doctor`: checks the host for what ocivol needs, one line per check (`ok`, `warn` or
 //! `fail`); every `fail` says how to fix it, and any `fail` makes the exit status 1.
+//!
+//! Each engine whose config is found (containerd's config.toml, CRI-O's drop-in directory,
+//! podman's containers.conf, Docker's daemon.json) is checked too: the ocivol handler there,
+//! pointing at this ocivol, with the runc handler's options and annotation patterns that let
+//! every ocivol key through; each finding names the `ocivol setup …` command that fixes it.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -7,9 +12,11 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use super::Global;
+use super::setup::Engine;
 use crate::config::{Config, DEFAULT_CONFIG, ENV_CONFIG};
 use crate::mounts::{Linux, Mounter};
 use crate::runtime::find_runtime;
+use crate::setup::{self, containerd, crio, docker, podman};
 
 /// Where podman and CRI-O read hooks from.
 pub const HOOK_DIRS: &[&str] = &[
@@ -24,6 +31,36 @@ pub struct DoctorArgs {
     /// them).
     #[arg(long = "hooks-dir", value_name = "DIR")]
     pub hooks_dirs: Vec<PathBuf>,
+    /// The engines to check (repeatable; `none` for none; default: each one whose config is
+    /// found where the options below say).
+    #[arg(long = "engine", value_name = "ENGINE")]
+    pub engines: Vec<EngineChoice>,
+    /// containerd's config (default /etc/containerd/config.toml).
+    #[arg(long, value_name = "FILE")]
+    pub containerd_config: Option<PathBuf>,
+    /// CRI-O's drop-in directory (default /etc/crio/crio.conf.d).
+    #[arg(long, value_name = "DIR")]
+    pub crio_config_dir: Option<PathBuf>,
+    /// podman's containers.conf (default /etc/containers/containers.conf).
+    #[arg(long, value_name = "FILE")]
+    pub podman_config: Option<PathBuf>,
+    /// Docker's daemon.json (default /etc/docker/daemon.json).
+    #[arg(long, value_name = "FILE")]
+    pub docker_config: Option<PathBuf>,
+    /// The ocivol-runtime the engines should run (default: the one beside this ocivol, else
+    /// /usr/local/bin/ocivol-runtime; this ocivol itself is always accepted).
+    #[arg(long, value_name = "PATH")]
+    pub runtime_path: Option<PathBuf>,
+}
+
+/// An engine for `--engine`, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineChoice {
+    Containerd,
+    Crio,
+    Podman,
+    Docker,
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +139,7 @@ fn run_checks(g: &Global, args: &DoctorArgs) -> Vec<Check> {
         args.hooks_dirs.clone()
     };
     out.push(hooks_check(&dirs));
+    out.extend(engine_checks(args));
     out
 }
 
@@ -438,6 +476,381 @@ fn hooks_check(dirs: &[PathBuf]) -> Check {
     }
     let files: Vec<String> = found.iter().map(|f| f.display().to_string()).collect();
     Check::new(Level::Ok, NAME, files.join(", "))
+}
+
+/// The engines to check and the config path of each, as `--engine` and the path options say.
+fn engines(args: &DoctorArgs) -> Vec<(Engine, PathBuf, bool)> {
+    let all = [
+        (
+            Engine::Containerd,
+            args.containerd_config.clone(),
+            containerd::DEFAULT_CONFIG,
+        ),
+        (
+            Engine::Crio,
+            args.crio_config_dir.clone(),
+            crio::DEFAULT_CONFIG_DIR,
+        ),
+        (
+            Engine::Podman,
+            args.podman_config.clone(),
+            podman::DEFAULT_CONFIG,
+        ),
+        (
+            Engine::Docker,
+            args.docker_config.clone(),
+            docker::DEFAULT_CONFIG,
+        ),
+    ];
+    let chosen = |e: Engine| {
+        args.engines.iter().any(|c| {
+            matches!(
+                (c, e),
+                (EngineChoice::Containerd, Engine::Containerd)
+                    | (EngineChoice::Crio, Engine::Crio)
+                    | (EngineChoice::Podman, Engine::Podman)
+                    | (EngineChoice::Docker, Engine::Docker)
+            )
+        })
+    };
+    all.into_iter()
+        .filter_map(|(engine, given, default)| {
+            let explicit = given.is_some() || chosen(engine);
+            let path = given.unwrap_or_else(|| PathBuf::from(default));
+            let wanted = if args.engines.is_empty() {
+                explicit || path.exists()
+            } else {
+                chosen(engine)
+            };
+            wanted.then_some((engine, path, explicit))
+        })
+        .collect()
+}
+
+fn engine_checks(args: &DoctorArgs) -> Vec<Check> {
+    let mut expected = vec![
+        args.runtime_path
+            .clone()
+            .unwrap_or_else(setup::default_runtime_path),
+    ];
+    expected.extend(std::env::current_exe().ok());
+    let mut out = Vec::new();
+    for (engine, path, explicit) in engines(args) {
+        let fix = |extra: &str| {
+            let default = match engine {
+                Engine::Containerd => containerd::DEFAULT_CONFIG,
+                Engine::Crio => crio::DEFAULT_CONFIG_DIR,
+                Engine::Podman => podman::DEFAULT_CONFIG,
+                Engine::Docker => docker::DEFAULT_CONFIG,
+            };
+            let flag = if engine == Engine::Crio {
+                "--config-dir"
+            } else {
+                "--config"
+            };
+            let mut cmd = format!("ocivol setup {}", engine.name());
+            if path != Path::new(default) {
+                cmd.push_str(&format!(" {flag} {}", path.display()));
+            }
+            if let Some(rt) = &args.runtime_path {
+                cmd.push_str(&format!(" --runtime-path {}", rt.display()));
+            }
+            cmd.push_str(extra);
+            format!("`{cmd}`")
+        };
+        match engine {
+            Engine::Containerd => containerd_checks(&path, explicit, &expected, &fix(""), &mut out),
+            Engine::Crio => crio_check(&path, &expected, &fix(""), &fix(" --hooks"), &mut out),
+            Engine::Podman => podman_check(&path, explicit, &expected, &fix(""), &mut out),
+            Engine::Docker => docker_check(&path, explicit, &expected, &fix(""), &mut out),
+        }
+    }
+    out
+}
+
+/// Whether `path` is one of the binaries an engine should run (same file once resolved).
+fn runs_ocivol(path: &str, expected: &[PathBuf]) -> bool {
+    let Ok(real) = fs::canonicalize(path) else {
+        return false;
+    };
+    expected
+        .iter()
+        .any(|e| fs::canonicalize(e).is_ok_and(|e| e == real))
+}
+
+fn expected_text(expected: &[PathBuf]) -> String {
+    expected
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+/// Reads an engine's config; a missing file given explicitly is a finding.
+fn read_config(
+    name: &'static str,
+    path: &Path,
+    explicit: bool,
+    fix: &str,
+    out: &mut Vec<Check>,
+) -> Option<String> {
+    match fs::read_to_string(path) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => None,
+        Err(e) => {
+            out.push(Check::new(
+                Level::Fail,
+                name,
+                format!("{}: {e}; {fix} writes it", path.display()),
+            ));
+            None
+        }
+    }
+}
+
+/// containerd: the ocivol handler in config.toml, one line per finding.
+fn containerd_checks(
+    path: &Path,
+    explicit: bool,
+    expected: &[PathBuf],
+    fix: &str,
+    out: &mut Vec<Check>,
+) {
+    const NAME: &str = "containerd";
+    let Some(text) = read_config(NAME, path, explicit, fix, out) else {
+        return;
+    };
+    let p = path.display();
+    let h = match containerd::inspect(path, &text) {
+        Ok(h) => h,
+        Err(e) => {
+            out.push(Check::new(Level::Fail, NAME, e.to_string()));
+            return;
+        }
+    };
+    let Some(ocivol) = &h.ocivol else {
+        out.push(Check::new(
+            Level::Warn,
+            NAME,
+            format!("{p} has no ocivol runtime handler (pods with runtimeClassName: ocivol fail); {fix} adds it"),
+        ));
+        return;
+    };
+    let before = out.len();
+    let header = h
+        .version
+        .map(|v| format!("[{}.ocivol]", v.runtimes_header()))
+        .unwrap_or_default();
+    let ty = containerd::handler_str(ocivol, "runtime_type");
+    if ty.as_deref() != Some("io.containerd.runc.v2") {
+        out.push(Check::new(
+            Level::Fail,
+            NAME,
+            format!(
+                "{p}: {header} has runtime_type {}, not io.containerd.runc.v2 (the runc shim, which runs BinaryName); {fix} sets it",
+                ty.as_deref().unwrap_or("unset")
+            ),
+        ));
+    }
+    let options = containerd::options_of(ocivol);
+    let get = |opts: &[(String, String)], k: &str| {
+        opts.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    let binary = get(&options, "BinaryName").map(|v| v.trim_matches('"').to_string());
+    match &binary {
+        None => out.push(Check::new(
+            Level::Fail,
+            NAME,
+            format!("{p}: {header} has no BinaryName: it runs plain runc, without ocivol; {fix} sets it"),
+        )),
+        Some(b) if !runs_ocivol(b, expected) => out.push(Check::new(
+            Level::Fail,
+            NAME,
+            format!(
+                "{p}: {header} runs BinaryName {b}, which is not this ocivol ({}); {fix} points it here",
+                expected_text(expected)
+            ),
+        )),
+        Some(_) => {}
+    }
+    match &h.runc {
+        None => out.push(Check::new(
+            Level::Fail,
+            NAME,
+            format!("{p} has a runtimes table without runc: containerd's built-in runc handler, the CRI's default, is gone; {fix} adds it"),
+        )),
+        Some(runc) => {
+            let mut differ = Vec::new();
+            for (k, v) in containerd::options_of(runc) {
+                if k == "BinaryName" {
+                    continue;
+                }
+                match get(&options, &k) {
+                    Some(mine) if mine == v => {}
+                    Some(mine) => differ.push(format!("{k} = {mine} (runc: {v})")),
+                    None => differ.push(format!("{k} unset (runc: {v})")),
+                }
+            }
+            if !differ.is_empty() {
+                out.push(Check::new(
+                    Level::Fail,
+                    NAME,
+                    format!(
+                        "{p}: {header} is not set up as runc's handler: {}; its containers would get other cgroups or runc state than runc's; {fix} copies runc's options",
+                        differ.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    for key in ["pod_annotations", "container_annotations"] {
+        let patterns = containerd::handler_strings(ocivol, key);
+        let missing = setup::unmatched_keys(&patterns);
+        if !missing.is_empty() {
+            out.push(Check::new(
+                Level::Fail,
+                NAME,
+                format!(
+                    "{p}: {header} {key} {:?} let no {} through (Go's path.Match: `*` never matches `/`); {fix} sets [\"io.ocivol.*\", \"io.ocivol.*/*\"]",
+                    patterns,
+                    missing.join(", ")
+                ),
+            ));
+        }
+    }
+    if out.len() == before {
+        out.push(Check::new(
+            Level::Ok,
+            NAME,
+            format!(
+                "{p}: handler ocivol runs {} with runc's options; every io.ocivol key passes",
+                binary.unwrap_or_default()
+            ),
+        ));
+    }
+}
+
+/// CRI-O: ocivol's drop-in, or else the hooks file where CRI-O reads hooks.
+fn crio_check(dir: &Path, expected: &[PathBuf], fix: &str, fix_hooks: &str, out: &mut Vec<Check>) {
+    const NAME: &str = "crio";
+    let drop_in = dir.join(crio::DROP_IN);
+    match fs::read_to_string(&drop_in) {
+        Ok(text) => match crio::runtime_path(&text) {
+            Some(rt) if runs_ocivol(&rt, expected) => out.push(Check::new(
+                Level::Ok,
+                NAME,
+                format!("{}: handler ocivol runs {rt}", drop_in.display()),
+            )),
+            Some(rt) => out.push(Check::new(
+                Level::Fail,
+                NAME,
+                format!(
+                    "{}: handler ocivol runs {rt}, which is not this ocivol ({}); {fix} points it here",
+                    drop_in.display(),
+                    expected_text(expected)
+                ),
+            )),
+            None => out.push(Check::new(
+                Level::Fail,
+                NAME,
+                format!("{} has no [crio.runtime.runtimes.ocivol] runtime_path; {fix} rewrites it", drop_in.display()),
+            )),
+        },
+        Err(_) => {
+            let hooks = Path::new(crio::DEFAULT_HOOKS_DIR).join("ocivol.json");
+            if hooks.exists() {
+                out.push(Check::new(
+                    Level::Ok,
+                    NAME,
+                    format!("no runtime handler; the hooks file {} gives every pod its volumes", hooks.display()),
+                ));
+            } else {
+                out.push(Check::new(
+                    Level::Warn,
+                    NAME,
+                    format!("no {} and no hooks file in {}: CRI-O runs no ocivol; {fix} adds the handler (or {fix_hooks} the hooks file)", drop_in.display(), crio::DEFAULT_HOOKS_DIR),
+                ));
+            }
+        }
+    }
+}
+
+/// podman: the ocivol runtime in containers.conf (or the hooks way).
+fn podman_check(
+    path: &Path,
+    explicit: bool,
+    expected: &[PathBuf],
+    fix: &str,
+    out: &mut Vec<Check>,
+) {
+    const NAME: &str = "podman";
+    let Some(text) = read_config(NAME, path, explicit, fix, out) else {
+        return;
+    };
+    match podman::inspect(path, &text) {
+        Err(e) => out.push(Check::new(Level::Fail, NAME, e.to_string())),
+        Ok((paths, _)) if paths.is_empty() => out.push(Check::new(
+            Level::Warn,
+            NAME,
+            format!("{} has no [engine.runtimes] ocivol (podman --runtime ocivol fails); {fix} adds it (or use the hooks file, see the hooks line)", path.display()),
+        )),
+        Ok((paths, _)) if paths.iter().any(|p| runs_ocivol(p, expected)) => out.push(Check::new(
+            Level::Ok,
+            NAME,
+            format!("{}: runtime ocivol runs {}", path.display(), paths.join(", ")),
+        )),
+        Ok((paths, _)) => out.push(Check::new(
+            Level::Fail,
+            NAME,
+            format!(
+                "{}: runtime ocivol runs {}, not this ocivol ({}); {fix} points it here",
+                path.display(),
+                paths.join(", "),
+                expected_text(expected)
+            ),
+        )),
+    }
+}
+
+/// Docker: `runtimes.ocivol` in daemon.json.
+fn docker_check(
+    path: &Path,
+    explicit: bool,
+    expected: &[PathBuf],
+    fix: &str,
+    out: &mut Vec<Check>,
+) {
+    const NAME: &str = "docker";
+    let Some(text) = read_config(NAME, path, explicit, fix, out) else {
+        return;
+    };
+    match docker::runtime_path(path, &text) {
+        Err(e) => out.push(Check::new(Level::Fail, NAME, e.to_string())),
+        Ok(None) => out.push(Check::new(
+            Level::Warn,
+            NAME,
+            format!(
+                "{} has no runtimes.ocivol (docker run --runtime ocivol fails); {fix} adds it",
+                path.display()
+            ),
+        )),
+        Ok(Some(rt)) if runs_ocivol(&rt, expected) => out.push(Check::new(
+            Level::Ok,
+            NAME,
+            format!("{}: runtime ocivol runs {rt}", path.display()),
+        )),
+        Ok(Some(rt)) => out.push(Check::new(
+            Level::Fail,
+            NAME,
+            format!(
+                "{}: runtime ocivol runs {rt}, not this ocivol ({}); {fix} points it here",
+                path.display(),
+                expected_text(expected)
+            ),
+        )),
+    }
 }
 
 #[cfg(test)]

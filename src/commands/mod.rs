@@ -1,11 +1,12 @@
 //! The operator's subcommands, one file per command group, each with its clap arguments and an
 //! `exec()` that returns the exit code: `volume` (create, ls, inspect, rm, prune, diff, reset),
-//! `ps`, `gc` and `doctor`. `runtime` (the runc wrapper) lives in [`crate::runtime`].
+//! `ps`, `gc`, `doctor` and `setup`. `runtime` (the runc wrapper) lives in [`crate::runtime`].
 
 pub mod doctor;
 pub mod gc;
 pub mod output;
 pub mod ps;
+pub mod setup;
 pub mod volume;
 
 use std::path::PathBuf;

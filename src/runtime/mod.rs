@@ -32,7 +32,7 @@ use state::RuntimeProbe;
 
 /// Where the real runtime is looked for when the config names it without a path. The caller's
 /// PATH is not used: the wrapper must not be steered to another binary by its environment.
-const SYSTEM_PATH: &[&str] = &[
+pub const SYSTEM_PATH: &[&str] = &[
     "/usr/local/sbin",
     "/usr/local/bin",
     "/usr/sbin",

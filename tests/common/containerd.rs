@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use sha2::{Digest, Sha256};
+
 use super::{Env, OCIVOL, ok};
 
 const CONTAINERD: &str = "/usr/bin/containerd";
@@ -202,12 +204,15 @@ impl Drop for Containerd {
             })
             .unwrap_or_default()
         };
+        // Every (namespace, ID) a shim may have served, for its socket in /run/containerd/s.
+        let mut served = Vec::new();
         for ns in lines(self.ctr(&["ns", "ls", "-q"]).output()) {
             for t in lines(self.ctr(&["-n", &ns, "t", "ls", "-q"]).output()) {
                 let _ = self.ctr(&["-n", &ns, "t", "rm", "-f", &t]).output();
             }
             for c in lines(self.ctr(&["-n", &ns, "c", "ls", "-q"]).output()) {
                 let _ = self.ctr(&["-n", &ns, "c", "rm", &c]).output();
+                served.push((ns.clone(), c));
             }
         }
         let _ = nix::sys::signal::kill(
@@ -218,15 +223,39 @@ impl Drop for Containerd {
         let address = format!("-address {}", self.dir.join("c.sock").display());
         for entry in fs::read_dir("/proc").unwrap().flatten() {
             let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmdline)
-                .replace('\0', " ")
-                .contains(&address)
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(&address) {
+                // A shim still running: its namespace and ID name its socket too.
+                let arg = |flag: &str| {
+                    cmdline
+                        .split(&format!(" {flag} "))
+                        .nth(1)
+                        .and_then(|s| s.split(' ').next())
+                        .map(str::to_string)
+                };
+                if let (Some(ns), Some(id)) = (arg("-namespace"), arg("-id")) {
+                    served.push((ns, id));
+                }
+            }
+            if cmdline.contains(&address)
                 && let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>()
             {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGKILL,
                 );
+            }
+        }
+        // The shims' sockets: containerd puts them in /run/containerd/s whatever `state` says,
+        // named sha256(ADDRESS/NAMESPACE/ID) (see cri.rs); only this daemon's are touched.
+        for (ns, id) in served {
+            let name = format!("{}/{ns}/{id}", self.dir.join("c.sock").display());
+            let digest: String = Sha256::digest(name.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            for suffix in ["", ".debug"] {
+                let _ = fs::remove_file(format!("/run/containerd/s/{digest}{suffix}"));
             }
         }
     }

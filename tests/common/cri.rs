@@ -15,10 +15,15 @@
 //! and imports with `ctr images import`: nothing is pulled. Root here lacks CAP_SYS_RESOURCE,
 //! so `restrict_oom_score_adj = true` (MACHINE.md).
 //!
+//! [`Cri::start_with`] runs another containerd release (a directory with its `containerd`,
+//! `ctr` and `containerd-shim-runc-v2`, first on the daemon's PATH) with a config the test writes
+//! (tests/setup.rs: a node's config.toml after `ocivol setup containerd`).
+//!
 //! Dropping a [`Cri`] (also when the test panics) removes every pod as the kubelet would, stops
 //! the daemon by its PID, kills the shims it left, removes their sockets from
-//! `/run/containerd/s` (containerd 1.6 puts them there whatever `state` says; only the ones
-//! named after this daemon's address are touched) and unmounts everything under its directory.
+//! `/run/containerd/s` (containerd 1.6, 1.7 and 2.1 put them there whatever `state` says; only
+//! the ones named after this daemon's address are touched) and unmounts everything under its
+//! directory.
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
@@ -41,6 +46,8 @@ use super::{Env, OCIVOL, ok, unmount_all_under};
 
 const CONTAINERD: &str = "/usr/bin/containerd";
 const CTR: &str = "/usr/bin/ctr";
+/// Where Debian 12's containerd (1.6) has its binaries.
+pub const INSTALLED_BIN: &str = "/usr/bin";
 
 /// The containerd namespace of the CRI plugin.
 pub const NAMESPACE: &str = "k8s.io";
@@ -125,6 +132,8 @@ pub struct Cri {
     /// The daemon's directory: root, state, socket, config, runc root, CNI dirs, image.
     pub dir: PathBuf,
     address: PathBuf,
+    /// The directory of the release's `ctr`.
+    bin: PathBuf,
     daemon: Daemon,
     rt: tokio::runtime::Runtime,
     runtime: RuntimeServiceClient<Channel>,
@@ -151,19 +160,41 @@ impl Cri {
     /// Starts the daemon for this test's ocivol state, imports the image and waits until the
     /// CRI says the runtime is ready and the image is there.
     pub fn start(env: &Env) -> Cri {
-        let dir = env.dir.path().join("cri");
+        Cri::start_with(env, Path::new(INSTALLED_BIN), |dir, wrapper| {
+            let config = daemon_config(dir, wrapper);
+            fs::write(dir.join("config.toml"), config).unwrap();
+        })
+    }
+
+    /// The directory of a daemon of this test (`DIR/cri`): root, state, socket, config.toml,
+    /// runc roots, CNI dirs, image, and `bin/` with the `ocivol-runtime` script.
+    pub fn dir_of(env: &Env) -> PathBuf {
+        env.dir.path().join("cri")
+    }
+
+    /// Starts the containerd of `bin` (its `containerd`, `ctr` and shim) after `write_config`
+    /// has written `DIR/config.toml`, given the daemon's directory and the `ocivol-runtime`
+    /// script (see [`Cri::dir_of`]). `DIR/bin` comes first on the daemon's PATH, then `bin`,
+    /// then the system's directories.
+    pub fn start_with(env: &Env, bin: &Path, write_config: impl FnOnce(&Path, &Path)) -> Cri {
+        let dir = Cri::dir_of(env);
         for d in ["cni/bin", "cni/conf", "runc", "pods"] {
             fs::create_dir_all(dir.join(d)).unwrap();
         }
         let wrapper = write_wrapper(env, &dir.join("bin"));
-        let config = daemon_config(&dir, &wrapper);
-        fs::write(dir.join("config.toml"), config).unwrap();
+        write_config(&dir, &wrapper);
         let address = dir.join("c.sock");
         let log = fs::File::create(dir.join("daemon.log")).unwrap();
+        let path = format!(
+            "{}:{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            dir.join("bin").display(),
+            bin.display()
+        );
         let mut daemon = Daemon(
-            Command::new(CONTAINERD)
+            Command::new(bin.join("containerd"))
                 .arg("--config")
                 .arg(dir.join("config.toml"))
+                .env("PATH", path)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
                 .stderr(log)
@@ -191,6 +222,7 @@ impl Cri {
             images: ImageServiceClient::new(channel),
             dir,
             address,
+            bin: bin.to_path_buf(),
             daemon,
             rt,
             ids: RefCell::new(BTreeSet::new()),
@@ -238,7 +270,7 @@ impl Cri {
     fn import_image(&self) {
         let tar = build_image(&self.dir.join("image"));
         ok(
-            &Command::new(CTR)
+            &Command::new(self.bin.join("ctr"))
                 .arg("-a")
                 .arg(&self.address)
                 .args(["-n", NAMESPACE, "images", "import"])
@@ -328,12 +360,21 @@ impl Cri {
 
     /// RunPodSandbox with the `ocivol` handler.
     pub fn run_pod(&self, config: cri::PodSandboxConfig) -> Result<Pod, tonic::Status> {
+        self.run_pod_on(handler(), config)
+    }
+
+    /// RunPodSandbox with a runtime handler (a RuntimeClass's `handler`).
+    pub fn run_pod_on(
+        &self,
+        runtime_handler: &str,
+        config: cri::PodSandboxConfig,
+    ) -> Result<Pod, tonic::Status> {
         let mut c = self.runtime.clone();
         let id = self
             .rt
             .block_on(c.run_pod_sandbox(cri::RunPodSandboxRequest {
                 config: Some(config.clone()),
-                runtime_handler: handler().to_string(),
+                runtime_handler: runtime_handler.to_string(),
             }))?
             .into_inner()
             .pod_sandbox_id;

@@ -6,6 +6,7 @@
 pub mod containerd;
 pub mod cri;
 pub mod pod;
+pub mod releases;
 
 use std::fs;
 use std::os::unix::fs::symlink;

@@ -611,3 +611,104 @@ fn by_hand_imports_of_the_v3_drop_in_from_a_v2_config_ignore_its_cri_section_on_
         text(&out.stderr)
     );
 }
+
+#[test]
+fn setup_podman_edits_containers_conf_that_real_podman_then_runs_with() {
+    let Some(env) = Env::new("setup_podman_edits_containers_conf_that_real_podman_then_runs_with")
+    else {
+        return;
+    };
+    // podman gives the runtime no environment of its own: a script points ocivol at this test's
+    // config and state, as /etc/ocivol/config.json's root and run_root would on a host.
+    let script = env.dir.path().join("bin/ocivol-runtime");
+    fs::create_dir_all(script.parent().unwrap()).unwrap();
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nexec '{OCIVOL}' --config '{}' --root '{}' --run-root '{}' runtime \"$@\"\n",
+            env.config.display(),
+            env.root.display(),
+            env.run_root.display(),
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    // A host's containers.conf with settings and comments of its own.
+    let conf = env.dir.path().join("containers.conf");
+    let original = "# the admin's containers.conf\n[containers]\n# keep the host's time zone\ntz = \"local\"\n\n[engine]\nevents_logger = \"file\"\n";
+    fs::write(&conf, original).unwrap();
+    let args = [
+        "setup",
+        "podman",
+        "--config",
+        conf.to_str().unwrap(),
+        "--runtime-path",
+        script.to_str().unwrap(),
+    ];
+    ok(&ocivol(&args), "ocivol setup podman");
+    let edited = fs::read_to_string(&conf).unwrap();
+    for line in original.lines().filter(|l| !l.is_empty()) {
+        assert!(edited.contains(line), "{line:?} kept: {edited}");
+    }
+    assert_eq!(
+        fs::read_to_string(conf.with_file_name("containers.conf.ocivol-backup")).unwrap(),
+        original
+    );
+    ok(&ocivol(&args), "setup again");
+    assert_eq!(
+        fs::read_to_string(&conf).unwrap(),
+        edited,
+        "a second run changes nothing"
+    );
+
+    // Real podman reads the edited file and runs a container through ocivol.
+    let podman = |a: &[&str]| {
+        let mut c = env.podman_cmd();
+        c.env("CONTAINERS_CONF", &conf).args(a);
+        c
+    };
+    struct Cleanup<F: Fn()>(F);
+    impl<F: Fn()> Drop for Cleanup<F> {
+        fn drop(&mut self) {
+            (self.0)()
+        }
+    }
+    let _cleanup = Cleanup(|| {
+        let _ = podman(&[
+            "--runtime",
+            "ocivol",
+            "rm",
+            "--all",
+            "--force",
+            "--time",
+            "0",
+        ])
+        .output();
+    });
+    let ann = format!("io.ocivol.volumes=psetup:/data:base={}", env.base.display());
+    let out = podman(&["--runtime", "ocivol", "run", "--rm", "--network=none"])
+        .args([
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+            "--annotation",
+            &ann,
+            "--rootfs",
+        ])
+        .arg(&env.rootfs)
+        .args(["cat", "/data/file.txt"])
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out, "podman --runtime ocivol run"), "from the base\n");
+    assert_eq!((env.users("psetup"), env.overlays("psetup")), (0, 0));
+
+    let mut remove = args.to_vec();
+    remove.push("--remove");
+    ok(&ocivol(&remove), "setup podman --remove");
+    assert_eq!(
+        fs::read_to_string(&conf).unwrap(),
+        original,
+        "--remove restores the file"
+    );
+}

@@ -446,44 +446,8 @@ fn podman_with_the_containers_conf_drop_in_runs_a_volume() {
     )
     .unwrap();
 
-    let podman = |args: &[&str]| {
-        let mut c = env.podman_cmd();
-        c.env("CONTAINERS_CONF", &conf).args(args);
-        c
-    };
-    struct Cleanup<F: Fn()>(F);
-    impl<F: Fn()> Drop for Cleanup<F> {
-        fn drop(&mut self) {
-            (self.0)()
-        }
-    }
-    let _cleanup = Cleanup(|| {
-        let _ = podman(&[
-            "--runtime",
-            "ocivol",
-            "rm",
-            "--all",
-            "--force",
-            "--time",
-            "0",
-        ])
-        .output();
-    });
     let ann = format!("io.ocivol.volumes=pdrop:/data:base={}", env.base.display());
-    let out = podman(&["--runtime", "ocivol", "run", "--rm", "--network=none"])
-        .args([
-            "--ulimit",
-            "nofile=1024:1024",
-            "--ulimit",
-            "nproc=1024:1024",
-            "--annotation",
-            &ann,
-            "--rootfs",
-        ])
-        .arg(&env.rootfs)
-        .args(["cat", "/data/file.txt"])
-        .output()
-        .unwrap();
+    let out = env.podman_run_ocivol(&conf, &ann, &["cat", "/data/file.txt"]);
     assert_eq!(ok(&out, "podman --runtime ocivol run"), "from the base\n");
     assert_eq!((env.users("pdrop"), env.overlays("pdrop")), (0, 0));
 }

@@ -662,44 +662,8 @@ fn setup_podman_edits_containers_conf_that_real_podman_then_runs_with() {
     );
 
     // Real podman reads the edited file and runs a container through ocivol.
-    let podman = |a: &[&str]| {
-        let mut c = env.podman_cmd();
-        c.env("CONTAINERS_CONF", &conf).args(a);
-        c
-    };
-    struct Cleanup<F: Fn()>(F);
-    impl<F: Fn()> Drop for Cleanup<F> {
-        fn drop(&mut self) {
-            (self.0)()
-        }
-    }
-    let _cleanup = Cleanup(|| {
-        let _ = podman(&[
-            "--runtime",
-            "ocivol",
-            "rm",
-            "--all",
-            "--force",
-            "--time",
-            "0",
-        ])
-        .output();
-    });
     let ann = format!("io.ocivol.volumes=psetup:/data:base={}", env.base.display());
-    let out = podman(&["--runtime", "ocivol", "run", "--rm", "--network=none"])
-        .args([
-            "--ulimit",
-            "nofile=1024:1024",
-            "--ulimit",
-            "nproc=1024:1024",
-            "--annotation",
-            &ann,
-            "--rootfs",
-        ])
-        .arg(&env.rootfs)
-        .args(["cat", "/data/file.txt"])
-        .output()
-        .unwrap();
+    let out = env.podman_run_ocivol(&conf, &ann, &["cat", "/data/file.txt"]);
     assert_eq!(ok(&out, "podman --runtime ocivol run"), "from the base\n");
     assert_eq!((env.users("psetup"), env.overlays("psetup")), (0, 0));
 

@@ -194,6 +194,34 @@ impl Env {
         c
     }
 
+    /// `podman --runtime ocivol run --rm` of `args` on the test's rootfs, podman reading
+    /// `conf` as its containers.conf (which names the `ocivol` runtime), with one annotation;
+    /// every container podman still has in the test's storage is removed afterwards, also when
+    /// the run fails.
+    pub fn podman_run_ocivol(&self, conf: &Path, annotation: &str, args: &[&str]) -> Output {
+        let podman = |a: &[&str]| {
+            let mut c = self.podman_cmd();
+            c.env("CONTAINERS_CONF", conf)
+                .args(["--runtime", "ocivol"])
+                .args(a);
+            c
+        };
+        let out = podman(&["run", "--rm", "--network=none"])
+            .args([
+                "--ulimit",
+                "nofile=1024:1024",
+                "--ulimit",
+                "nproc=1024:1024",
+            ])
+            .args(["--annotation", annotation, "--rootfs"])
+            .arg(&self.rootfs)
+            .args(args)
+            .output()
+            .unwrap();
+        let _ = podman(&["rm", "--all", "--force", "--time", "0"]).output();
+        out
+    }
+
     pub fn runtime(&self, args: &[&str]) -> Output {
         self.runtime_cmd(args).output().unwrap()
     }

@@ -41,8 +41,13 @@ pub enum RuntimeView {
     Stopped,
     /// It has it, created, running or paused; `pid` is its init.
     Alive { status: String, pid: Option<i32> },
-    /// Its state directory exists but cannot be read: a create in progress, or one that was
-    /// killed half-way (`runc delete ID` removes it).
+    /// Its state directory exists, and the runtime itself says there is no such container:
+    /// runc writes its state (`state.json`) only once the container's process is ready, so
+    /// this is a create in progress, or one that was killed half-way and will never finish
+    /// (`runc delete ID` removes the directory; runc refuses to create the ID again until then).
+    HalfCreated,
+    /// Its state directory exists and the runtime cannot say anything about it (it failed
+    /// otherwise, or could not be run).
     Unreadable,
 }
 
@@ -119,6 +124,13 @@ pub fn judge(user: &UserRecord, world: &World) -> Verdict {
             record.id
         )),
         RuntimeView::Stopped => Verdict::Gone(format!("container {} has stopped", record.id)),
+        // The create that made the directory was the owner's (the wrapper runs it and it dies
+        // with the wrapper), and the owner is dead: the container will never be created.
+        RuntimeView::HalfCreated => Verdict::Gone(format!(
+            "the runtime has only a half-created state for container {} that will never be \
+             finished ({owner_note})",
+            record.id
+        )),
         RuntimeView::Alive { .. } | RuntimeView::Unreadable => Verdict::Alive,
     }
 }
@@ -453,16 +465,20 @@ impl Store {
         };
         for record in self.containers()? {
             let key = record.key();
-            if held.contains(&key)
-                || probe.state(&record.id, record.runtime_root.as_deref()) != RuntimeView::Absent
-                || probe.bundle_exists(&record.bundle)
-            {
+            if held.contains(&key) || probe.bundle_exists(&record.bundle) {
                 continue;
             }
+            // A half-created state is no container either: its users were judged gone, so
+            // its create will never be finished.
+            let runtime = match probe.state(&record.id, record.runtime_root.as_deref()) {
+                RuntimeView::Absent => "the runtime does not know it",
+                RuntimeView::HalfCreated => "the runtime has only a half-created state for it",
+                _ => continue,
+            };
             actions.push(GcAction::RemoveRecord {
                 container: record.id.clone(),
                 reason: format!(
-                    "the runtime does not know it, its bundle {} is gone and it holds no volume",
+                    "{runtime}, its bundle {} is gone and it holds no volume",
                     record.bundle.display()
                 ),
             });
@@ -581,10 +597,10 @@ mod tests {
     #[test]
     fn a_create_in_progress_is_kept_while_its_owner_lives() {
         let u = user(Some((10, 100)), None);
-        assert_eq!(
-            verdict(&u, false, Some(RuntimeView::Absent)),
-            Verdict::Alive
-        );
+        for view in [RuntimeView::Absent, RuntimeView::HalfCreated] {
+            assert_eq!(verdict(&u, false, Some(view.clone())), Verdict::Alive);
+            assert_eq!(verdict(&u, true, Some(view)), Verdict::Alive);
+        }
     }
 
     #[test]
@@ -593,6 +609,11 @@ mod tests {
         assert!(gone(verdict(&u, false, None)).contains("never created"));
         assert!(gone(verdict(&u, true, Some(RuntimeView::Absent))).contains("does not know"));
         assert!(gone(verdict(&u, true, Some(RuntimeView::Stopped))).contains("stopped"));
+        assert!(
+            gone(verdict(&u, true, Some(RuntimeView::HalfCreated)))
+                .contains("half-created state for container c that will never be finished"),
+            "runc's own \"does not exist\", with the create's owner dead"
+        );
         for kept in [
             RuntimeView::Alive {
                 status: "created".into(),

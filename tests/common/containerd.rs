@@ -297,7 +297,27 @@ impl Drop for Containerd {
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
-        // Bundles and runc state name containers too (one whose container record is gone).
+        // Bundles and runc state name containers too (one whose container record is gone), and
+        // so does the daemon's log for every shim it started ("starting signal loop" with the
+        // bundle's path), whether or not anything is left of that container.
+        let log = fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default();
+        let tasks = format!(
+            "{}/",
+            self.dir
+                .join("state/io.containerd.runtime.v2.task")
+                .display()
+        );
+        for line in log.lines() {
+            for part in line.split(&tasks).skip(1) {
+                let mut it = part.split(|c: char| c == '/' || c == '"' || c.is_whitespace());
+                if let (Some(ns), Some(id)) = (it.next(), it.next())
+                    && !ns.is_empty()
+                    && !id.is_empty()
+                {
+                    ids.push((ns.to_string(), id.to_string()));
+                }
+            }
+        }
         for base in [
             self.dir.join("state/io.containerd.runtime.v2.task"),
             self.dir.join("runc"),
@@ -312,6 +332,8 @@ impl Drop for Containerd {
                 }
             }
         }
+        ids.sort();
+        ids.dedup();
         for (ns, id) in ids {
             for socket in shim_socket_paths(&address, &ns, &id) {
                 let _ = fs::remove_file(socket);

@@ -400,8 +400,9 @@ struct Run {
     deleted: Mutex<BTreeSet<String>>,
     /// What was done to each container, to show with a violation about it.
     history: Mutex<BTreeMap<String, Vec<String>>>,
-    /// Commands that did not end (a lock never released, a wait that never returns).
-    hung: Mutex<Vec<String>>,
+    /// Commands that did not end (a lock never released, a wait that never returns), and
+    /// creates that failed with no kill: violations found on the way.
+    unexpected: Mutex<Vec<String>>,
 }
 
 fn chaos(way: Way) {
@@ -496,7 +497,7 @@ impl Run {
             ids: Mutex::new(Vec::new()),
             deleted: Mutex::new(BTreeSet::new()),
             history: Mutex::new(BTreeMap::new()),
-            hung: Mutex::new(Vec::new()),
+            unexpected: Mutex::new(Vec::new()),
         })
     }
 
@@ -565,7 +566,7 @@ impl Run {
             stop.store(true, Ordering::SeqCst);
             op.join().unwrap();
         });
-        let mut found: Vec<String> = std::mem::take(&mut *self.hung.lock().unwrap());
+        let mut found: Vec<String> = std::mem::take(&mut *self.unexpected.lock().unwrap());
         found.extend(self.quiesce());
         found.extend(self.gc());
         found.extend(self.check(false));
@@ -680,7 +681,10 @@ impl Run {
             st.create_failed += 1;
             let said = fs::read_to_string(env.dir.path().join("out").join(format!("{id}.create")))
                 .unwrap_or_default();
-            println!("  note: create of {id} failed with no kill: {status:?}: {said}");
+            self.unexpected.lock().unwrap().push(format!(
+                "create of {id} failed and nothing was killed: {status:?}: {}",
+                said.trim()
+            ));
         }
     }
 
@@ -789,7 +793,7 @@ impl Run {
         }
         let status = wait(&mut child);
         if let Err(e) = &status {
-            self.hung.lock().unwrap().push(format!(
+            self.unexpected.lock().unwrap().push(format!(
                 "{:?} {:?}: {e}",
                 cmd.get_program(),
                 cmd.get_args().collect::<Vec<_>>()

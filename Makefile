@@ -37,7 +37,7 @@ INSTALLED := $(BINDIR)/ocivol $(BINDIR)/ocivol-runtime \
 	$(DATADIR)/bash-completion/completions/ocivol $(DATADIR)/zsh/site-functions/_ocivol \
 	$(DATADIR)/fish/vendor_completions.d/ocivol.fish
 
-.PHONY: all deps bench-deps build release demo test lint unit clean install uninstall deb bench bench-smoke stress
+.PHONY: all deps bench-deps build release demo test lint unit clean install uninstall deb bench bench-smoke stress chaos
 
 all: build
 
@@ -152,6 +152,15 @@ test: deps bench-deps lint
 stress: deps build
 	OCIVOL_RACE_SECONDS=$${OCIVOL_RACE_SECONDS:-60} $(CARGO) test --test pinning \
 	  a_swap_race_never_gets_a_container_the_hosts_root -- --nocapture
+
+## chaos: random SIGKILLs (tests/chaos.rs) through every way in (the runtime wrapper, runc with
+## the hooks, a private containerd), with gc and the invariants checked after every round:
+## CHAOS_N containers per way in and seed (default 100), seeds CHAOS_SEEDS (default 1..5, or a
+## list 1,4,9) or one CHAOS_SEED; CHAOS_WAYS=runtime,hooks,containerd picks ways in. make test
+## runs the short version (60 containers per way in, a seed from the clock, printed).
+chaos: deps build
+	CHAOS_N=$${CHAOS_N:-100} CHAOS_SEEDS=$${CHAOS_SEEDS:-1..5} $(CARGO) test --test chaos -- \
+	  --nocapture --test-threads=1
 
 clean:
 	$(CARGO) clean

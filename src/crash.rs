@@ -9,7 +9,10 @@
 //! (acquire: user recorded, container record not yet written), `before-runtime` (the wrapper has
 //! prepared everything and not started the real runtime), `after-create` (the runtime created
 //! the container, its init pid is not yet recorded), `after-user-removed` (release: user record
-//! removed, overlay not yet unmounted).
+//! removed, overlay not yet unmounted), `half-written-user`, `half-written-record`,
+//! `half-written-definition` (a user record, a container record, a volume's definition: the
+//! temporary file written, not yet renamed into place), `mid-unstage` (the staged mounts of a
+//! container: the first one detached and removed, the others and the owner file not yet).
 
 /// The environment variable naming the points to crash at.
 pub const ENV: &str = "OCIVOL_TEST_CRASH";

@@ -10,7 +10,8 @@
 //! that they are not needed, and the wrapper removes them at once. Those made by `hook
 //! precreate` stay until the container is released (poststop), as podman creates the container
 //! later. `ocivol gc` removes the ones whose maker died (its pid and start time are in
-//! `RUN_ROOT/mnt/KEY/owner`) and, after a reboot, the run root is new anyway.
+//! `RUN_ROOT/mnt/KEY/owner`, which is there from the directory's first moment and goes last)
+//! and, after a reboot, the run root is new anyway.
 //!
 //! For a container with a user namespace, each clone is idmapped to it before it is attached
 //! (see [`crate::userns`]): runc 1.1 binds a mount with the idmap it has, and cannot add one.
@@ -54,14 +55,7 @@ pub fn stage(
     // A leftover of an earlier create of the same key (a crashed wrapper) goes first.
     unstage(run_root, key)?;
     let staged = (|| {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)?;
-        if let Some(owner) = owner {
-            let text = serde_json::to_vec(&owner).map_err(io::Error::other)?;
-            crate::util::write_atomic_unsynced(&dir.join(OWNER), &text)?;
-        }
+        make_owned_dir(run_root, &dir, owner)?;
         let mut paths = Vec::with_capacity(mounts.len());
         for (i, (m, pin)) in mounts.iter().zip(pins).enumerate() {
             let target = dir.join(i.to_string());
@@ -96,6 +90,29 @@ pub fn stage(
     staged
 }
 
+/// Makes `RUN_ROOT/mnt/KEY` with its owner file already in it: the directory is made under a
+/// temporary name (see [`crate::util::TEMP_PREFIX`]: it names this process) with the file,
+/// then renamed into place. So a staging directory always says who made it (`null`: no
+/// process, only a release removes it), and one whose maker was killed before the rename is a
+/// temporary directory with no mount in it, which gc removes once its maker is dead.
+fn make_owned_dir(run_root: &Path, dir: &Path, owner: Option<ProcessId>) -> io::Result<()> {
+    let root = staging_root(run_root);
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&root)?;
+    let tmp = crate::util::temp_dir_in(&root)?;
+    let made = (|| {
+        let text = serde_json::to_vec(&owner).map_err(io::Error::other)?;
+        fs::write(tmp.join(OWNER), text)?;
+        fs::rename(&tmp, dir)
+    })();
+    if made.is_err() {
+        let _ = fs::remove_file(tmp.join(OWNER));
+        let _ = fs::remove_dir(&tmp);
+    }
+    made
+}
 /// How a mount is named in an error: its volume or source, and its destination.
 pub fn what(m: &RecordedMount) -> String {
     match &m.volume {
@@ -108,7 +125,8 @@ pub fn what(m: &RecordedMount) -> String {
     }
 }
 
-/// Detaches and removes everything staged for `key`. Idempotent.
+/// Detaches and removes everything staged for `key`. Idempotent. The owner file goes last: a
+/// removal cut short leaves a directory that still names its maker, so gc finishes it.
 pub fn unstage(run_root: &Path, key: &str) -> io::Result<()> {
     let dir = dir_of(run_root, key);
     let entries = match fs::read_dir(&dir) {
@@ -116,39 +134,43 @@ pub fn unstage(run_root: &Path, key: &str) -> io::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
+    let remove = |path: &Path| match fs::remove_dir(path).or_else(|_| fs::remove_file(path)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io::Error::new(
+            e.kind(),
+            format!("remove {}: {e}", path.display()),
+        )),
+        _ => Ok(()),
+    };
     for entry in entries {
         let path = entry?.path();
-        if path.file_name().is_some_and(|n| n != OWNER) {
-            // The container keeps its own copy: detaching ours never touches it.
-            match nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH) {
-                Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
-                Err(e) => {
-                    return Err(io::Error::new(
-                        io::Error::from(e).kind(),
-                        format!("unmount {}: {e}", path.display()),
-                    ));
-                }
+        if path.file_name().is_some_and(|n| n == OWNER) {
+            continue;
+        }
+        // The container keeps its own copy: detaching ours never touches it.
+        match nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+            Err(e) => {
+                return Err(io::Error::new(
+                    io::Error::from(e).kind(),
+                    format!("unmount {}: {e}", path.display()),
+                ));
             }
         }
         // An entry is an empty directory or file once detached: never a tree to walk.
-        match fs::remove_dir(&path).or_else(|_| fs::remove_file(&path)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!("remove {}: {e}", path.display()),
-                ));
-            }
-            _ => {}
-        }
+        remove(&path)?;
+        crate::crash::point("mid-unstage");
     }
+    remove(&dir.join(OWNER))?;
     match fs::remove_dir(&dir) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
 }
 
-/// The keys with staging whose maker is dead (for gc). Staging without an owner (a precreate
-/// hook's) is left to its release.
+/// The keys with staging whose maker is dead (for gc), and the temporary directories of makers
+/// that died before they renamed them into place (see [`make_owned_dir`]; [`unstage`] removes
+/// them as it removes a key's). Staging whose owner file says `null` (a precreate hook's) or
+/// that has no owner file is left to its release.
 pub fn abandoned(run_root: &Path) -> io::Result<Vec<String>> {
     let root = staging_root(run_root);
     let entries = match fs::read_dir(&root) {
@@ -162,6 +184,12 @@ pub fn abandoned(run_root: &Path) -> io::Result<Vec<String>> {
         let Some(key) = entry.file_name().to_str().map(str::to_string) else {
             continue;
         };
+        if crate::util::is_temp_name(&entry.file_name()) {
+            if crate::util::stale_temp(&entry.path()) {
+                keys.push(key);
+            }
+            continue;
+        }
         let owner: Option<ProcessId> = fs::read(entry.path().join(OWNER))
             .ok()
             .and_then(|t| serde_json::from_slice(&t).ok());
@@ -171,5 +199,60 @@ pub fn abandoned(run_root: &Path) -> io::Result<Vec<String>> {
             keys.push(key);
         }
     }
+    keys.sort();
     Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gc_finds_the_staging_of_dead_makers_and_their_unfinished_directories() {
+        let run = tempfile::tempdir().unwrap();
+        let me = ProcessId::current().unwrap();
+        let dead = ProcessId {
+            start: me.start + 1,
+            ..me
+        };
+        let root = staging_root(run.path());
+        // Made as stage() makes them: owner first, then entries.
+        for (key, owner) in [
+            ("mine", Some(me)),
+            ("gone", Some(dead)),
+            ("precreate", None),
+        ] {
+            make_owned_dir(run.path(), &dir_of(run.path(), key), owner).unwrap();
+            fs::create_dir(dir_of(run.path(), key).join("0")).unwrap();
+        }
+        assert_eq!(
+            fs::read_to_string(root.join("precreate").join(OWNER)).unwrap(),
+            "null"
+        );
+        // A maker killed before it renamed its directory into place.
+        let unfinished = format!(".ocivol-{}-{}-AbCdEf", dead.pid, dead.start);
+        fs::create_dir(root.join(&unfinished)).unwrap();
+        fs::write(root.join(&unfinished).join(OWNER), "{\"pid\":").unwrap();
+        // Staging without an owner file (an older ocivol's precreate): left to its release.
+        fs::create_dir(root.join("older")).unwrap();
+        assert_eq!(
+            abandoned(run.path()).unwrap(),
+            [unfinished.clone(), "gone".into()]
+        );
+        for key in abandoned(run.path()).unwrap() {
+            unstage(run.path(), &key).unwrap();
+        }
+        let mut left: Vec<String> = fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["mine", "older", "precreate"]);
+        assert!(
+            !fs::read_dir(&root)
+                .unwrap()
+                .any(|e| crate::util::is_temp_name(&e.unwrap().file_name())),
+            "no temporary directory of the makes above is left"
+        );
+    }
 }

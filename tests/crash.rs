@@ -456,3 +456,352 @@ fn a_user_whose_init_pid_was_reused_by_another_process_is_dropped() {
     assert_eq!(env.users("shared"), 0);
     assert_eq!(env.overlays("shared"), 0);
 }
+
+// States found by killing at random moments (tests/chaos.rs, `make chaos`), each made here at the
+// moment the random kill revealed.
+
+/// The one volume directory under `ROOT/volumes` besides the named ones given.
+fn anonymous_volume(env: &Env, named: &[&str]) -> String {
+    let named: Vec<String> = named.iter().map(|n| env.storage(n)).collect();
+    let mut found: Vec<String> = fs::read_dir(env.root.join("volumes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !named.contains(n))
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    found.remove(0)
+}
+
+/// The temporary files (`.ocivol-*`) in a directory.
+fn temp_files(dir: &Path) -> Vec<String> {
+    let mut found: Vec<String> = fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".ocivol-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+}
+
+/// Whether a process whose command line names `needle` still runs (a zombie does not).
+fn process_naming(needle: &str) -> bool {
+    fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            return false;
+        };
+        let cmdline = fs::read(e.path().join("cmdline")).unwrap_or_default();
+        String::from_utf8_lossy(&cmdline).contains(needle)
+            && ocivol::process::start_time(pid).is_some()
+    })
+}
+
+#[test]
+fn a_create_killed_while_runc_creates_leaves_a_half_created_state_that_gc_releases() {
+    let Some(env) =
+        Env::new("a_create_killed_while_runc_creates_leaves_a_half_created_state_that_gc_releases")
+    else {
+        return;
+    };
+    let ann = cow(&env, "shared", "");
+    let id = "ocivol-cr9-a";
+    // runc runs createRuntime hooks before it writes its state.json: a hook that waits holds
+    // runc in that window, where the random kill found it.
+    let a = env.bundle("a", &["sleep", "600"], &[(VOLUMES, &ann)]);
+    let hook = env.dir.path().join("hold.sh");
+    let held = env.dir.path().join("held");
+    fs::write(
+        &hook,
+        format!("#!/bin/sh\necho $$ > {}\nexec sleep 600\n", held.display()),
+    )
+    .unwrap();
+    fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = a.join("config.json");
+    let mut spec: serde_json::Value = serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
+    spec["hooks"] = serde_json::json!({ "createRuntime": [{ "path": hook }] });
+    fs::write(&config, spec.to_string()).unwrap();
+
+    let log = fs::File::create(env.dir.path().join("a.out")).unwrap();
+    let mut wrapper = env
+        .runtime_cmd(&strs(&create_args(&a, id)))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    wait_until("runc runs the createRuntime hook", || {
+        fs::read_to_string(&held).is_ok_and(|t| t.ends_with('\n'))
+    });
+    let hook_pid: i32 = fs::read_to_string(&held).unwrap().trim().parse().unwrap();
+    let state = env.runc_root.join(id);
+    assert!(state.join("exec.fifo").exists() && !state.join("state.json").exists());
+    wrapper.kill().unwrap();
+    let wrapper_pid = wrapper.id();
+    assert_eq!(wrapper.wait().unwrap().signal(), Some(9));
+    // runc dies with the wrapper (PR_SET_PDEATHSIG); its init and the hook's sleep with it.
+    let runc_root = env.runc_root.display().to_string();
+    wait_until("runc is gone", || !process_naming(&runc_root));
+    // The hook is runc's child and outlives it: it is the test's to stop.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(hook_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+
+    assert!(state.exists(), "runc's half-created state stays");
+    let said = plain_runc(&env, &["state", id]);
+    assert!(
+        text(&said.stderr).contains("container does not exist"),
+        "{said:?}"
+    );
+    assert_eq!(env.users("shared"), 1);
+    assert_eq!(env.overlays("shared"), 1);
+    let ps = ok(&env.ocivol(&["ps"]), "ps");
+    assert!(
+        ps.contains(&format!("{id}   ")) && ps.contains("half-created"),
+        "{ps}"
+    );
+
+    assert_eq!(
+        gc(&env, &[]),
+        format!(
+            "released volume shared from container {id}: the runtime has only a half-created \
+             state for container {id} that will never be finished (process {wrapper_pid} that \
+             took the volume is dead)\n\
+             unmounted the overlay of volume shared: it has no user\n\
+             removed the staged mounts of {}: the process that made them is dead\n",
+            env.key(id)
+        )
+    );
+    assert_eq!(env.users("shared"), 0);
+    assert_eq!(env.overlays("shared"), 0);
+    assert_eq!(gc(&env, &[]), "nothing to collect\n");
+
+    // runc refuses the ID while its directory is there; the wrapper removes a state its own
+    // dead create left, and creates the container.
+    let b = env.bundle("b", &["sleep", "600"], &[(VOLUMES, &ann)]);
+    ok(&env.start(id, &b), "start again");
+    assert_eq!(env.runc_state(id).unwrap()["status"], "running");
+    assert_eq!(env.users("shared"), 1);
+    ok(&env.exec(id, "cat /data/file.txt"), "reads its volume");
+    ok(&env.delete(id), "delete");
+    assert_eq!(env.users("shared"), 0);
+    assert_eq!(env.overlays("shared"), 0);
+    assert!(env.mounts_here().is_empty(), "{:?}", env.mounts_here());
+}
+
+#[test]
+fn a_user_record_write_cut_short_is_no_user_and_gc_removes_it() {
+    let Some(env) = Env::new("a_user_record_write_cut_short_is_no_user_and_gc_removes_it") else {
+        return;
+    };
+    // An anonymous volume whose only user's record was being written: before, its temporary
+    // file counted as a user forever and the volume was never removed.
+    let a = env.bundle("a", &["sleep", "600"], &[(VOLUMES, "/anon")]);
+    crash(
+        &env,
+        "half-written-user",
+        &strs(&create_args(&a, "ocivol-cr10-a")),
+    );
+    let anon = anonymous_volume(&env, &[]);
+    let users = env.run_root.join("volumes").join(&anon).join("users");
+    let temps = temp_files(&users);
+    assert_eq!(temps.len(), 1, "{temps:?}");
+    assert_eq!(env.users(&anon), 0, "a temporary file is no user");
+    assert_eq!(
+        gc(&env, &[]),
+        format!(
+            "removed {}: a write that was cut short left it\n\
+             removed anonymous volume {anon}: it has no user\n",
+            users.join(&temps[0]).display()
+        )
+    );
+    assert!(!env.root.join("volumes").join(&anon).exists());
+    assert!(!env.run_root.join("volumes").join(&anon).exists());
+
+    // The first user of a copy-on-write volume: the overlay is mounted, its record half
+    // written. The next container's acquire finds no user, so it starts from a fresh overlay.
+    let ann = cow(&env, "shared", "");
+    let b = env.bundle("b", &["sleep", "600"], &[(VOLUMES, &ann)]);
+    crash(
+        &env,
+        "half-written-user",
+        &strs(&create_args(&b, "ocivol-cr10-b")),
+    );
+    assert_eq!((env.users("shared"), env.overlays("shared")), (0, 1));
+    let c = env.bundle("c", &["sleep", "600"], &[(VOLUMES, &ann)]);
+    ok(&env.start("ocivol-cr10-c", &c), "start c");
+    assert_eq!((env.users("shared"), env.overlays("shared")), (1, 1));
+    let users = env.volume_run_dir("shared").join("users");
+    let temp = temp_files(&users).remove(0);
+    assert_eq!(
+        gc(&env, &[]),
+        format!(
+            "removed {}: a write that was cut short left it\n",
+            users
+                .join(&temp)
+                .display()
+                .to_string()
+                .replace(&env.storage("shared"), "shared")
+        )
+    );
+    assert!(temp_files(&users).is_empty());
+    ok(&env.delete("ocivol-cr10-c"), "delete c");
+    assert_eq!((env.users("shared"), env.overlays("shared")), (0, 0));
+    assert_eq!(gc(&env, &[]), "nothing to collect\n");
+}
+
+#[test]
+fn a_volume_created_without_its_definition_and_a_half_written_record_are_removed_by_gc() {
+    let Some(env) = Env::new(
+        "a_volume_created_without_its_definition_and_a_half_written_record_are_removed_by_gc",
+    ) else {
+        return;
+    };
+    // An anonymous volume's creation cut short as its definition is written: a directory with
+    // data and no definition, which no container will ever name again.
+    let a = env.bundle("a", &["sleep", "600"], &[(VOLUMES, "/anon")]);
+    crash(
+        &env,
+        "half-written-definition",
+        &strs(&create_args(&a, "ocivol-cr11-a")),
+    );
+    let anon = anonymous_volume(&env, &[]);
+    let dir = env.root.join("volumes").join(&anon);
+    assert!(dir.join("data").is_dir() && !dir.join("volume.json").exists());
+    let temp = temp_files(&dir).remove(0);
+    assert_eq!(
+        gc(&env, &[]),
+        format!(
+            "removed {}: a write that was cut short left it\n\
+             removed {}: volume {anon} has no definition (its creation or removal was cut short)\n",
+            dir.join(&temp).display(),
+            dir.display()
+        )
+    );
+    assert!(!dir.exists());
+
+    // The container record's write cut short: the volumes were taken, the runtime never ran.
+    let ann = cow(&env, "shared", "");
+    let b = env.bundle("b", &["sleep", "600"], &[(VOLUMES, &ann)]);
+    let wrapper = crash(
+        &env,
+        "half-written-record",
+        &strs(&create_args(&b, "ocivol-cr11-b")),
+    );
+    let containers = env.root.join("containers");
+    let temp = temp_files(&containers).remove(0);
+    assert_eq!(env.users("shared"), 1);
+    assert_eq!(
+        gc(&env, &[]),
+        format!(
+            "released volume shared from container ocivol-cr11-b: its container was never \
+             created (process {wrapper} that took the volume is dead, and there is no container \
+             record)\n\
+             unmounted the overlay of volume shared: it has no user\n\
+             removed {}: a write that was cut short left it\n",
+            containers.join(&temp).display()
+        )
+    );
+    assert!(temp_files(&containers).is_empty());
+    assert_eq!(gc(&env, &[]), "nothing to collect\n");
+    assert!(env.mounts_here().is_empty(), "{:?}", env.mounts_here());
+}
+
+#[test]
+fn staged_mounts_whose_removal_was_cut_short_still_name_their_maker_and_gc_removes_them() {
+    let Some(env) = Env::new(
+        "staged_mounts_whose_removal_was_cut_short_still_name_their_maker_and_gc_removes_them",
+    ) else {
+        return;
+    };
+    // The wrapper removes its staged mounts once runc has created the container. Killed half
+    // way, it left the owner file removed first and the other mounts with nothing to say
+    // whose they were: gc never removed them. The owner file now goes last.
+    let ann = format!("{};named:/named", cow(&env, "shared", ""));
+    let a = env.bundle("a", &["sleep", "600"], &[(VOLUMES, &ann)]);
+    let id = "ocivol-cr12-a";
+    crash(
+        &env,
+        "mid-unstage",
+        &["run", "--detach", "--bundle", a.to_str().unwrap(), id],
+    );
+    assert_eq!(env.runc_state(id).unwrap()["status"], "running");
+    let staged = env.run_root.join("mnt").join(env.key(id));
+    assert!(staged.join("owner").exists());
+    let mounted = env
+        .mounts_here()
+        .into_iter()
+        .filter(|m| Path::new(m).starts_with(&staged))
+        .count();
+    assert_eq!(mounted, 1, "one of the two staged mounts was detached");
+    assert_eq!(
+        gc(&env, &[]),
+        format!(
+            "removed the staged mounts of {}: the process that made them is dead\n",
+            env.key(id)
+        )
+    );
+    assert!(!staged.exists());
+    // The container is untouched: it keeps its volumes, and reads them.
+    assert_eq!((env.users("shared"), env.users("named")), (1, 1));
+    assert_eq!(
+        ok(&env.exec(id, "cat /data/file.txt && ls /named"), "a reads"),
+        "from the base\n"
+    );
+    ok(&env.delete(id), "delete");
+    assert_eq!((env.users("shared"), env.overlays("shared")), (0, 0));
+    assert!(env.mounts_here().is_empty(), "{:?}", env.mounts_here());
+}
+
+#[test]
+fn a_runtime_killed_after_it_created_the_container_leaves_the_container_its_volumes() {
+    let Some(env) = Env::new(
+        "a_runtime_killed_after_it_created_the_container_leaves_the_container_its_volumes",
+    ) else {
+        return;
+    };
+    // runc's create writes its state before it returns: killed between the two, it leaves a
+    // created container that has the volumes mounted. A "runtime" that runs runc and then
+    // SIGKILLs itself stands for it.
+    let runtime = env.dir.path().join("runc-killed-after");
+    fs::write(
+        &runtime,
+        format!(
+            "#!/bin/sh\ncase \" $* \" in\n*\" create \"*) {r} \"$@\"; kill -9 $$ ;;\n*) exec {r} \"$@\" ;;\nesac\n",
+            r = common::RUNC
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(
+        &runtime,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    env.write_policy(serde_json::json!({ "allowed_bases": [env.base] }));
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&fs::read(&env.config).unwrap()).unwrap();
+    config["runtime"] = runtime.display().to_string().into();
+    fs::write(&env.config, config.to_string()).unwrap();
+
+    let ann = cow(&env, "shared", "");
+    let a = env.bundle("a", &["sleep", "600"], &[(VOLUMES, &ann)]);
+    let id = "ocivol-cr13-a";
+    let out = env.create(id, &a);
+    assert_eq!(
+        out.status.signal(),
+        Some(9),
+        "the runtime's end is passed on"
+    );
+    assert_eq!(env.runc_state(id).unwrap()["status"], "created");
+    assert_eq!((env.users("shared"), env.overlays("shared")), (1, 1));
+    assert_eq!(
+        user_record(&env, "shared", id)["init"]["pid"],
+        env.init_pid(id),
+        "its init is recorded as after a create that succeeded"
+    );
+    assert_eq!(gc(&env, &[]), "nothing to collect\n");
+    ok(&plain_runc(&env, &["start", id]), "start");
+    ok(&env.exec(id, "cat /data/file.txt"), "reads its volume");
+    ok(&env.delete(id), "delete");
+    assert_eq!((env.users("shared"), env.overlays("shared")), (0, 0));
+}

@@ -23,7 +23,9 @@ struct Row {
     runtime_root: Option<String>,
     bundle: std::path::PathBuf,
     scope: crate::scope::Scope,
-    /// created, running, paused (as the runtime says), stopped, gone, or unknown.
+    /// created, running, paused (as the runtime says), stopped, gone, half-created (a state
+    /// directory the runtime says is no container: a create in progress or cut short), or
+    /// unknown.
     status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pid: Option<i32>,
@@ -32,7 +34,8 @@ struct Row {
 }
 
 /// The status of a recorded container: the runtime's word for it, `gone` if the runtime does
-/// not have it (or the record is from an earlier boot), `unknown` if the runtime cannot say.
+/// not have it (or the record is from an earlier boot), `half-created` if it has a state
+/// directory and says there is no such container, `unknown` if the runtime cannot say.
 fn status(
     view: Option<RuntimeView>,
     record: &ContainerRecord,
@@ -45,6 +48,7 @@ fn status(
         Some(RuntimeView::Absent) => ("gone".into(), None),
         Some(RuntimeView::Stopped) => ("stopped".into(), None),
         Some(RuntimeView::Alive { status, pid }) => (status, pid),
+        Some(RuntimeView::HalfCreated) => ("half-created".into(), None),
         Some(RuntimeView::Unreadable) | None => ("unknown".into(), None),
     }
 }

@@ -93,25 +93,7 @@ fn resolve_target(
         current = match in_root(root, &rel) {
             Ok(fd) => fd,
             Err(nix::errno::Errno::ENOENT) => {
-                // Created inside an already-resolved (and checked) directory of the rootfs: a
-                // name, no path.
-                let made = if as_parent_owner {
-                    crate::rootfs::make_as_owner_of_parent(&current, name, true)
-                } else {
-                    nix::sys::stat::mkdirat(&current, name, Mode::from_bits_truncate(0o755))
-                        .map_err(io::Error::from)
-                };
-                match made {
-                    Ok(()) => {}
-                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                        return Err(err(format!(
-                            "{} is a symlink to nowhere in the image",
-                            rel.display()
-                        )));
-                    }
-                    Err(e) => return Err(err(format!("create {}: {e}", rel.display()))),
-                }
-                in_root(root, &rel).map_err(|e| err(format!("open {}: {e}", rel.display())))?
+                make_and_open(root, &current, name, &rel, as_parent_owner).map_err(err)?
             }
             Err(e) => return Err(err(format!("{}: {e}", rel.display()))),
         };
@@ -126,6 +108,38 @@ fn resolve_target(
         return Err(err("resolves to the container's root itself".into()));
     }
     Ok(current)
+}
+
+/// Makes the missing directory `name` in `parent` (the already-resolved and checked directory of
+/// `rel`'s parent: a name, no path) and opens it as `rel` inside the rootfs. A directory that
+/// exists by the time it is made was made meanwhile by another container's hook (containers
+/// may share a rootfs) and is used; a name that exists and does not open is a symlink to nowhere.
+fn make_and_open(
+    root: &OwnedFd,
+    parent: &OwnedFd,
+    name: &std::ffi::OsStr,
+    rel: &Path,
+    as_parent_owner: bool,
+) -> Result<OwnedFd, String> {
+    let made = if as_parent_owner {
+        crate::rootfs::make_as_owner_of_parent(parent, name, true)
+    } else {
+        nix::sys::stat::mkdirat(parent, name, Mode::from_bits_truncate(0o755))
+            .map_err(io::Error::from)
+    };
+    match made {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+        Err(e) => return Err(format!("create {}: {e}", rel.display())),
+    }
+    match in_root(root, rel) {
+        Ok(fd) => Ok(fd),
+        Err(nix::errno::Errno::ENOENT) => Err(format!(
+            "{} is a symlink to nowhere in the image",
+            rel.display()
+        )),
+        Err(e) => Err(format!("open {}: {e}", rel.display())),
+    }
 }
 
 /// The path of an fd as this mount namespace sees it (we are in the container's namespace,
@@ -205,4 +219,36 @@ pub fn attach_all(
             .map_err(|e| io::Error::other(format!("return to the host's mount namespace: {e}")))?;
     }
     attached
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mount_point_made_meanwhile_by_another_hook_is_used_and_a_dangling_symlink_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path();
+        let root = open_path(rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY).unwrap();
+        let parent = in_root(&root, Path::new(".")).unwrap();
+        // Missing when resolved, there when made: another container's hook got it first.
+        std::fs::create_dir(rootfs.join("data")).unwrap();
+        let fd = make_and_open(&root, &parent, "data".as_ref(), Path::new("data"), false).unwrap();
+        assert_eq!(real_path(&fd).unwrap(), rootfs.join("data"));
+        // Missing, made here.
+        make_and_open(&root, &parent, "new".as_ref(), Path::new("new"), false).unwrap();
+        assert!(rootfs.join("new").is_dir());
+        // A symlink to nowhere: it exists, and does not open.
+        std::os::unix::fs::symlink("/nowhere", rootfs.join("dangling")).unwrap();
+        let e = make_and_open(
+            &root,
+            &parent,
+            "dangling".as_ref(),
+            Path::new("dangling"),
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(e, "dangling is a symlink to nowhere in the image");
+        assert!(!rootfs.join("nowhere").exists());
+    }
 }

@@ -162,7 +162,9 @@ fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
     check_container_id(id).map_err(anyhow::Error::msg)?;
     let store = store_for(ctx, runtime);
     let key = container_key(id, args.root.as_deref());
-    if runtime_state_dir(args, runtime, id).exists() {
+    if runtime_state_dir(args, runtime, id).exists()
+        && !clear_half_created(&store, args, runtime, id, &key)?
+    {
         // The runtime already has this container: let it say so, and touch nothing it holds.
         return Err(exec(runtime, args));
     }
@@ -242,7 +244,12 @@ fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
         }
     };
     let foreground = args.command.as_deref() == Some("run") && !args.detach;
-    if !status.success() {
+    if !status.success() && !foreground && created_anyway(&store, args, id) {
+        // Killed (by a signal) after it had created the container, which exists and holds
+        // the volumes: they stay its own, as after a create that succeeded.
+        ::log::warn!("container {id}: the runtime failed ({status}) but has created it");
+        record_init(&store, args, runtime, id, &key);
+    } else if !status.success() {
         // The runtime did not create the container: give back what it held, and forget it.
         store.forget_container(&key)?;
     } else if foreground && !args.keep {
@@ -253,6 +260,59 @@ fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
         record_init(&store, args, runtime, id, &key);
     }
     Ok(pass_on(status))
+}
+
+/// Whether the runtime has the container after a `create` (or `run --detach`) that failed: a
+/// runtime killed by a signal may have created it (runc writes its state before it returns) and
+/// left it there, created or running. Any other failure leaves none (runc removes what it made).
+fn created_anyway(store: &Store, args: &RuntimeArgs, id: &str) -> bool {
+    matches!(
+        store.probe_state(id, args.root.as_deref()),
+        Some(crate::store::RuntimeView::Alive { .. })
+    )
+}
+
+/// Clears the way for a create of `id` whose runtime state directory exists but holds a
+/// create of ocivol's that was cut short: the runtime says there is no such container
+/// ([`crate::store::RuntimeView::HalfCreated`]), ocivol has a record of the ID, and nothing that
+/// record holds is alive (the wrapper that made the directory is dead, and so is the runtime it
+/// ran). runc refuses to create an ID whose directory exists until `runc delete ID` removes it;
+/// that is what is done here, and the create goes on. Any other directory is left to the
+/// runtime, which refuses the create. Returns whether the way is clear.
+fn clear_half_created(
+    store: &Store,
+    args: &RuntimeArgs,
+    runtime: &Path,
+    id: &str,
+    key: &str,
+) -> anyhow::Result<bool> {
+    let Some(record) = store.load_container(key)? else {
+        return Ok(false);
+    };
+    if store.probe_state(id, args.root.as_deref()) != Some(crate::store::RuntimeView::HalfCreated)
+        || store.holder_alive(&record)?
+    {
+        return Ok(false);
+    }
+    let mut cmd = Command::new(runtime);
+    if let Some(root) = &args.root {
+        cmd.args(["--root", root]);
+    }
+    let out = cmd
+        .args(["delete", "--force", id])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {}", runtime.display()))?;
+    let cleared = !runtime_state_dir(args, runtime, id).exists();
+    if cleared {
+        ::log::info!("container {id}: removed the half-created state an earlier create left");
+    } else {
+        ::log::warn!(
+            "container {id}: the half-created state an earlier create left could not be removed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(cleared)
 }
 
 /// Makes the missing mount points of the volumes in the rootfs, for a container whose root may

@@ -22,6 +22,19 @@ pub fn state_dir(runtime: &Path, root: Option<&str>, id: &str) -> PathBuf {
 
 /// `RUNTIME [--root R] state ID` as JSON, if the runtime can say.
 pub fn query(runtime: &Path, root: Option<&str>, id: &str) -> Option<serde_json::Value> {
+    ask(runtime, root, id).ok()
+}
+
+/// Why `RUNTIME state` gave no state.
+enum NoState {
+    /// The runtime says the container does not exist.
+    DoesNotExist,
+    /// Anything else: it could not be run, failed otherwise, or printed no JSON.
+    Other,
+}
+
+/// `RUNTIME [--root R] state ID`: the state document, or why there is none.
+fn ask(runtime: &Path, root: Option<&str>, id: &str) -> Result<serde_json::Value, NoState> {
     let mut cmd = Command::new(runtime);
     if let Some(root) = root {
         cmd.args(["--root", root]);
@@ -29,13 +42,19 @@ pub fn query(runtime: &Path, root: Option<&str>, id: &str) -> Option<serde_json:
     let out = cmd
         .args(["state", id])
         .stdin(Stdio::null())
-        .stderr(Stdio::null())
         .output()
-        .ok()?;
+        .map_err(|_| NoState::Other)?;
     if !out.status.success() {
-        return None;
+        // runc's libcontainer.ErrNotExist: "container does not exist", printed as a logrus
+        // error line (text or JSON).
+        let said = String::from_utf8_lossy(&out.stderr);
+        return Err(if said.contains("does not exist") {
+            NoState::DoesNotExist
+        } else {
+            NoState::Other
+        });
     }
-    serde_json::from_slice(&out.stdout).ok()
+    serde_json::from_slice(&out.stdout).map_err(|_| NoState::Other)
 }
 
 /// Reads a runtime's view of a state document.
@@ -74,12 +93,19 @@ impl ContainerProbe for RuntimeProbe {
             return RuntimeView::Absent;
         }
         // No state directory: the runtime does not have it, and no exec is needed to know.
-        if !state_dir(&self.runtime, runtime_root, id).exists() {
+        let dir = state_dir(&self.runtime, runtime_root, id);
+        if !dir.exists() {
             return RuntimeView::Absent;
         }
-        match query(&self.runtime, runtime_root, id) {
-            Some(state) => view_of(&state),
-            None => RuntimeView::Unreadable,
+        match ask(&self.runtime, runtime_root, id) {
+            Ok(state) => view_of(&state),
+            // Deleted between the look and the question.
+            Err(_) if !dir.exists() => RuntimeView::Absent,
+            // A directory the runtime itself says is no container: runc writes state.json
+            // only once the container's process is ready, so a create cut short before that
+            // leaves the directory with only exec.fifo (`runc delete ID` removes it).
+            Err(NoState::DoesNotExist) => RuntimeView::HalfCreated,
+            Err(NoState::Other) => RuntimeView::Unreadable,
         }
     }
 }

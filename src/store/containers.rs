@@ -105,7 +105,8 @@ impl ContainerRecord {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        crate::util::write_atomic(&path, &text).ctx(|| format!("write {}", path.display()))
+        crate::util::write_atomic_with_crash_point(&path, &text, true, "half-written-record")
+            .ctx(|| format!("write {}", path.display()))
     }
 
     pub fn load(dir: &Path, key: &str) -> Result<Option<ContainerRecord>> {

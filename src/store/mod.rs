@@ -331,19 +331,31 @@ impl Store {
         let mut users = Vec::new();
         for entry in entries {
             let entry = entry.ctx(|| format!("read {}", dir.display()))?;
-            users.push(entry.file_name().to_string_lossy().into_owned());
+            // A record whose write was cut short (see util::write_atomic) is no user.
+            if !crate::util::is_temp_name(&entry.file_name()) {
+                users.push(entry.file_name().to_string_lossy().into_owned());
+            }
         }
         users.sort();
         Ok(users)
     }
 
-    /// Whether anyone uses the volume. Looks for one entry of `users/`, not all of them: this is
+    /// Whether anyone uses the volume. Looks for one user in `users/`, not all of them: this is
     /// on the path of every release.
     fn has_users(&self, name: &str) -> Result<bool> {
+        Ok(!self.first_users(name, 1)?.is_empty())
+    }
+
+    /// The first `max` users of a volume in directory order (temporary files are no users).
+    fn first_users(&self, name: &str, max: usize) -> Result<Vec<String>> {
         let dir = self.users_dir(name);
-        match crate::util::dir_has_entries(&dir) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            other => other.ctx(|| format!("read {}", dir.display())),
+        match crate::util::dir_first_entries_where(&dir, max, |n| !crate::util::is_temp_name(n)) {
+            Ok(names) => Ok(names
+                .into_iter()
+                .map(|n| n.to_string_lossy().into_owned())
+                .collect()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e).ctx(|| format!("read {}", dir.display())),
         }
     }
 
@@ -1101,6 +1113,96 @@ mod tests {
         assert!(
             e.contains("in use by containers with no user-namespace mappings"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn temporary_files_are_no_users_and_gc_removes_what_cut_short_writes_left() {
+        let (dir, s, _) = store();
+        let me = ProcessId::current().unwrap();
+        let dead = format!(".ocivol-{}-{}-AbCdEf", me.pid, me.start + 1);
+        s.acquire(&cow("v", dir.path(), false), "a", true, &guard())
+            .unwrap();
+        // A user record whose write was cut short, beside a real one.
+        fs::write(s.users_dir("v").join(&dead), "").unwrap();
+        assert_eq!(s.users("v").unwrap(), ["a"]);
+        s.release("v", "a").unwrap();
+        assert!(!s.is_mounted("v"), "a temporary file keeps no overlay");
+        // An anonymous volume whose only entry in users/ is one.
+        let anon = s
+            .acquire(
+                &VolumeRequest::shared(None, None, false),
+                "b",
+                true,
+                &guard(),
+            )
+            .unwrap();
+        fs::remove_file(s.users_dir(&anon.name).join("b")).unwrap();
+        fs::write(s.users_dir(&anon.name).join(&dead), "").unwrap();
+        // A creation cut short before the definition was written.
+        fs::create_dir_all(s.data_dir("half")).unwrap();
+        fs::write(s.volume_dir("half").join(&dead), "{").unwrap();
+        // A container record's write cut short, and one being written (its writer lives).
+        make_dir(&s.containers_dir()).unwrap();
+        let live = format!(".ocivol-{}-{}-LiVe01", me.pid, me.start);
+        fs::write(s.containers_dir().join(&dead), "").unwrap();
+        fs::write(s.containers_dir().join(&live), "").unwrap();
+
+        let lines = |actions: Vec<GcAction>, dry: bool| -> Vec<String> {
+            let mut l: Vec<String> = actions.iter().map(|a| a.line(dry)).collect();
+            l.sort();
+            l
+        };
+        let show = |p: PathBuf| p.display().to_string();
+        let mut want = vec![
+            format!(
+                "{} {}: a write that was cut short left it",
+                "removed",
+                show(s.users_dir("v").join(&dead))
+            ),
+            format!(
+                "removed {}: a write that was cut short left it",
+                show(s.users_dir(&anon.name).join(&dead))
+            ),
+            format!(
+                "removed {}: a write that was cut short left it",
+                show(s.volume_dir("half").join(&dead))
+            ),
+            format!(
+                "removed {}: a write that was cut short left it",
+                show(s.containers_dir().join(&dead))
+            ),
+            format!("removed anonymous volume {}: it has no user", anon.name),
+            format!(
+                "removed {}: volume half has no definition (its creation or removal was cut short)",
+                show(s.volume_dir("half"))
+            ),
+        ];
+        want.sort();
+        let would: Vec<String> = want
+            .iter()
+            .map(|l| l.replacen("removed", "would remove", 1))
+            .collect();
+        let mut would = would;
+        would.sort();
+        assert_eq!(lines(s.gc(true).unwrap(), true), would);
+        assert!(
+            s.users_dir("v").join(&dead).exists(),
+            "a dry run changes nothing"
+        );
+        assert_eq!(lines(s.gc(false).unwrap(), false), want);
+        assert!(s.gc(false).unwrap().is_empty(), "one pass heals it all");
+        assert!(s.definition(&anon.name).unwrap().is_none());
+        assert!(!s.volume_dir(&anon.name).exists() && !s.volume_dir("half").exists());
+        assert!(
+            s.containers_dir().join(&live).exists(),
+            "a write in progress is left alone"
+        );
+        assert_eq!(
+            crate::util::dir_first_entries(&s.users_dir("v"), 10)
+                .unwrap()
+                .len(),
+            0
         );
     }
 

@@ -41,8 +41,13 @@ pub enum RuntimeView {
     Stopped,
     /// It has it, created, running or paused; `pid` is its init.
     Alive { status: String, pid: Option<i32> },
-    /// Its state directory exists but cannot be read: a create in progress, or one that was
-    /// killed half-way (`runc delete ID` removes it).
+    /// Its state directory exists, and the runtime itself says there is no such container:
+    /// runc writes its state (`state.json`) only once the container's process is ready, so
+    /// this is a create in progress, or one that was killed half-way and will never finish
+    /// (`runc delete ID` removes the directory; runc refuses to create the ID again until then).
+    HalfCreated,
+    /// Its state directory exists and the runtime cannot say anything about it (it failed
+    /// otherwise, or could not be run).
     Unreadable,
 }
 
@@ -119,6 +124,13 @@ pub fn judge(user: &UserRecord, world: &World) -> Verdict {
             record.id
         )),
         RuntimeView::Stopped => Verdict::Gone(format!("container {} has stopped", record.id)),
+        // The create that made the directory was the owner's (the wrapper runs it and it dies
+        // with the wrapper), and the owner is dead: the container will never be created.
+        RuntimeView::HalfCreated => Verdict::Gone(format!(
+            "the runtime has only a half-created state for container {} that will never be \
+             finished ({owner_note})",
+            record.id
+        )),
         RuntimeView::Alive { .. } | RuntimeView::Unreadable => Verdict::Alive,
     }
 }
@@ -142,6 +154,12 @@ pub enum GcAction {
     RemoveRecord { container: String, reason: String },
     /// Mounts staged for a runtime by a wrapper that died before it removed them.
     Unstage { key: String },
+    /// A temporary file of a write that was cut short (its writer died before the rename).
+    RemoveTemp { path: PathBuf },
+    /// A volume's directory without a definition: its creation (or its removal) was cut short
+    /// before the definition was written (or after it was removed); nothing a container wrote
+    /// is in it.
+    RemoveUnfinished { volume: String, path: PathBuf },
 }
 
 impl GcAction {
@@ -184,6 +202,16 @@ impl GcAction {
                 "{} the staged mounts of {key}: the process that made them is dead",
                 verb("removed", "remove")
             ),
+            GcAction::RemoveTemp { path } => format!(
+                "{} {}: a write that was cut short left it",
+                verb("removed", "remove"),
+                path.display()
+            ),
+            GcAction::RemoveUnfinished { volume, path } => format!(
+                "{} {}: volume {volume} has no definition (its creation or removal was cut short)",
+                verb("removed", "remove"),
+                path.display()
+            ),
         }
     }
 }
@@ -219,17 +247,7 @@ impl Store {
         let mut left = Vec::new();
         let keys = match limit {
             None => self.users(name)?,
-            Some(max) => {
-                let dir = self.users_dir(name);
-                match crate::util::dir_first_entries(&dir, max) {
-                    Ok(names) => names
-                        .into_iter()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .collect(),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-                    Err(e) => return Err(e).ctx(|| format!("read {}", dir.display())),
-                }
-            }
+            Some(max) => self.first_users(name, max)?,
         };
         for key in keys {
             let path = self.users_dir(name).join(&key);
@@ -276,6 +294,25 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// Under the volume's lock: removes the temporary files that writes cut short left in its
+    /// directories. Every writer of them (users, the definition, the overlay's mappings) holds
+    /// this lock, so none of them is being written.
+    fn remove_temps_locked(&self, name: &str, dry_run: bool) -> Result<Vec<GcAction>> {
+        let mut actions = Vec::new();
+        for dir in [
+            self.users_dir(name),
+            self.run_dir(name),
+            self.volume_dir(name),
+        ] {
+            for path in crate::util::remove_stale_temps(&dir, true, dry_run)
+                .ctx(|| format!("remove the temporary files left in {}", dir.display()))?
+            {
+                actions.push(GcAction::RemoveTemp { path });
+            }
+        }
+        Ok(actions)
     }
 
     /// The verdict on one user record, with what this store can see.
@@ -341,6 +378,7 @@ impl Store {
         let mut held = BTreeSet::new();
         for name in self.volume_names()? {
             let _lock = VolumeLock::take(&self.lock_path(&name))?;
+            actions.extend(self.remove_temps_locked(&name, dry_run)?);
             let (released, left) = self.reconcile_users_locked(&name, !dry_run, None)?;
             actions.extend(released);
             if !left.is_empty() {
@@ -380,7 +418,33 @@ impl Store {
                             super::remove_if_present(&path)?;
                         }
                     }
+                    // Every creation writes the definition last and every removal removes it
+                    // first, under this lock: a directory without one is a cut-short creation
+                    // (or removal), and no container ever used what is in it.
+                    let dir = self.volume_dir(&name);
+                    if dir.exists() {
+                        actions.push(GcAction::RemoveUnfinished {
+                            volume: name.clone(),
+                            path: dir.clone(),
+                        });
+                        if !dry_run {
+                            super::remove_if_present(&dir)?;
+                        }
+                    }
                 }
+            }
+        }
+        // Records and the name index are written without a volume's lock: only the temporary
+        // files whose writer is dead are left behind.
+        let mut dirs = vec![self.containers_dir()];
+        if let Ok(entries) = std::fs::read_dir(self.names_dir()) {
+            dirs.extend(entries.flatten().map(|e| e.path()));
+        }
+        for dir in dirs {
+            for path in crate::util::remove_stale_temps(&dir, false, dry_run)
+                .ctx(|| format!("remove the temporary files left in {}", dir.display()))?
+            {
+                actions.push(GcAction::RemoveTemp { path });
             }
         }
         let staged = crate::staging::abandoned(&self.run_root).ctx(|| {
@@ -401,16 +465,20 @@ impl Store {
         };
         for record in self.containers()? {
             let key = record.key();
-            if held.contains(&key)
-                || probe.state(&record.id, record.runtime_root.as_deref()) != RuntimeView::Absent
-                || probe.bundle_exists(&record.bundle)
-            {
+            if held.contains(&key) || probe.bundle_exists(&record.bundle) {
                 continue;
             }
+            // A half-created state is no container either: its users were judged gone, so
+            // its create will never be finished.
+            let runtime = match probe.state(&record.id, record.runtime_root.as_deref()) {
+                RuntimeView::Absent => "the runtime does not know it",
+                RuntimeView::HalfCreated => "the runtime has only a half-created state for it",
+                _ => continue,
+            };
             actions.push(GcAction::RemoveRecord {
                 container: record.id.clone(),
                 reason: format!(
-                    "the runtime does not know it, its bundle {} is gone and it holds no volume",
+                    "{runtime}, its bundle {} is gone and it holds no volume",
                     record.bundle.display()
                 ),
             });
@@ -529,10 +597,10 @@ mod tests {
     #[test]
     fn a_create_in_progress_is_kept_while_its_owner_lives() {
         let u = user(Some((10, 100)), None);
-        assert_eq!(
-            verdict(&u, false, Some(RuntimeView::Absent)),
-            Verdict::Alive
-        );
+        for view in [RuntimeView::Absent, RuntimeView::HalfCreated] {
+            assert_eq!(verdict(&u, false, Some(view.clone())), Verdict::Alive);
+            assert_eq!(verdict(&u, true, Some(view)), Verdict::Alive);
+        }
     }
 
     #[test]
@@ -541,6 +609,11 @@ mod tests {
         assert!(gone(verdict(&u, false, None)).contains("never created"));
         assert!(gone(verdict(&u, true, Some(RuntimeView::Absent))).contains("does not know"));
         assert!(gone(verdict(&u, true, Some(RuntimeView::Stopped))).contains("stopped"));
+        assert!(
+            gone(verdict(&u, true, Some(RuntimeView::HalfCreated)))
+                .contains("half-created state for container c that will never be finished"),
+            "runc's own \"does not exist\", with the create's owner dead"
+        );
         for kept in [
             RuntimeView::Alive {
                 status: "created".into(),

@@ -235,7 +235,8 @@ impl VolumeDef {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        crate::util::write_atomic(&path, &text).ctx(|| format!("write {}", path.display()))
+        crate::util::write_atomic_with_crash_point(&path, &text, true, "half-written-definition")
+            .ctx(|| format!("write {}", path.display()))
     }
 }
 

@@ -3,14 +3,15 @@
 mod tree;
 pub use tree::{empty_dir, remove_tree};
 
+use std::ffi::OsStr;
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Replaces `path` with `data` atomically: a temporary file in the same directory, synced, then
 /// renamed over it, so a reader sees the old file or the new one, never half of one. A file that
 /// existed keeps its permissions.
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    replace(path, data, true)
+    replace(path, data, true, None)
 }
 
 /// [`write_atomic`] without the fsync, for files under the run root: a reboot clears that root,
@@ -18,13 +19,25 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
 /// record carries the boot ID). Readers still see the old file or the new one. On a busy disk an
 /// fsync costs milliseconds, and a container start writes one such file per volume.
 pub fn write_atomic_unsynced(path: &Path, data: &[u8]) -> io::Result<()> {
-    replace(path, data, false)
+    replace(path, data, false, None)
 }
 
-fn replace(path: &Path, data: &[u8], sync: bool) -> io::Result<()> {
+/// [`write_atomic`] (`sync`) or [`write_atomic_unsynced`], with a crash point (see
+/// [`crate::crash`]) between the temporary file's write and its rename: what a kill there
+/// leaves is a temporary file beside `path`.
+pub fn write_atomic_with_crash_point(
+    path: &Path,
+    data: &[u8],
+    sync: bool,
+    point: &str,
+) -> io::Result<()> {
+    replace(path, data, sync, Some(point))
+}
+
+fn replace(path: &Path, data: &[u8], sync: bool, point: Option<&str>) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
-        .prefix(".ocivol-")
+        .prefix(&temp_prefix())
         .tempfile_in(dir)?;
     tmp.write_all(data)?;
     if sync {
@@ -33,8 +46,124 @@ fn replace(path: &Path, data: &[u8], sync: bool) -> io::Result<()> {
     if let Ok(meta) = std::fs::metadata(path) {
         tmp.as_file().set_permissions(meta.permissions())?;
     }
+    if let Some(point) = point {
+        crate::crash::point(point);
+    }
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// How every temporary file of ocivol's state begins: [`write_atomic`] names them
+/// `.ocivol-PID-START-XXXXXX`, PID and START the writing process (its pid and start time, see
+/// [`crate::process`]), so that one a writer left behind (it was killed before the rename) is
+/// told from one being written: see [`stale_temp`]. No record's name has this form: a record is
+/// named by a container key (`ID.HASH`, see [`crate::store::container_key`]) or a volume, pod or
+/// container name, and none of those begins with `.ocivol-` and has no further `.`.
+pub const TEMP_PREFIX: &str = ".ocivol-";
+
+fn temp_prefix() -> String {
+    static MINE: std::sync::Mutex<Option<(u32, String)>> = std::sync::Mutex::new(None);
+    let pid = std::process::id();
+    let mut mine = MINE.lock().unwrap_or_else(|e| e.into_inner());
+    match &*mine {
+        Some((of, prefix)) if *of == pid => prefix.clone(),
+        _ => {
+            let prefix = match crate::process::ProcessId::current() {
+                Some(me) => format!("{TEMP_PREFIX}{}-{}-", me.pid, me.start),
+                None => TEMP_PREFIX.to_string(),
+            };
+            *mine = Some((pid, prefix.clone()));
+            prefix
+        }
+    }
+}
+
+/// A new, empty directory (0700) in `dir` with a temporary name (see [`TEMP_PREFIX`]): the
+/// caller fills it and renames it into place; one whose maker died first is [`stale_temp`].
+pub fn temp_dir_in(dir: &Path) -> io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::Builder::new()
+        .prefix(&temp_prefix())
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir_in(dir)?;
+    Ok(tmp.keep())
+}
+
+/// Whether a directory entry is a temporary file of [`write_atomic`] (never a record).
+pub fn is_temp_name(name: &OsStr) -> bool {
+    name.to_str()
+        .and_then(|n| n.strip_prefix(TEMP_PREFIX))
+        .is_some_and(|rest| !rest.contains('.'))
+}
+
+/// The process that wrote a temporary file, from its name (`None`: a name without one, as
+/// earlier versions of ocivol wrote them).
+pub fn temp_writer(name: &OsStr) -> Option<crate::process::ProcessId> {
+    if !is_temp_name(name) {
+        return None;
+    }
+    let rest = name.to_str()?.strip_prefix(TEMP_PREFIX)?;
+    let mut parts = rest.split('-');
+    let pid = parts.next()?.parse().ok()?;
+    let start = parts.next()?.parse().ok()?;
+    parts.next()?;
+    Some(crate::process::ProcessId { pid, start })
+}
+
+/// How old a temporary file without a writer in its name must be to be taken as left behind:
+/// an atomic write holds its file for milliseconds.
+pub const NAMELESS_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Whether the temporary file `path` was left behind by a write that was cut short: its writer
+/// (named in it) is dead, or, with no writer in its name, it is older than
+/// [`NAMELESS_TEMP_AGE`]. A file whose writer lives is being written: it is never stale.
+pub fn stale_temp(path: &Path) -> bool {
+    let Some(name) = path.file_name() else {
+        return false;
+    };
+    if !is_temp_name(name) {
+        return false;
+    }
+    match temp_writer(name) {
+        Some(writer) => !writer.is_alive(),
+        None => std::fs::symlink_metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > NAMELESS_TEMP_AGE),
+    }
+}
+
+/// Removes the temporary files of [`write_atomic`] in `dir` that are left behind: all of them
+/// with `all` (the caller holds the lock every writer of `dir` takes, so none is being
+/// written), else the [`stale_temp`] ones. With `dry_run` nothing is removed. Returns what was
+/// (or would be) removed; a missing `dir` has none.
+pub fn remove_stale_temps(dir: &Path, all: bool, dry_run: bool) -> io::Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut removed = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        if !is_temp_name(&entry.file_name()) {
+            continue;
+        }
+        let path = entry.path();
+        if !all && !stale_temp(&path) {
+            continue;
+        }
+        if !dry_run {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                other => other?,
+            }
+        }
+        removed.push(path);
+    }
+    removed.sort();
+    Ok(removed)
 }
 
 /// Whether directory `dir` holds any entry besides `.` and `..`.
@@ -47,6 +176,15 @@ pub fn dir_has_entries(dir: &Path) -> io::Result<bool> {
 /// makes even its first entry cost about 170 µs in a directory of 1,000 files (ext4); a 1 KiB
 /// buffer keeps it near constant: the kernel stops filling when the buffer is full.
 pub fn dir_first_entries(dir: &Path, max: usize) -> io::Result<Vec<std::ffi::OsString>> {
+    dir_first_entries_where(dir, max, |_| true)
+}
+
+/// [`dir_first_entries`] of the entries whose name `keep` accepts (the others are read past).
+pub fn dir_first_entries_where(
+    dir: &Path,
+    max: usize,
+    keep: impl Fn(&OsStr) -> bool,
+) -> io::Result<Vec<std::ffi::OsString>> {
     use std::os::unix::ffi::OsStrExt;
     let mut found = Vec::new();
     if max == 0 {
@@ -87,8 +225,8 @@ pub fn dir_first_entries(dir: &Path, max: usize) -> io::Result<Vec<std::ffi::OsS
             }
             let name = &bytes[off + 19..(off + reclen).min(bytes.len())];
             let name = &name[..name.iter().position(|b| *b == 0).unwrap_or(name.len())];
-            if name != b"." && name != b".." {
-                found.push(std::ffi::OsStr::from_bytes(name).to_os_string());
+            if name != b"." && name != b".." && keep(OsStr::from_bytes(name)) {
+                found.push(OsStr::from_bytes(name).to_os_string());
                 if found.len() == max {
                     return Ok(found);
                 }
@@ -114,6 +252,71 @@ mod tests {
         assert_eq!(all.len(), 300, "several getdents64 calls");
         assert_eq!(all[0], "user-0000");
         assert!(dir_first_entries(dir.path(), 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn temporary_files_name_their_writer_and_are_never_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let mine = format!("{}XXXXXX", temp_prefix());
+        let me = crate::process::ProcessId::current().unwrap();
+        assert!(is_temp_name(OsStr::new(&mine)), "{mine}");
+        assert_eq!(temp_writer(OsStr::new(&mine)), Some(me));
+        for record in [
+            "web.0123456789abcdef",
+            ".ocivol-web.0123456789abcdef",
+            "web.0123456789abcdef.json",
+            "volume.json",
+            "owner",
+        ] {
+            assert!(!is_temp_name(OsStr::new(record)), "{record}");
+        }
+        assert!(is_temp_name(OsStr::new(".ocivol-AbC123")), "an older name");
+        assert_eq!(temp_writer(OsStr::new(".ocivol-AbC123")), None);
+
+        // A dead writer's file is stale; a live writer's is not; an older name only once old.
+        let dead = format!(".ocivol-{}-{}-dEaD01", me.pid, me.start + 1);
+        for name in [&mine, &dead, &".ocivol-AbC123".to_string()] {
+            std::fs::write(dir.path().join(name), "").unwrap();
+        }
+        std::fs::write(dir.path().join("web.0123456789abcdef"), "").unwrap();
+        assert!(!stale_temp(&dir.path().join(&mine)));
+        assert!(stale_temp(&dir.path().join(&dead)));
+        assert!(!stale_temp(&dir.path().join(".ocivol-AbC123")));
+        assert!(!stale_temp(&dir.path().join("web.0123456789abcdef")));
+        let would = remove_stale_temps(dir.path(), false, true).unwrap();
+        assert_eq!(would, [dir.path().join(&dead)]);
+        assert!(dir.path().join(&dead).exists(), "a dry run removes nothing");
+        assert_eq!(remove_stale_temps(dir.path(), false, false).unwrap(), would);
+        assert!(!dir.path().join(&dead).exists());
+        // Under the writers' lock every temporary file is left behind.
+        assert_eq!(
+            remove_stale_temps(dir.path(), true, false).unwrap().len(),
+            2
+        );
+        let mut left = dir_first_entries(dir.path(), 10).unwrap();
+        left.sort();
+        assert_eq!(left, ["web.0123456789abcdef"]);
+        assert!(
+            remove_stale_temps(&dir.path().join("none"), true, false)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_write_leaves_no_temporary_file_and_first_entries_can_skip_names() {
+        let dir = tempfile::tempdir().unwrap();
+        write_atomic_unsynced(&dir.path().join("a"), b"1").unwrap();
+        write_atomic(&dir.path().join("a"), b"2").unwrap();
+        assert_eq!(dir_first_entries(dir.path(), 10).unwrap(), ["a"]);
+        std::fs::write(dir.path().join(".ocivol-1-2-XXXXXX"), "").unwrap();
+        assert_eq!(
+            dir_first_entries_where(dir.path(), 10, |n| !is_temp_name(n)).unwrap(),
+            ["a"]
+        );
+        let made = temp_dir_in(dir.path()).unwrap();
+        assert!(made.is_dir() && is_temp_name(made.file_name().unwrap()));
+        assert!(!stale_temp(&made), "its maker lives");
     }
 
     #[test]

@@ -13,6 +13,44 @@ use super::{Env, OCIVOL, ok};
 const CONTAINERD: &str = "/usr/bin/containerd";
 const CTR: &str = "/usr/bin/ctr";
 
+/// Where containerd 1.6's shims put their sockets, whatever `state` says (MACHINE.md).
+pub const SHIM_SOCKETS: &str = "/run/containerd/s";
+
+/// The sockets a shim of the daemon at `address` has or had for container `id` of `namespace`:
+/// containerd 1.6 names them `sha256(ADDRESS/NAMESPACE/ID)` (`runtime/v2/shim/util_unix.go`,
+/// `SocketAddress`) in [`SHIM_SOCKETS`], and a `.debug` one beside it. A shim that is killed
+/// leaves them there.
+pub fn shim_socket_paths(address: &Path, namespace: &str, id: &str) -> [PathBuf; 2] {
+    let digest = Sha256::digest(format!("{}/{namespace}/{id}", address.display()).as_bytes());
+    let name: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    [
+        Path::new(SHIM_SOCKETS).join(&name),
+        Path::new(SHIM_SOCKETS).join(format!("{name}.debug")),
+    ]
+}
+
+/// The `-id` of every process started with `-address ADDRESS` (the shims of that daemon).
+pub fn shims_of(address: &Path) -> Vec<(i32, Option<String>)> {
+    let needle = format!("-address {}", address.display());
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(&needle) {
+            let id = cmdline
+                .split(" -id ")
+                .nth(1)
+                .and_then(|s| s.split(' ').next())
+                .map(str::to_string);
+            found.push((pid, id));
+        }
+    }
+    found
+}
+
 /// A containerd daemon of the test's own, with ocivol's state pointed at the test's directories
 /// through the environment (the shim passes it on to the runtime binary).
 pub struct Containerd {
@@ -76,31 +114,7 @@ disabled_plugins = [
         fs::create_dir_all(&bin).unwrap();
         let wrapper = bin.join("ocivol-runtime");
         symlink(OCIVOL, &wrapper).unwrap();
-        let log = fs::File::create(dir.join("daemon.log")).unwrap();
-        let mut daemon = Command::new(CONTAINERD)
-            .arg("--config")
-            .arg(dir.join("config.toml"))
-            .env("OCIVOL_CONFIG", &env.config)
-            .env("OCIVOL_ROOT", &env.root)
-            .env("OCIVOL_RUN_ROOT", &env.run_root)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("containerd must be installed (make test installs it)");
-        // The socket appears once every plugin is loaded; `ctr version` on a missing socket
-        // would block for 10 s, so wait for the file first.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !dir.join("c.sock").exists() {
-            if let Some(status) = daemon.try_wait().unwrap() {
-                panic!(
-                    "containerd exited ({status}): {}",
-                    fs::read_to_string(dir.join("daemon.log")).unwrap()
-                );
-            }
-            assert!(Instant::now() < deadline, "containerd did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let daemon = spawn_daemon(env, &dir);
         let c = Containerd {
             dir,
             daemon,
@@ -113,6 +127,25 @@ disabled_plugins = [
             "ctr version",
         );
         c
+    }
+
+    /// Stops the daemon (SIGTERM, as a service manager does) and starts it again with the same
+    /// config and state: on start containerd cleans up after the shims that are gone.
+    pub fn restart(&mut self, env: &Env) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.daemon.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.daemon.wait();
+        let _ = fs::remove_file(self.dir.join("c.sock"));
+        self.daemon = spawn_daemon(env, &self.dir);
+        ok(
+            &self
+                .ctr(&["--connect-timeout", "5s", "version"])
+                .output()
+                .unwrap(),
+            "ctr version",
+        );
     }
 
     pub fn ctr(&self, args: &[&str]) -> Command {
@@ -176,6 +209,41 @@ disabled_plugins = [
     }
 }
 
+/// Starts containerd with `DIR/config.toml` and ocivol's state in the environment (the shim
+/// passes it on to the runtime binary); returns once its socket is there.
+fn spawn_daemon(env: &Env, dir: &Path) -> Child {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("daemon.log"))
+        .unwrap();
+    let mut daemon = Command::new(CONTAINERD)
+        .arg("--config")
+        .arg(dir.join("config.toml"))
+        .env("OCIVOL_CONFIG", &env.config)
+        .env("OCIVOL_ROOT", &env.root)
+        .env("OCIVOL_RUN_ROOT", &env.run_root)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("containerd must be installed (make test installs it)");
+    // The socket appears once every plugin is loaded; `ctr version` on a missing socket would
+    // block for 10 s, so wait for the file first.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !dir.join("c.sock").exists() {
+        if let Some(status) = daemon.try_wait().unwrap() {
+            panic!(
+                "containerd exited ({status}): {}",
+                fs::read_to_string(dir.join("daemon.log")).unwrap()
+            );
+        }
+        assert!(Instant::now() < deadline, "containerd did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    daemon
+}
+
 /// Splits `-n NS` out of `flags`.
 fn split_namespace<'a>(flags: &[&'a str]) -> (Vec<&'a str>, Vec<&'a str>) {
     let mut global = Vec::new();
@@ -194,7 +262,8 @@ fn split_namespace<'a>(flags: &[&'a str]) -> (Vec<&'a str>, Vec<&'a str>) {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        // Every task and container of every namespace, then the daemon, then stray shims.
+        // Every task and container of every namespace, then the daemon, then stray shims, then
+        // the sockets those shims left in /run/containerd/s.
         let lines = |out: std::io::Result<Output>| -> Vec<String> {
             out.map(|o| {
                 String::from_utf8_lossy(&o.stdout)
@@ -204,15 +273,17 @@ impl Drop for Containerd {
             })
             .unwrap_or_default()
         };
-        // Every (namespace, ID) a shim may have served, for its socket in /run/containerd/s.
-        let mut served = Vec::new();
-        for ns in lines(self.ctr(&["ns", "ls", "-q"]).output()) {
-            for t in lines(self.ctr(&["-n", &ns, "t", "ls", "-q"]).output()) {
-                let _ = self.ctr(&["-n", &ns, "t", "rm", "-f", &t]).output();
+        let address = self.dir.join("c.sock");
+        // (namespace, id) of every container this daemon may have had a shim for.
+        let mut ids: Vec<(String, String)> = Vec::new();
+        let namespaces = lines(self.ctr(&["ns", "ls", "-q"]).output());
+        for ns in &namespaces {
+            for t in lines(self.ctr(&["-n", ns, "t", "ls", "-q"]).output()) {
+                let _ = self.ctr(&["-n", ns, "t", "rm", "-f", &t]).output();
             }
-            for c in lines(self.ctr(&["-n", &ns, "c", "ls", "-q"]).output()) {
-                let _ = self.ctr(&["-n", &ns, "c", "rm", &c]).output();
-                served.push((ns.clone(), c));
+            for c in lines(self.ctr(&["-n", ns, "c", "ls", "-q"]).output()) {
+                let _ = self.ctr(&["-n", ns, "c", "rm", &c]).output();
+                ids.push((ns.clone(), c));
             }
         }
         let _ = nix::sys::signal::kill(
@@ -220,42 +291,52 @@ impl Drop for Containerd {
             nix::sys::signal::Signal::SIGTERM,
         );
         let _ = self.daemon.wait();
-        let address = format!("-address {}", self.dir.join("c.sock").display());
-        for entry in fs::read_dir("/proc").unwrap().flatten() {
-            let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmdline.contains(&address) {
-                // A shim still running: its namespace and ID name its socket too.
-                let arg = |flag: &str| {
-                    cmdline
-                        .split(&format!(" {flag} "))
-                        .nth(1)
-                        .and_then(|s| s.split(' ').next())
-                        .map(str::to_string)
-                };
-                if let (Some(ns), Some(id)) = (arg("-namespace"), arg("-id")) {
-                    served.push((ns, id));
+        for (pid, _) in shims_of(&address) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        // Bundles and runc state name containers too (one whose container record is gone), and
+        // so does the daemon's log for every shim it started ("starting signal loop" with the
+        // bundle's path), whether or not anything is left of that container.
+        let log = fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default();
+        let tasks = format!(
+            "{}/",
+            self.dir
+                .join("state/io.containerd.runtime.v2.task")
+                .display()
+        );
+        for line in log.lines() {
+            for part in line.split(&tasks).skip(1) {
+                let mut it = part.split(|c: char| c == '/' || c == '"' || c.is_whitespace());
+                if let (Some(ns), Some(id)) = (it.next(), it.next())
+                    && !ns.is_empty()
+                    && !id.is_empty()
+                {
+                    ids.push((ns.to_string(), id.to_string()));
                 }
             }
-            if cmdline.contains(&address)
-                && let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>()
-            {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
+        }
+        for base in [
+            self.dir.join("state/io.containerd.runtime.v2.task"),
+            self.dir.join("runc"),
+        ] {
+            for ns in fs::read_dir(&base).into_iter().flatten().flatten() {
+                let ns_name = ns.file_name().to_string_lossy().into_owned();
+                for c in fs::read_dir(ns.path()).into_iter().flatten().flatten() {
+                    ids.push((
+                        ns_name.clone(),
+                        c.file_name().to_string_lossy().into_owned(),
+                    ));
+                }
             }
         }
-        // The shims' sockets: containerd puts them in /run/containerd/s whatever `state` says,
-        // named sha256(ADDRESS/NAMESPACE/ID) (see cri.rs); only this daemon's are touched.
-        for (ns, id) in served {
-            let name = format!("{}/{ns}/{id}", self.dir.join("c.sock").display());
-            let digest: String = Sha256::digest(name.as_bytes())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            for suffix in ["", ".debug"] {
-                let _ = fs::remove_file(format!("/run/containerd/s/{digest}{suffix}"));
+        ids.sort();
+        ids.dedup();
+        for (ns, id) in ids {
+            for socket in shim_socket_paths(&address, &ns, &id) {
+                let _ = fs::remove_file(socket);
             }
         }
     }

@@ -61,9 +61,6 @@ pub const RUNTIME_CLASS: &str = include_str!("../../packaging/kubernetes/runtime
 /// The line of the drop-in that names the installed binary; the test puts its script there.
 const BINARY_NAME_LINE: &str = "BinaryName = \"/usr/local/bin/ocivol-runtime\"";
 
-/// Where containerd 1.6's shims put their sockets, whatever `state` says.
-const SHIM_SOCKETS: &str = "/run/containerd/s";
-
 /// Busybox applets the image has.
 const APPLETS: &[&str] = &[
     "sh",
@@ -576,12 +573,11 @@ impl Cri {
         self.shims();
         let mut paths = Vec::new();
         for id in self.ids.borrow().iter() {
-            let digest =
-                Sha256::digest(format!("{}/{NAMESPACE}/{id}", self.address.display()).as_bytes());
-            let name = hex(&digest);
-            for suffix in ["", ".debug"] {
-                paths.push(Path::new(SHIM_SOCKETS).join(format!("{name}{suffix}")));
-            }
+            paths.extend(super::containerd::shim_socket_paths(
+                &self.address,
+                NAMESPACE,
+                id,
+            ));
         }
         paths
     }
@@ -596,24 +592,12 @@ impl Cri {
 
     /// The PIDs of processes started with this daemon's address (its shims).
     fn shims(&self) -> Vec<i32> {
-        let address = format!("-address {}", self.address.display());
         let mut pids = Vec::new();
-        for entry in fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmdline.contains(&address) {
-                pids.push(pid);
-                // The shim's own -id is a socket name source too.
-                if let Some(id) = cmdline
-                    .split(" -id ")
-                    .nth(1)
-                    .and_then(|s| s.split(' ').next())
-                {
-                    self.ids.borrow_mut().insert(id.to_string());
-                }
+        for (pid, id) in super::containerd::shims_of(&self.address) {
+            pids.push(pid);
+            // The shim's own -id is a socket name source too.
+            if let Some(id) = id {
+                self.ids.borrow_mut().insert(id);
             }
         }
         pids

@@ -229,9 +229,10 @@ fn spawn_daemon(env: &Env, dir: &Path) -> Child {
         .spawn()
         .expect("containerd must be installed (make test installs it)");
     // The socket appears once every plugin is loaded; `ctr version` on a missing socket would
-    // block for 10 s, so wait for the file first.
+    // block for 10 s, so wait until it takes a connection (its file exists from bind(), a moment
+    // before listen()).
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !dir.join("c.sock").exists() {
+    while std::os::unix::net::UnixStream::connect(dir.join("c.sock")).is_err() {
         if let Some(status) = daemon.try_wait().unwrap() {
             panic!(
                 "containerd exited ({status}): {}",

@@ -199,7 +199,8 @@ impl Cri {
                 .expect("containerd must be installed (make test installs it)"),
         );
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !address.exists() {
+        // The socket's file exists from bind(), before listen(): wait until it takes a connection.
+        while std::os::unix::net::UnixStream::connect(&address).is_err() {
             if let Some(status) = daemon.0.try_wait().unwrap() {
                 panic!(
                     "containerd exited ({status}): {}",

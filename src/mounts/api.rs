@@ -73,6 +73,22 @@ pub fn clone_tree(fd: BorrowedFd<'_>, recursive: bool, what: &Path) -> io::Resul
     fd_result(ret, || format!("clone the mount of {}", what.display()))
 }
 
+/// `mount_setattr(2)` on the detached or attached mount `tree` itself (`AT_EMPTY_PATH`), with
+/// `flags` added (`AT_RECURSIVE` or 0); the raw return value.
+fn mount_setattr(tree: BorrowedFd<'_>, flags: libc::c_uint, attr: &MountAttr) -> libc::c_long {
+    // SAFETY: a valid fd, "" with AT_EMPTY_PATH, and attr lives through the call.
+    unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint | flags,
+            attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    }
+}
+
 /// Sets mount flags (`MOUNT_ATTR_*`) on a detached tree and makes every mount of it private, so
 /// that nothing mounted in it or under it propagates to the mounts it was cloned from (a clone
 /// of a shared mount starts in its peer group).
@@ -83,18 +99,7 @@ pub fn set_attr_private(tree: BorrowedFd<'_>, set: u64, what: &Path) -> io::Resu
         propagation: MS_PRIVATE,
         userns_fd: 0,
     };
-    let flags = libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE;
-    // SAFETY: a valid mount fd, "" with AT_EMPTY_PATH, and attr lives through the call.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            flags,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
+    let ret = mount_setattr(tree, AT_RECURSIVE, &attr);
     unit_result(ret, || {
         format!("set the flags of the mount of {}", what.display())
     })
@@ -111,18 +116,7 @@ pub fn set_idmap(tree: BorrowedFd<'_>, userns: BorrowedFd<'_>, recursive: bool) 
         propagation: 0,
         userns_fd: userns.as_raw_fd() as u64,
     };
-    let flags = libc::AT_EMPTY_PATH as libc::c_uint | if recursive { AT_RECURSIVE } else { 0 };
-    // SAFETY: valid fds, "" with AT_EMPTY_PATH, and attr lives through the call.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            flags,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
+    let ret = mount_setattr(tree, if recursive { AT_RECURSIVE } else { 0 }, &attr);
     if ret == 0 {
         return Ok(());
     }

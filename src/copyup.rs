@@ -459,6 +459,12 @@ fn copy_symlink(
         Err(e) => return Err(e.into()),
     };
     symlinkat(target.as_os_str(), dst_dir, name)?;
+    own_and_time_at(dst_dir, name, st)
+}
+
+/// Gives `name` in `dst_dir` (just made there by ocivol, never followed if a symlink) the owner
+/// and times of `st`.
+fn own_and_time_at(dst_dir: &OwnedFd, name: &OsStr, st: &FileStat) -> io::Result<()> {
     fchownat(
         dst_dir,
         name,
@@ -485,27 +491,14 @@ fn copy_fifo(dst_dir: &OwnedFd, name: &OsStr, st: &FileStat) -> io::Result<()> {
         Mode::from_bits_truncate(0o600),
         0,
     )?;
-    fchownat(
-        dst_dir,
-        name,
-        Some(Uid::from_raw(st.st_uid)),
-        Some(Gid::from_raw(st.st_gid)),
-        AtFlags::AT_SYMLINK_NOFOLLOW,
-    )?;
-    // The fifo was just made in ocivol's own directory, which nobody else can reach.
+    own_and_time_at(dst_dir, name, st)?;
+    // After the owner (a chown clears set-id bits); a mode change keeps the times. The fifo was
+    // just made in ocivol's own directory, which nobody else can reach.
     fchmodat(
         dst_dir,
         name,
         Mode::from_bits_truncate(st.st_mode & 0o7777),
         FchmodatFlags::FollowSymlink,
-    )?;
-    let (atime, mtime) = times_of(st);
-    utimensat(
-        dst_dir,
-        name,
-        &atime,
-        &mtime,
-        UtimensatFlags::NoFollowSymlink,
     )?;
     Ok(())
 }

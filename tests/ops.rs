@@ -15,22 +15,6 @@ fn base(env: &Env) -> String {
     env.base.display().to_string()
 }
 
-/// Runs an operator command that must succeed with nothing on stderr; returns its stdout.
-fn run(env: &Env, args: &[&str]) -> String {
-    let out = env.ocivol(args);
-    let stdout = ok(&out, &args.join(" "));
-    assert_eq!(text(&out.stderr), "", "{args:?}: nothing on stderr");
-    stdout
-}
-
-/// Runs an operator command that must fail with status 1; returns its stderr.
-fn refused(env: &Env, args: &[&str]) -> String {
-    let out = env.ocivol(args);
-    assert_eq!(out.status.code(), Some(1), "{args:?} must fail: {out:?}");
-    assert_eq!(text(&out.stdout), "", "{args:?}: nothing on stdout");
-    text(&out.stderr)
-}
-
 #[test]
 fn volume_create_ls_inspect_rm_with_exact_output() {
     let Some(env) = Env::new("volume_create_ls_inspect_rm_with_exact_output") else {
@@ -38,44 +22,35 @@ fn volume_create_ls_inspect_rm_with_exact_output() {
     };
     let b = base(&env);
     assert_eq!(
-        run(&env, &["volume", "create", "--scope", "any", "notes"]),
+        env.ocivol_ok(&["volume", "create", "--scope", "any", "notes"]),
         "notes\n"
     );
     assert_eq!(
-        run(
-            &env,
-            &[
-                "volume", "create", "--scope", "any", "data", "--base", &b, "--label", "team=ml"
-            ]
-        ),
+        env.ocivol_ok(&[
+            "volume", "create", "--scope", "any", "data", "--base", &b, "--label", "team=ml"
+        ]),
         "data\n"
     );
     assert_eq!(
-        run(
-            &env,
-            &[
-                "volume",
-                "create",
-                "--scope",
-                "any",
-                "scratch",
-                "--base",
-                &b,
-                "--volatile"
-            ]
-        ),
+        env.ocivol_ok(&[
+            "volume",
+            "create",
+            "--scope",
+            "any",
+            "scratch",
+            "--base",
+            &b,
+            "--volatile"
+        ]),
         "scratch\n"
     );
     assert_eq!(
-        run(
-            &env,
-            &["volume", "create", "--scope", "any", "data", "--base", &b]
-        ),
+        env.ocivol_ok(&["volume", "create", "--scope", "any", "data", "--base", &b]),
         "data\n",
         "creating a volume that exists as the same kind changes nothing"
     );
     assert_eq!(
-        run(&env, &["volume", "ls"]),
+        env.ocivol_ok(&["volume", "ls"]),
         table(&rows(&[
             &["NAME", "SCOPE", "KIND", "BASE", "USERS", "SIZE"],
             &["data", "any", "cow", &b, "0", "0B"],
@@ -92,35 +67,32 @@ fn volume_create_ls_inspect_rm_with_exact_output() {
         "write",
     );
     assert_eq!(
-        run(&env, &["volume", "ls", "--filter", "in-use=true"]),
+        env.ocivol_ok(&["volume", "ls", "--filter", "in-use=true"]),
         table(&rows(&[
             &["NAME", "SCOPE", "KIND", "BASE", "USERS", "SIZE"],
             &["data", "any", "cow", &b, "1", "6B"],
         ]))
     );
     assert_eq!(
-        run(&env, &["volume", "ls", "-q", "--filter", "in-use=false"]),
+        env.ocivol_ok(&["volume", "ls", "-q", "--filter", "in-use=false"]),
         "notes\nscratch\n"
     );
     assert_eq!(
-        run(&env, &["volume", "ls", "-q", "--filter", "label=team=ml"]),
+        env.ocivol_ok(&["volume", "ls", "-q", "--filter", "label=team=ml"]),
         "data\n"
     );
     assert_eq!(
-        run(
-            &env,
-            &["volume", "ls", "-q", "--filter", "label=team=other"]
-        ),
+        env.ocivol_ok(&["volume", "ls", "-q", "--filter", "label=team=other"]),
         ""
     );
     let listed: serde_json::Value =
-        serde_json::from_str(&run(&env, &["volume", "ls", "--format", "json"])).unwrap();
+        serde_json::from_str(&env.ocivol_ok(&["volume", "ls", "--format", "json"])).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 3);
     assert_eq!(listed[0]["name"], "data");
     assert_eq!(listed[0]["size"], 6);
 
     let inspected: serde_json::Value =
-        serde_json::from_str(&run(&env, &["volume", "inspect", "data"])).unwrap();
+        serde_json::from_str(&env.ocivol_ok(&["volume", "inspect", "data"])).unwrap();
     let v = &inspected[0];
     let init = env.init_pid("ocivol-ops1-a");
     assert!(v["created"].as_u64().unwrap() > 0);
@@ -153,12 +125,12 @@ fn volume_create_ls_inspect_rm_with_exact_output() {
         "ocivol: volume nope does not exist\n"
     );
 
-    assert_eq!(run(&env, &["volume", "rm", "notes"]), "notes\n");
+    assert_eq!(env.ocivol_ok(&["volume", "rm", "notes"]), "notes\n");
     assert_eq!(
-        refused(&env, &["volume", "rm", "notes"]),
+        env.ocivol_refused(&["volume", "rm", "notes"]),
         "ocivol: volume notes does not exist\n"
     );
-    assert_eq!(run(&env, &["volume", "rm", "--force", "notes"]), "");
+    assert_eq!(env.ocivol_ok(&["volume", "rm", "--force", "notes"]), "");
     assert!(!env.root.join("volumes/notes").exists());
 
     ok(&env.delete("ocivol-ops1-a"), "delete");
@@ -177,7 +149,7 @@ fn volume_rm_of_a_volume_in_use_is_refused_and_names_its_users() {
         ok(&env.start(id, &bundle), "start");
     }
     assert_eq!(
-        refused(&env, &["volume", "rm", "data"]),
+        env.ocivol_refused(&["volume", "rm", "data"]),
         "ocivol: volume data is in use by 2 containers: ocivol-ops2-a, ocivol-ops2-b; \
          delete its containers first, or use --force to remove it anyway\n"
     );
@@ -188,12 +160,15 @@ fn volume_rm_of_a_volume_in_use_is_refused_and_names_its_users() {
     assert!(data_dir.exists() && data_run_dir.exists());
     ok(&env.delete("ocivol-ops2-b"), "delete b");
     assert_eq!(
-        refused(&env, &["volume", "rm", "data"]),
+        env.ocivol_refused(&["volume", "rm", "data"]),
         "ocivol: volume data is in use by 1 container: ocivol-ops2-a; \
          delete its containers first, or use --force to remove it anyway\n"
     );
 
-    assert_eq!(run(&env, &["volume", "rm", "--force", "data"]), "data\n");
+    assert_eq!(
+        env.ocivol_ok(&["volume", "rm", "--force", "data"]),
+        "data\n"
+    );
     assert_eq!(
         env.overlays("data"),
         0,
@@ -215,10 +190,7 @@ fn volume_create_checks_the_policy_like_an_annotation() {
     fs::create_dir(&outside).unwrap();
     let o = outside.display().to_string();
     assert_eq!(
-        refused(
-            &env,
-            &["volume", "create", "--scope", "any", "bad", "--base", &o]
-        ),
+        env.ocivol_refused(&["volume", "create", "--scope", "any", "bad", "--base", &o]),
         format!(
             "ocivol: volume bad: base {o} is not under the policy's allowed_bases [{}]; \
              an admin must allow it in the ocivol config\n",
@@ -226,17 +198,14 @@ fn volume_create_checks_the_policy_like_an_annotation() {
         )
     );
     assert_eq!(
-        refused(&env, &["volume", "create", "--scope", "any", "../etc"]),
+        env.ocivol_refused(&["volume", "create", "--scope", "any", "../etc"]),
         "ocivol: invalid volume name \"../etc\": a name starts with a letter or digit and has \
          only letters, digits, '_', '.' and '-'\n"
     );
     assert_eq!(
-        refused(
-            &env,
-            &[
-                "volume", "create", "--scope", "any", "c", "--base", "relative"
-            ]
-        ),
+        env.ocivol_refused(&[
+            "volume", "create", "--scope", "any", "c", "--base", "relative"
+        ]),
         "ocivol: volume c: base \"relative\" is not an absolute path; it must start with '/'\n"
     );
     // ocivol's own state is never a base, even under an allowed directory.
@@ -244,28 +213,22 @@ fn volume_create_checks_the_policy_like_an_annotation() {
     env.write_policy(json!({ "allowed_bases": [env.dir.path()] }));
     let state = env.root.display().to_string();
     assert_eq!(
-        refused(
-            &env,
-            &["volume", "create", "--scope", "any", "c", "--base", &state]
-        ),
+        env.ocivol_refused(&["volume", "create", "--scope", "any", "c", "--base", &state]),
         format!("ocivol: volume c: base {state} overlaps ocivol's state directory {state}\n")
     );
     env.write_policy(json!({ "allowed_bases": [env.base] }));
     // A volume that exists as another kind.
-    run(&env, &["volume", "create", "--scope", "any", "plain"]);
+    env.ocivol_ok(&["volume", "create", "--scope", "any", "plain"]);
     assert_eq!(
-        refused(
-            &env,
-            &[
-                "volume",
-                "create",
-                "--scope",
-                "any",
-                "plain",
-                "--base",
-                &base(&env)
-            ]
-        ),
+        env.ocivol_refused(&[
+            "volume",
+            "create",
+            "--scope",
+            "any",
+            "plain",
+            "--base",
+            &base(&env)
+        ]),
         format!(
             "ocivol: volume plain: it exists as a plain volume, so it cannot be copy-on-write \
              over {}; use another name or drop base=\n",
@@ -276,7 +239,7 @@ fn volume_create_checks_the_policy_like_an_annotation() {
     assert_eq!(volatile_alone.status.code(), Some(2), "clap refuses it");
     assert!(text(&volatile_alone.stderr).contains("--base <DIR>"));
     assert_eq!(
-        run(&env, &["volume", "ls", "-q"]),
+        env.ocivol_ok(&["volume", "ls", "-q"]),
         "plain\n",
         "nothing else made"
     );
@@ -292,7 +255,7 @@ fn volume_reset_of_a_volume_in_use_is_refused() {
     ok(&env.start("ocivol-ops4-a", &bundle), "start");
     ok(&env.exec("ocivol-ops4-a", "echo x > /data/x"), "write");
     assert_eq!(
-        refused(&env, &["volume", "reset", "data"]),
+        env.ocivol_refused(&["volume", "reset", "data"]),
         "ocivol: volume data is in use by 1 container: ocivol-ops4-a; \
          reset discards the changes only of a volume no container uses\n"
     );
@@ -300,23 +263,23 @@ fn volume_reset_of_a_volume_in_use_is_refused() {
         env.volume_dir("data").join("upper/x").exists(),
         "nothing discarded"
     );
-    run(&env, &["volume", "create", "--scope", "any", "notes"]);
+    env.ocivol_ok(&["volume", "create", "--scope", "any", "notes"]);
     assert_eq!(
-        refused(&env, &["volume", "reset", "notes"]),
+        env.ocivol_refused(&["volume", "reset", "notes"]),
         "ocivol: volume notes: it is a plain volume; only a copy-on-write volume has changes \
          to discard\n"
     );
     assert_eq!(
-        refused(&env, &["volume", "diff", "notes"]),
+        env.ocivol_refused(&["volume", "diff", "notes"]),
         "ocivol: volume notes: it is a plain volume; only a copy-on-write volume has changes \
          against a base\n"
     );
     assert_eq!(
-        refused(&env, &["volume", "reset", "nope"]),
+        env.ocivol_refused(&["volume", "reset", "nope"]),
         "ocivol: volume nope does not exist\n"
     );
     ok(&env.delete("ocivol-ops4-a"), "delete");
-    assert_eq!(run(&env, &["volume", "reset", "data"]), "data\n");
+    assert_eq!(env.ocivol_ok(&["volume", "reset", "data"]), "data\n");
     assert!(!env.volume_dir("data").join("upper/x").exists());
 }
 
@@ -351,7 +314,7 @@ fn volume_diff_lists_exactly_the_changes_and_reset_restores_the_base() {
         "run the writer",
     );
     assert_eq!(
-        run(&env, &["volume", "diff", "data"]),
+        env.ocivol_ok(&["volume", "diff", "data"]),
         "C /file.txt\n\
          D /gone\n\
          C /keep\n\
@@ -364,7 +327,8 @@ fn volume_diff_lists_exactly_the_changes_and_reset_restores_the_base() {
          D /sub/deep.txt\n"
     );
     let json: serde_json::Value =
-        serde_json::from_str(&run(&env, &["volume", "diff", "--format", "json", "data"])).unwrap();
+        serde_json::from_str(&env.ocivol_ok(&["volume", "diff", "--format", "json", "data"]))
+            .unwrap();
     assert_eq!(json[0], json!({"kind": "Changed", "path": "/file.txt"}));
 
     // A container sees the changes; after reset the next one sees the base only.
@@ -378,8 +342,8 @@ fn volume_diff_lists_exactly_the_changes_and_reset_restores_the_base() {
         seen.contains("three.txt") && seen.ends_with("changed\n"),
         "{seen}"
     );
-    assert_eq!(run(&env, &["volume", "reset", "data"]), "data\n");
-    assert_eq!(run(&env, &["volume", "diff", "data"]), "");
+    assert_eq!(env.ocivol_ok(&["volume", "reset", "data"]), "data\n");
+    assert_eq!(env.ocivol_ok(&["volume", "diff", "data"]), "");
     let seen = ok(
         &env.runtime(&["run", "--bundle", r.to_str().unwrap(), "ocivol-ops5-r2"]),
         "run a reader after reset",
@@ -434,19 +398,19 @@ fn volume_prune_removes_unused_volumes_and_reports_the_space() {
     ok(&env.start("ocivol-ops6-b", &b), "start b");
 
     assert_eq!(
-        run(&env, &["volume", "prune"]),
+        env.ocivol_ok(&["volume", "prune"]),
         format!("Deleted Volumes:\n{anon}\n\nTotal reclaimed space: 6B\n")
     );
     assert_eq!(
-        run(&env, &["volume", "prune"]),
+        env.ocivol_ok(&["volume", "prune"]),
         "Total reclaimed space: 0B\n"
     );
     assert_eq!(
-        run(&env, &["volume", "prune", "--all"]),
+        env.ocivol_ok(&["volume", "prune", "--all"]),
         "Deleted Volumes:\nkept\n\nTotal reclaimed space: 8B\n"
     );
     assert_eq!(
-        run(&env, &["volume", "ls", "-q"]),
+        env.ocivol_ok(&["volume", "ls", "-q"]),
         format!("{}\n", env.storage("busy")),
         "ls -q names a volume of a scope by its storage name"
     );
@@ -493,7 +457,7 @@ fn ps_lists_containers_with_scope_status_and_volumes() {
     let scope = format!("root:{}", env.runc_root.display());
     let a_vols = format!("data,{anon}");
     assert_eq!(
-        run(&env, &["ps"]),
+        env.ocivol_ok(&["ps"]),
         table(&rows(&[
             &["CONTAINER ID", "SCOPE", "STATUS", "VOLUMES"],
             &["ocivol-ops7-a", &scope, "running", &a_vols],
@@ -503,7 +467,7 @@ fn ps_lists_containers_with_scope_status_and_volumes() {
         ]))
     );
     let json: serde_json::Value =
-        serde_json::from_str(&run(&env, &["ps", "--format", "json"])).unwrap();
+        serde_json::from_str(&env.ocivol_ok(&["ps", "--format", "json"])).unwrap();
     assert_eq!(json[0]["id"], "ocivol-ops7-a");
     assert_eq!(json[0]["status"], "running");
     assert_eq!(json[0]["pid"], env.init_pid("ocivol-ops7-a"));

@@ -59,22 +59,6 @@ fn run_under(env: &Env, root: &str, id: &str, script: &str, volumes: &str) -> Ou
         .unwrap()
 }
 
-/// An operator command that must succeed with nothing on stderr; its stdout.
-fn run(env: &Env, args: &[&str]) -> String {
-    let out = env.ocivol(args);
-    let stdout = ok(&out, &args.join(" "));
-    assert_eq!(text(&out.stderr), "", "{args:?}: nothing on stderr");
-    stdout
-}
-
-/// An operator command that must fail with status 1 and nothing on stdout; its stderr.
-fn refused(env: &Env, args: &[&str]) -> String {
-    let out = env.ocivol(args);
-    assert_eq!(out.status.code(), Some(1), "{args:?} must fail: {out:?}");
-    assert_eq!(text(&out.stdout), "", "{args:?}: nothing on stdout");
-    text(&out.stderr)
-}
-
 fn scope_of(root: &str) -> String {
     format!("root:{root}")
 }
@@ -138,9 +122,9 @@ fn two_runtime_roots_using_cache_get_two_volumes() {
         rows(&[&["cache", &sb, "plain", "-", "0", "2B"]]).remove(0),
     ];
     want[1..].sort();
-    assert_eq!(run(&env, &["volume", "ls"]), table(&want));
+    assert_eq!(env.ocivol_ok(&["volume", "ls"]), table(&want));
     let json: Value =
-        serde_json::from_str(&run(&env, &["volume", "ls", "--format", "json"])).unwrap();
+        serde_json::from_str(&env.ocivol_ok(&["volume", "ls", "--format", "json"])).unwrap();
     let scopes: Vec<(&str, &str)> = json
         .as_array()
         .unwrap()
@@ -184,7 +168,7 @@ fn two_containerd_namespaces_using_cache_get_two_volumes() {
     let out = run_in("team-a", "sv2", "cat /cache/who");
     assert_eq!(ok(&out, "team-a reads"), "a\n");
     assert_eq!(
-        run(&env, &["volume", "ls"]),
+        env.ocivol_ok(&["volume", "ls"]),
         table(&rows(&[
             &["NAME", "SCOPE", "KIND", "BASE", "USERS", "SIZE"],
             &["cache", "containerd/team-a", "plain", "-", "0", "2B"],
@@ -207,7 +191,7 @@ fn a_volume_the_operator_shares_is_the_same_in_every_scope() {
 
     // Made shared by `volume create --scope any`.
     assert_eq!(
-        run(&env, &["volume", "create", "--scope", "any", "shared"]),
+        env.ocivol_ok(&["volume", "create", "--scope", "any", "shared"]),
         "shared\n"
     );
     ok(
@@ -232,14 +216,14 @@ fn a_volume_the_operator_shares_is_the_same_in_every_scope() {
         &run_under(&env, &a, "sv3-a3", "echo own > /m/who", "mine:/m"),
         "a makes its own",
     );
-    run(&env, &["volume", "create", "--scope", "any", "mine"]);
+    env.ocivol_ok(&["volume", "create", "--scope", "any", "mine"]);
     let out = run_under(&env, &a, "sv3-a4", "cat /m/who", "mine:/m");
     assert_eq!(ok(&out, "a reads its own"), "own\n");
     let out = run_under(&env, &b, "sv3-b3", "ls -A /m", "mine:/m");
     assert_eq!(ok(&out, "b gets the shared one"), "");
 
     assert_eq!(
-        run(&env, &["volume", "ls"]),
+        env.ocivol_ok(&["volume", "ls"]),
         table(&rows(&[
             &["NAME", "SCOPE", "KIND", "BASE", "USERS", "SIZE"],
             &["common", "any", "plain", "-", "0", "2B"],
@@ -274,13 +258,14 @@ fn a_volume_made_before_scopes_is_shared_by_every_scope() {
     }
     assert_eq!(volume_dirs(&env), ["old"], "no scoped copy was made");
     assert_eq!(
-        run(&env, &["volume", "ls"]),
+        env.ocivol_ok(&["volume", "ls"]),
         table(&rows(&[
             &["NAME", "SCOPE", "KIND", "BASE", "USERS", "SIZE"],
             &["old", "any", "plain", "-", "0", "12B"],
         ]))
     );
-    let inspected: Value = serde_json::from_str(&run(&env, &["volume", "inspect", "old"])).unwrap();
+    let inspected: Value =
+        serde_json::from_str(&env.ocivol_ok(&["volume", "inspect", "old"])).unwrap();
     assert_eq!(inspected[0]["scope"], "any");
     assert_eq!(inspected[0]["name"], "old");
 }
@@ -310,23 +295,29 @@ fn a_name_in_several_scopes_is_refused_with_how_to_pick() {
              --scope {sb}\n"
         )
     };
-    assert_eq!(refused(&env, &["volume", "inspect", "cache"]), how("cache"));
-    assert_eq!(refused(&env, &["volume", "rm", "cache"]), how("cache"));
-    assert_eq!(refused(&env, &["volume", "diff", "data"]), how("data"));
-    assert_eq!(refused(&env, &["volume", "reset", "data"]), how("data"));
+    assert_eq!(
+        env.ocivol_refused(&["volume", "inspect", "cache"]),
+        how("cache")
+    );
+    assert_eq!(env.ocivol_refused(&["volume", "rm", "cache"]), how("cache"));
+    assert_eq!(env.ocivol_refused(&["volume", "diff", "data"]), how("data"));
+    assert_eq!(
+        env.ocivol_refused(&["volume", "reset", "data"]),
+        how("data")
+    );
     assert_eq!(volume_dirs(&env).len(), 4, "nothing was removed");
     // A volume create must say which scope it is for.
     let out = env.ocivol(&["volume", "create", "x"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(text(&out.stderr).contains("--scope <SCOPE>"), "{out:?}");
     assert_eq!(
-        refused(&env, &["volume", "create", "--scope", "team-a", "x"]),
+        env.ocivol_refused(&["volume", "create", "--scope", "team-a", "x"]),
         "ocivol: unknown scope \"team-a\": use any, or a scope as ocivol ps and ocivol volume ls \
          show it (containerd/NAMESPACE, root:RUNTIME_ROOT, each optionally followed by \
          ,k8s:NAMESPACE)\n"
     );
     assert_eq!(
-        refused(&env, &["volume", "inspect", "--scope", "any", "cache"]),
+        env.ocivol_refused(&["volume", "inspect", "--scope", "any", "cache"]),
         "ocivol: volume cache does not exist in scope any\n"
     );
 }
@@ -340,7 +331,8 @@ fn operator_commands_pick_a_volume_with_scope() {
     let (sa, sb) = two_scopes_with_volumes(&env, &other);
 
     let inspected: Value =
-        serde_json::from_str(&run(&env, &["volume", "inspect", "--scope", &sb, "cache"])).unwrap();
+        serde_json::from_str(&env.ocivol_ok(&["volume", "inspect", "--scope", &sb, "cache"]))
+            .unwrap();
     assert_eq!(inspected.as_array().unwrap().len(), 1);
     assert_eq!(inspected[0]["name"], "cache");
     assert_eq!(inspected[0]["scope"], sb.as_str());
@@ -350,7 +342,7 @@ fn operator_commands_pick_a_volume_with_scope() {
     assert_eq!(fs::read_to_string(data.join("who")).unwrap(), "b\n");
 
     assert_eq!(
-        run(&env, &["volume", "ls", "--scope", &sb]),
+        env.ocivol_ok(&["volume", "ls", "--scope", &sb]),
         table(&rows(&[
             &["NAME", "SCOPE", "KIND", "BASE", "USERS", "SIZE"],
             &["cache", &sb, "plain", "-", "0", "2B"],
@@ -366,47 +358,52 @@ fn operator_commands_pick_a_volume_with_scope() {
     );
     // `ls -q` gives names that pick one volume each (the storage name of a scoped one), and
     // every command takes them.
-    let quiet = run(&env, &["volume", "ls", "-q"]);
+    let quiet = env.ocivol_ok(&["volume", "ls", "-q"]);
     assert_eq!(quiet.lines().count(), 4, "{quiet}");
     assert!(quiet.lines().any(|l| l == storage), "{quiet}");
-    let one: Value = serde_json::from_str(&run(&env, &["volume", "inspect", &storage])).unwrap();
+    let one: Value =
+        serde_json::from_str(&env.ocivol_ok(&["volume", "inspect", &storage])).unwrap();
     assert_eq!(one[0]["scope"], sb.as_str());
 
     assert_eq!(
-        run(&env, &["volume", "diff", "--scope", &sa, "data"]),
+        env.ocivol_ok(&["volume", "diff", "--scope", &sa, "data"]),
         "A /who\n"
     );
     assert_eq!(
-        run(&env, &["volume", "reset", "--scope", &sa, "data"]),
+        env.ocivol_ok(&["volume", "reset", "--scope", &sa, "data"]),
         "data\n"
     );
-    assert_eq!(run(&env, &["volume", "diff", "--scope", &sa, "data"]), "");
     assert_eq!(
-        run(&env, &["volume", "diff", "--scope", &sb, "data"]),
+        env.ocivol_ok(&["volume", "diff", "--scope", &sa, "data"]),
+        ""
+    );
+    assert_eq!(
+        env.ocivol_ok(&["volume", "diff", "--scope", &sb, "data"]),
         "A /who\n",
         "b's changes are still there"
     );
 
     assert_eq!(
-        run(&env, &["volume", "rm", "--scope", &sb, "cache"]),
+        env.ocivol_ok(&["volume", "rm", "--scope", &sb, "cache"]),
         "cache\n"
     );
     assert!(!data.exists(), "b's cache is gone");
     // Now one `cache` is left: the bare name picks it.
-    let left: Value = serde_json::from_str(&run(&env, &["volume", "inspect", "cache"])).unwrap();
+    let left: Value =
+        serde_json::from_str(&env.ocivol_ok(&["volume", "inspect", "cache"])).unwrap();
     assert_eq!(left[0]["scope"], sa.as_str());
 
     assert_eq!(
-        run(&env, &["volume", "prune", "--all", "--scope", &sb]),
+        env.ocivol_ok(&["volume", "prune", "--all", "--scope", &sb]),
         "Deleted Volumes:\ndata\n\nTotal reclaimed space: 2B\n"
     );
     assert_eq!(
-        run(&env, &["volume", "ls", "--format", "json", "--scope", &sb]),
+        env.ocivol_ok(&["volume", "ls", "--format", "json", "--scope", &sb]),
         "[]\n"
     );
     // An operator-made volume of a scope.
     assert_eq!(
-        run(&env, &["volume", "create", "--scope", &sb, "made"]),
+        env.ocivol_ok(&["volume", "create", "--scope", &sb, "made"]),
         "made\n"
     );
     let out = run_under(
@@ -418,6 +415,7 @@ fn operator_commands_pick_a_volume_with_scope() {
     );
     assert_eq!(ok(&out, "b uses the volume made for it"), "");
     let made: Value =
-        serde_json::from_str(&run(&env, &["volume", "inspect", "--scope", &sb, "made"])).unwrap();
+        serde_json::from_str(&env.ocivol_ok(&["volume", "inspect", "--scope", &sb, "made"]))
+            .unwrap();
     assert_eq!(made[0]["size"], 3);
 }

@@ -541,6 +541,22 @@ impl Env {
         self.ocivol_cmd(args).output().unwrap()
     }
 
+    /// An operator command that must succeed with nothing on stderr; its stdout.
+    pub fn ocivol_ok(&self, args: &[&str]) -> String {
+        let out = self.ocivol(args);
+        let stdout = ok(&out, &args.join(" "));
+        assert_eq!(text(&out.stderr), "", "{args:?}: nothing on stderr");
+        stdout
+    }
+
+    /// An operator command that must fail with status 1 and nothing on stdout; its stderr.
+    pub fn ocivol_refused(&self, args: &[&str]) -> String {
+        let out = self.ocivol(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?} must fail: {out:?}");
+        assert_eq!(text(&out.stdout), "", "{args:?}: nothing on stdout");
+        text(&out.stderr)
+    }
+
     /// The key of a container created under this test's runc root.
     pub fn key(&self, id: &str) -> String {
         ocivol::store::container_key(id, self.runc_root.to_str())

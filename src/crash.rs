@@ -11,7 +11,10 @@
 //! the container, its init pid is not yet recorded), `after-user-removed` (release: user record
 //! removed, overlay not yet unmounted), `half-written-user`, `half-written-record`,
 //! `half-written-definition` (a user record, a container record, a volume's definition: the
-//! temporary file written, not yet renamed into place), `mid-unstage` (the staged mounts of a
+//! temporary file written, not yet renamed into place), `half-written-spec` (the bundle's
+//! config.json, likewise), `before-deferred-sync` (the records, definitions and config.json of
+//! a start written and renamed into place, not yet synced: see [`crate::durable`]; in the
+//! runtime wrapper, the real runtime is running), `mid-unstage` (the staged mounts of a
 //! container: the first one detached and removed, the others and the owner file not yet).
 
 /// The environment variable naming the points to crash at.

@@ -12,6 +12,7 @@ pub mod commands;
 pub mod config;
 pub mod copyup;
 pub mod crash;
+pub mod durable;
 pub mod hook;
 pub mod mounts;
 pub mod pin;

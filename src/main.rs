@@ -121,6 +121,7 @@ fn main() {
         let code = ocivol::runtime::main(argv.collect(), || {
             Ok(Context::from_parts(None, None, None)?)
         });
+        ocivol::durable::flush_or_warn();
         std::process::exit(code);
     }
     let cli = Cli::parse();
@@ -169,5 +170,7 @@ fn main() {
         Cmd::Doctor(a) => doctor::exec(&g, a),
         Cmd::Setup(a) => setup::exec(&g, a),
     };
+    // What a command wrote through ocivol::durable is on disk before it returns.
+    ocivol::durable::flush_or_warn();
     std::process::exit(code);
 }

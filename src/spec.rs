@@ -134,15 +134,21 @@ impl BundleSpec {
         Ok(())
     }
 
-    /// Writes the spec back atomically.
+    /// Writes the spec back atomically, synced off the start path (see [`crate::durable`]).
+    /// A temporary file an earlier wrapper killed mid-write left beside it goes first.
     pub fn save(&self) -> Result<()> {
+        if let Some(dir) = self.path.parent() {
+            let _ = crate::util::remove_stale_temps(dir, false, false);
+        }
         let text = serde_json::to_vec(&self.value).map_err(|e| SpecError::Invalid {
             path: self.path.clone(),
             message: e.to_string(),
         })?;
-        crate::util::write_atomic(&self.path, &text).map_err(|source| SpecError::Io {
-            path: self.path.clone(),
-            source,
+        crate::durable::write(&self.path, &text, "half-written-spec").map_err(|source| {
+            SpecError::Io {
+                path: self.path.clone(),
+                source,
+            }
         })
     }
 }

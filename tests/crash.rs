@@ -805,3 +805,94 @@ fn a_runtime_killed_after_it_created_the_container_leaves_the_container_its_volu
     ok(&env.delete(id), "delete");
     assert_eq!((env.users("shared"), env.overlays("shared")), (0, 0));
 }
+
+#[test]
+fn a_start_killed_before_its_deferred_sync_is_healed_by_gc_and_the_next_start() {
+    let Some(env) =
+        Env::new("a_start_killed_before_its_deferred_sync_is_healed_by_gc_and_the_next_start")
+    else {
+        return;
+    };
+    // The record, the new volumes' definitions and config.json are written before the runtime
+    // runs and synced while it runs (src/durable.rs): killed there, the wrapper leaves them in
+    // place, unsynced, with runc dying with it.
+    let ann = format!("{};fresh:/fresh;/anon", cow(&env, "shared", ""));
+    let a = env.bundle("a", &["sleep", "600"], &[(VOLUMES, &ann)]);
+    let id = "ocivol-cr14-a";
+    crash(&env, "before-deferred-sync", &strs(&create_args(&a, id)));
+    let runc_root = env.runc_root.display().to_string();
+    wait_until("runc is gone", || !process_naming(&runc_root));
+    assert!(env.volume_dir("fresh").join("volume.json").exists());
+    assert!(
+        env.root
+            .join("containers")
+            .join(format!("{}.json", env.key(id)))
+            .exists()
+    );
+    assert_eq!(env.users("shared"), 1);
+
+    let said = gc(&env, &[]);
+    assert!(
+        said.contains(&format!("released volume shared from container {id}")),
+        "{said}"
+    );
+    assert_eq!((env.users("shared"), env.overlays("shared")), (0, 0));
+    assert_eq!(env.users("fresh"), 0);
+    assert_eq!(gc(&env, &[]), "nothing to collect\n");
+
+    // The same ID and bundle start again, and find the volume the killed start created.
+    ok(&env.start(id, &a), "start again");
+    assert_eq!(env.runc_state(id).unwrap()["status"], "running");
+    assert_eq!((env.users("shared"), env.users("fresh")), (1, 1));
+    ok(
+        &env.exec(id, "cat /data/file.txt && touch /fresh/x /anon/y"),
+        "uses its volumes",
+    );
+    ok(&env.delete(id), "delete");
+    assert_eq!((env.users("shared"), env.overlays("shared")), (0, 0));
+    assert!(env.volume_dir("fresh").join("data/x").exists());
+    assert_eq!(
+        fs::read_dir(env.root.join("volumes")).unwrap().count(),
+        2,
+        "shared and fresh are left; the anonymous volumes of both starts are gone"
+    );
+    assert!(env.mounts_here().is_empty(), "{:?}", env.mounts_here());
+}
+
+#[test]
+fn a_spec_write_cut_short_leaves_the_bundle_as_it_was_and_the_next_start_cleans_up() {
+    let Some(env) =
+        Env::new("a_spec_write_cut_short_leaves_the_bundle_as_it_was_and_the_next_start_cleans_up")
+    else {
+        return;
+    };
+    let ann = cow(&env, "shared", "");
+    let a = env.bundle("a", &["sleep", "600"], &[(VOLUMES, &ann)]);
+    let before = fs::read(a.join("config.json")).unwrap();
+    let id = "ocivol-cr15-a";
+    crash(&env, "half-written-spec", &strs(&create_args(&a, id)));
+    assert_eq!(
+        fs::read(a.join("config.json")).unwrap(),
+        before,
+        "config.json is untouched"
+    );
+    assert_eq!(
+        temp_files(&a).len(),
+        1,
+        "the temporary file of the cut write"
+    );
+    assert_eq!(env.users("shared"), 1);
+    let said = gc(&env, &[]);
+    assert!(
+        said.contains(&format!("released volume shared from container {id}")),
+        "{said}"
+    );
+    assert_eq!((env.users("shared"), env.overlays("shared")), (0, 0));
+
+    ok(&env.start(id, &a), "start again");
+    assert!(temp_files(&a).is_empty(), "{:?}", temp_files(&a));
+    ok(&env.exec(id, "cat /data/file.txt"), "reads its volume");
+    ok(&env.delete(id), "delete");
+    assert_eq!((env.users("shared"), env.overlays("shared")), (0, 0));
+    assert!(env.mounts_here().is_empty(), "{:?}", env.mounts_here());
+}

@@ -103,6 +103,7 @@ pub fn find_runtime(name: &str) -> anyhow::Result<PathBuf> {
 
 /// Replaces this process with the real runtime; returns only on failure.
 fn exec(runtime: &Path, args: &RuntimeArgs) -> anyhow::Error {
+    crate::durable::flush_or_warn();
     let e = Command::new(runtime).args(&args.raw).exec();
     anyhow!("cannot run {}: {e}", runtime.display())
 }
@@ -448,8 +449,14 @@ fn spawn_and_wait(runtime: &Path, args: &RuntimeArgs) -> anyhow::Result<ExitStat
         .spawn()
         .with_context(|| format!("cannot run {}", runtime.display()))?;
     CHILD.store(child.id() as i32, Ordering::SeqCst);
+    // The record, definitions and config.json this start wrote are synced while the runtime
+    // creates the container, not before (see crate::durable).
+    let syncing = crate::durable::flush_in_background();
     let status = child.wait();
     CHILD.store(0, Ordering::SeqCst);
+    if let Some(s) = syncing {
+        let _ = s.join();
+    }
     status.with_context(|| format!("wait for {}", runtime.display()))
 }
 

@@ -105,7 +105,7 @@ impl ContainerRecord {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        crate::util::write_atomic_with_crash_point(&path, &text, true, "half-written-record")
+        crate::durable::write(&path, &text, "half-written-record")
             .ctx(|| format!("write {}", path.display()))
     }
 

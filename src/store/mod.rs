@@ -331,7 +331,7 @@ impl Store {
         let mut users = Vec::new();
         for entry in entries {
             let entry = entry.ctx(|| format!("read {}", dir.display()))?;
-            // A record whose write was cut short (see util::write_atomic) is no user.
+            // A record whose write was cut short (see util::write_atomic_unsynced) is no user.
             if !crate::util::is_temp_name(&entry.file_name()) {
                 users.push(entry.file_name().to_string_lossy().into_owned());
             }

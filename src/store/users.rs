@@ -49,7 +49,7 @@ impl UserRecord {
     pub fn save(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_vec(self).unwrap_or_default();
         // Under the run root: see write_atomic_unsynced.
-        crate::util::write_atomic_with_crash_point(path, &text, false, "half-written-user")
+        crate::util::write_atomic_with_crash_point(path, &text, "half-written-user")
             .ctx(|| format!("write {}", path.display()))
     }
 }

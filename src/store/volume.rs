@@ -235,7 +235,7 @@ impl VolumeDef {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        crate::util::write_atomic_with_crash_point(&path, &text, true, "half-written-definition")
+        crate::durable::write(&path, &text, "half-written-definition")
             .ctx(|| format!("write {}", path.display()))
     }
 }

@@ -7,53 +7,44 @@ use std::ffi::OsStr;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-/// Replaces `path` with `data` atomically: a temporary file in the same directory, synced, then
-/// renamed over it, so a reader sees the old file or the new one, never half of one. A file that
-/// existed keeps its permissions.
-pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    replace(path, data, true, None)
-}
-
-/// [`write_atomic`] without the fsync, for files under the run root: a reboot clears that root,
+/// Replaces `path` with `data` atomically: a temporary file in the same directory, renamed over
+/// it, so a reader sees the old file or the new one, never half of one. A file that existed keeps
+/// its permissions. Not synced: for files under the run root: a reboot clears that root,
 /// so syncing would only guard against a power loss after which the file means nothing (its
 /// record carries the boot ID). Readers still see the old file or the new one. On a busy disk an
 /// fsync costs milliseconds, and a container start writes one such file per volume.
 pub fn write_atomic_unsynced(path: &Path, data: &[u8]) -> io::Result<()> {
-    replace(path, data, false, None)
+    replace_file(path, data, None).map(drop)
 }
 
-/// [`write_atomic`] (`sync`) or [`write_atomic_unsynced`], with a crash point (see
-/// [`crate::crash`]) between the temporary file's write and its rename: what a kill there
-/// leaves is a temporary file beside `path`.
-pub fn write_atomic_with_crash_point(
+/// [`write_atomic_unsynced`] with a crash point (see [`crate::crash`]) between the temporary
+/// file's write and its rename: what a kill there leaves is a temporary file beside `path`.
+pub fn write_atomic_with_crash_point(path: &Path, data: &[u8], point: &str) -> io::Result<()> {
+    replace_file(path, data, Some(point)).map(drop)
+}
+
+/// [`write_atomic_unsynced`], giving back the file now at `path` (open, for an fsync later: see
+/// [`crate::durable`]).
+pub(crate) fn replace_file(
     path: &Path,
     data: &[u8],
-    sync: bool,
-    point: &str,
-) -> io::Result<()> {
-    replace(path, data, sync, Some(point))
-}
-
-fn replace(path: &Path, data: &[u8], sync: bool, point: Option<&str>) -> io::Result<()> {
+    point: Option<&str>,
+) -> io::Result<std::fs::File> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
         .prefix(&temp_prefix())
         .tempfile_in(dir)?;
     tmp.write_all(data)?;
-    if sync {
-        tmp.as_file().sync_all()?;
-    }
     if let Ok(meta) = std::fs::metadata(path) {
         tmp.as_file().set_permissions(meta.permissions())?;
     }
     if let Some(point) = point {
         crate::crash::point(point);
     }
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    tmp.persist(path).map_err(|e| e.error)
 }
 
-/// How every temporary file of ocivol's state begins: [`write_atomic`] names them
+/// How every temporary file of ocivol's state begins: [`write_atomic_unsynced`] and [`crate::durable::write`] name them
 /// `.ocivol-PID-START-XXXXXX`, PID and START the writing process (its pid and start time, see
 /// [`crate::process`]), so that one a writer left behind (it was killed before the rename) is
 /// told from one being written: see [`stale_temp`]. No record's name has this form: a record is
@@ -89,7 +80,7 @@ pub fn temp_dir_in(dir: &Path) -> io::Result<PathBuf> {
     Ok(tmp.keep())
 }
 
-/// Whether a directory entry is a temporary file of [`write_atomic`] (never a record).
+/// Whether a directory entry is a temporary file of [`write_atomic_unsynced`] (never a record).
 pub fn is_temp_name(name: &OsStr) -> bool {
     name.to_str()
         .and_then(|n| n.strip_prefix(TEMP_PREFIX))
@@ -134,7 +125,7 @@ pub fn stale_temp(path: &Path) -> bool {
     }
 }
 
-/// Removes the temporary files of [`write_atomic`] in `dir` that are left behind: all of them
+/// Removes the temporary files of [`write_atomic_unsynced`] in `dir` that are left behind: all of them
 /// with `all` (the caller holds the lock every writer of `dir` takes, so none is being
 /// written), else the [`stale_temp`] ones. With `dry_run` nothing is removed. Returns what was
 /// (or would be) removed; a missing `dir` has none.
@@ -307,7 +298,7 @@ mod tests {
     fn a_write_leaves_no_temporary_file_and_first_entries_can_skip_names() {
         let dir = tempfile::tempdir().unwrap();
         write_atomic_unsynced(&dir.path().join("a"), b"1").unwrap();
-        write_atomic(&dir.path().join("a"), b"2").unwrap();
+        write_atomic_with_crash_point(&dir.path().join("a"), b"2", "none").unwrap();
         assert_eq!(dir_first_entries(dir.path(), 10).unwrap(), ["a"]);
         std::fs::write(dir.path().join(".ocivol-1-2-XXXXXX"), "").unwrap();
         assert_eq!(

@@ -7,8 +7,9 @@ CARGO ?= cargo
 # the engine tests, gcc for the LD_PRELOAD library of the hook environment test, protoc for the
 # CRI client of tests/kubernetes.rs (the k8s-cri crate compiles Kubernetes' api.proto).
 DEB_PACKAGES := runc containerd busybox-static podman crun gcc protobuf-compiler
-# The benchmarks (make bench): hyperfine, GNU time (peak RSS), jq (results), podman (row 6).
-BENCH_PACKAGES := runc busybox-static podman hyperfine time jq
+# The benchmarks (make bench): hyperfine, GNU time (peak RSS), jq (results), podman (row 6), gcc
+# (bench/floor.c, the floor of row 1).
+BENCH_PACKAGES := runc busybox-static podman hyperfine time jq gcc
 
 # The build target is set in .cargo/config.toml (a static binary, see there).
 BIN := target/x86_64-unknown-linux-gnu/debug/ocivol

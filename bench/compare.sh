@@ -29,7 +29,7 @@ mixed_volumes() {
     printf '%s' "${p}n1:/v4;${p}n2:/v5;${p}n3:/v6:ro;${p}n4:/v7;/v8;/v9;$HOSTBIND:/v10"
 }
 ann() { jq -nc --arg k "$1" --arg v "$2" '{($k): $v}'; }
-rt() { printf '%s' "$1 --config $CONFIG --root $T/st-$2/root --run-root $T/st-$2/run runtime --root $T/runc"; }
+rt() { printf '%s' "$1 --config $CONFIG --root $T/st-$2/root --run-root $RUNFS/st-$2 runtime --root $RUNC_ROOT"; }
 declare -A RT=([old]=$(rt "$OLD" old) [new]=$(rt "$NEW" new))
 
 cow=$(make_bundle cow "bc-$TAG" '["true"]' "$(ann io.ocivol.volumes "cow:/data:base=$BASE")")

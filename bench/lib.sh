@@ -56,8 +56,8 @@ source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../scripts/mounts.sh"
 
 # Containers runc still has under our --root.
 runc_list_t() {
-    [ -d "$T/runc" ] || return 0
-    "$RUNC" --root "$T/runc" list -q 2>/dev/null || true
+    [ -d "$RUNC_ROOT" ] || return 0
+    "$RUNC" --root "$RUNC_ROOT" list -q 2>/dev/null || true
 }
 
 cleanup() {
@@ -76,7 +76,7 @@ cleanup() {
         for id in $(runc_list_t); do
             # Through the wrapper first, so that ocivol releases what the container held.
             ocivol_rt delete --force "$id" >/dev/null 2>&1 ||
-                "$RUNC" --root "$T/runc" delete --force "$id" >/dev/null 2>&1
+                "$RUNC" --root "$RUNC_ROOT" delete --force "$id" >/dev/null 2>&1
         done
     done
     unmount_all_under_t
@@ -99,7 +99,16 @@ trap 'exit 143' TERM
 
 # State roots and config of the benchmarks (one set; each benchmark uses its own volume names).
 ST_ROOT=$T/state/root
-ST_RUN=$T/state/run
+# The run roots, ocivol's and runc's, are on a tmpfs as /run is on every host (BENCH_RUN_TMPFS=0:
+# on the disk with the rest). Everything else (ocivol's root, bundles, rootfs, bases) is on the
+# disk of $T. Mounted at once, so that the cleanup finds it under $T.
+RUNFS=$T/run
+mkdir -p "$RUNFS"
+if [ "${BENCH_RUN_TMPFS:-1}" = 1 ] && [ "$(id -u)" = 0 ]; then
+    mount -t tmpfs -o mode=0755,size=512m bench-run "$RUNFS"
+fi
+ST_RUN=$RUNFS/ocivol
+RUNC_ROOT=$RUNFS/runc
 CONFIG=$T/config.json
 BASES=$T/bases        # every base directory lives below this (the policy's allowed_bases)
 HOSTBIND=$T/hostbind  # the policy's allowed_bind_sources
@@ -107,11 +116,11 @@ ROOTFS=$T/rootfs
 
 # The runc drop-in, pointed at our state, config and runc root.
 ocivol_rt() {
-    "$OCIVOL" --config "$CONFIG" --root "$ST_ROOT" --run-root "$ST_RUN" runtime --root "$T/runc" "$@"
+    "$OCIVOL" --config "$CONFIG" --root "$ST_ROOT" --run-root "$ST_RUN" runtime --root "$RUNC_ROOT" "$@"
 }
 # The same as a word list, for hyperfine -N and xargs.
-OCIVOL_RT="$OCIVOL --config $CONFIG --root $ST_ROOT --run-root $ST_RUN runtime --root $T/runc"
-RUNC_RT="$RUNC --root $T/runc"
+OCIVOL_RT="$OCIVOL --config $CONFIG --root $ST_ROOT --run-root $ST_RUN runtime --root $RUNC_ROOT"
+RUNC_RT="$RUNC --root $RUNC_ROOT"
 
 write_config_json() {
     jq -n --arg runtime "$RUNC" --arg bases "$BASES" --arg hb "$HOSTBIND" \

@@ -3,7 +3,7 @@
 #
 #   make bench          # full sizes (about 5-10 minutes on 2 cores)
 #   make bench-smoke    # BENCH_QUICK=1: tiny sizes, a few seconds per benchmark, same rows
-#   bench/run.sh [ROW...]   # only some rows (1-7); the table then has only those
+#   bench/run.sh [ROW...]   # only some rows (1-8); the table then has only those
 #
 # Writes $OUT (target/bench/): results.json (machine, settings, rows), results.md (the table), and
 # raw/ (hyperfine's JSON and the library benchmark's). Every figure is a median, next to a
@@ -25,7 +25,7 @@ for tool in hyperfine jq; do
 done
 
 ROWS=("$@")
-[ ${#ROWS[@]} -gt 0 ] || ROWS=(1 2 3 4 5 6 7)
+[ ${#ROWS[@]} -gt 0 ] || ROWS=(1 2 3 4 5 6 7 8)
 want() {
     local r
     for r in "${ROWS[@]}"; do [ "$r" = "$1" ] && return 0; done
@@ -74,27 +74,43 @@ SLEEP='["sleep", "3600"]'
 # config.json, against the same through `ocivol runtime run` with N volumes, and through the
 # createRuntime/poststop hooks under plain runc.
 
-# start_row CASE NAME FLOOR-INDEX SUBJECT-INDEX TARGET-CHECK TARGET-TEXT [NOTE]
+# start_row CASE NAME BASE-INDEX SUBJECT-INDEX MAX-RATIO SUBJECT-TEXT [BASELINE-TEXT]: a row
+# of row 1 from hyperfine's results NAME, ocivol (SUBJECT-INDEX) against a baseline (BASE-INDEX)
+# of the same invocations; MAX-RATIO empty: no target.
 start_row() {
-    local f=$OUT/raw/$2.json base subj ratio added met
+    local f=$OUT/raw/$2.json base subj ratio added met target
     base=$(median_ms "$f" "$3")
     subj=$(median_ms "$f" "$4")
     ratio=$(calc "$subj / $base")
     added=$(calc "$subj - $base")
     if [ -n "$5" ]; then
-        met=$(holds "$(sed "s/RATIO/$ratio/; s/ADDED/$added/" <<<"$5")")
+        met=$(holds "$ratio <= $5")
+        target="<= $5"
     else
-        met=-
+        met=- target="none (reported)"
     fi
-    row 1 "$1" "runc run, binds by hand" "$(calc "$base")" "$6" "$(calc "$subj")" ms "$ratio" "$added" \
-        "${7:-}" "$met" "${8:-}"
+    row 1 "$1" "${7:-runc run, binds by hand}" "$(calc "$base")" "$6" "$(calc "$subj")" ms "$ratio" \
+        "$added" "$target" "$met"
+}
+
+# The floor of a copy-on-write volume's start (bench/floor.c): the same overlay mounted with
+# mount(2) before runc and unmounted after it, by one process between hyperfine and runc.
+build_floor() {
+    FLOOR=$T/floor-bin
+    gcc -O2 -static -o "$FLOOR" "$REPO/bench/floor.c" 2>"$T/floor.err" ||
+        gcc -O2 -o "$FLOOR" "$REPO/bench/floor.c" 2>>"$T/floor.err" ||
+        fail "build bench/floor.c: $(cat "$T/floor.err")"
 }
 
 bench_start() {
     section "1. start cost: runc run of true, runc vs ocivol"
-    local floor1 floor10 b
+    local floor1 floor10 b fl=$T/floor-ov
+    build_floor
+    mkdir -p "$fl/upper" "$fl/work" "$fl/merged"
     floor1=$(make_bundle floor1 "bf1-$TAG" "$TRUE" '{}' "$(binds_json "$BASE:/data")")
     floor10=$(make_bundle floor10 "bf10-$TAG" "$TRUE" '{}' "$(mixed_binds)")
+    local floorov
+    floorov=$(make_bundle floor-ov "bfo-$TAG" "$TRUE" '{}' "$(binds_json "$fl/merged:/data")")
 
     # 1 copy-on-write volume: first user each run (mounts and unmounts the overlay), and a later
     # user (another container holds the volume, so the overlay stays mounted: bind only).
@@ -103,24 +119,26 @@ bench_start() {
     cow_later=$(make_bundle cow-later "bc2-$TAG" "$TRUE" "$(ann_volumes "cowheld:/data:base=$BASE")")
     holder=$(make_bundle cow-holder "bch-$TAG" "$SLEEP" "$(ann_volumes "cowheld:/data:base=$BASE")")
     start_holder "bch-$TAG" "$holder"
-    hyperfine_rounds start-cow1 -n "runc, 1 bind" -n "ocivol, 1 cow volume, first user" \
-        -n "ocivol, 1 cow volume, later user" -- \
+    hyperfine_rounds start-cow1 -n "runc, 1 bind" -n "runc, the overlay by hand (floor)" \
+        -n "ocivol, 1 cow volume, first user" -n "ocivol, 1 cow volume, later user" -- \
         "$RUNC_RT run --bundle $floor1 bf1-$TAG" \
+        "$FLOOR $BASE $fl/upper $fl/work $fl/merged $RUNC_RT run --bundle $floorov bfo-$TAG" \
         "$OCIVOL_RT run --bundle $cow_first bc1-$TAG" \
         "$OCIVOL_RT run --bundle $cow_later bc2-$TAG"
     stop_holder "bch-$TAG"
-    start_row "1 copy-on-write volume (first user: mounts + unmounts)" start-cow1 0 1 \
-        "RATIO <= 1.06 && ADDED <= 2" "ocivol runtime run" "<= 1.06 and <= 2 ms added"
-    start_row "1 copy-on-write volume (later user: bind only)" start-cow1 0 2 \
-        "RATIO <= 1.06 && ADDED <= 2" "ocivol runtime run" "<= 1.06 and <= 2 ms added"
+    start_row "1 copy-on-write volume, first user (mounts + unmounts)" start-cow1 0 2 1.06 \
+        "ocivol runtime run"
+    start_row "1 copy-on-write volume, first user, against the floor" start-cow1 1 2 1.02 \
+        "ocivol runtime run" "runc run, the same overlay mounted and unmounted around it"
+    start_row "1 copy-on-write volume, later user (bind only)" start-cow1 0 3 1.04 "ocivol runtime run"
 
     # 10 mixed volumes.
     b=$(make_bundle mixed "bm-$TAG" "$TRUE" "$(ann_volumes "$(mixed_volumes m)")")
     hyperfine_rounds start-mixed10 -n "runc, 10 binds" -n "ocivol, 10 mixed volumes" -- \
         "$RUNC_RT run --bundle $floor10 bf10-$TAG" \
         "$OCIVOL_RT run --bundle $b bm-$TAG"
-    start_row "10 mixed volumes (3 cow, 4 named, 2 anonymous, 1 host bind)" start-mixed10 0 1 "" \
-        "ocivol runtime run" "none (reported)"
+    start_row "10 mixed volumes (3 cow, 4 named, 2 anonymous, 1 host bind)" start-mixed10 0 1 1.15 \
+        "ocivol runtime run"
 
     # volumes-from a running source that has 10 volumes: the overlays are mounted by the source,
     # the new container joins each volume.
@@ -132,20 +150,53 @@ bench_start() {
         "$RUNC_RT run --bundle $floor10 bf10-$TAG" \
         "$OCIVOL_RT run --bundle $b bvr-$TAG"
     stop_holder "bvs-$TAG"
-    start_row "1 volumes-from of a running source with 10 volumes" start-vfrom 0 1 "" \
-        "ocivol runtime run" "none (reported)"
+    start_row "volumes-from a running source with 10 volumes" start-vfrom 0 1 1.10 "ocivol runtime run"
 
     # The createRuntime/poststop hooks under plain runc, 1 copy-on-write volume (first user).
     b=$(make_bundle hook "bh-$TAG" "$TRUE" "$(ann_volumes "hookcow:/data:base=$BASE")" '[]' "$(hooks_json)")
     hyperfine_rounds start-hooks -n "runc, 1 bind" -n "runc + ocivol hooks, 1 cow volume" -- \
         "$RUNC_RT run --bundle $floor1 bf1-$TAG" \
         "$RUNC_RT run --bundle $b bh-$TAG"
-    start_row "hooks: 1 copy-on-write volume (first user)" start-hooks 0 1 \
-        "RATIO <= 1.06 && ADDED <= 2" "runc + createRuntime/poststop hooks" "<= 1.06 and <= 2 ms added"
+    start_row "hooks: 1 copy-on-write volume (first user)" start-hooks 0 1 1.10 \
+        "runc + createRuntime/poststop hooks"
 
     for v in cowfirst cowheld mc1 sc1 hookcow; do
         [ "$(users_of "$v")" = 0 ] && [ "$(overlays_of "$v")" = 0 ] ||
             fail "volume $v still has users or an overlay after row 1"
+    done
+}
+
+# ---------------------------------------------------------------------------------------------
+# Row 8: commands the wrapper passes through (no volume involved)
+# ---------------------------------------------------------------------------------------------
+# `state`, `kill` and `start` of a plain container (no ocivol annotation) through `ocivol
+# runtime` against runc itself. `start` needs a created container each time: hyperfine's
+# --prepare (not timed) deletes the last one and creates the next with plain runc.
+
+bench_passthrough() {
+    section "8. commands passed through: state, kill, start"
+    local b id=bp-$TAG sid=bps-$TAG
+    b=$(make_bundle pass "$id" "$SLEEP" '{}')
+    "$RUNC" --root "$RUNC_ROOT" run --detach --bundle "$b" "$id" </dev/null >/dev/null 2>&1 ||
+        fail "start the container of row 8"
+    hyperfine_rounds pass-state -n "runc state" -n "ocivol runtime state" -- \
+        "$RUNC_RT state $id" "$OCIVOL_RT state $id"
+    hyperfine_rounds pass-kill -n "runc kill" -n "ocivol runtime kill" -- \
+        "$RUNC_RT kill $id WINCH" "$OCIVOL_RT kill $id WINCH"
+    "$RUNC" --root "$RUNC_ROOT" delete --force "$id" >/dev/null 2>&1 || true
+    local s
+    s=$(make_bundle pass-start "$sid" "$TRUE" '{}')
+    hyperfine_rounds pass-start -n "runc start" -n "ocivol runtime start" \
+        --prepare "sh -c '$RUNC_RT delete --force $sid >/dev/null 2>&1; $RUNC_RT create --bundle $s $sid </dev/null >/dev/null 2>&1'" -- \
+        "$RUNC_RT start $sid" "$OCIVOL_RT start $sid"
+    "$RUNC" --root "$RUNC_ROOT" delete --force "$sid" >/dev/null 2>&1 || true
+    local c base subj ratio
+    for c in state kill start; do
+        base=$(median_ms "$OUT/raw/pass-$c.json" 0)
+        subj=$(median_ms "$OUT/raw/pass-$c.json" 1)
+        ratio=$(calc "$subj / $base")
+        row 8 "runtime $c, passed through" "runc $c" "$(calc "$base")" "ocivol runtime $c" \
+            "$(calc "$subj")" ms "$ratio" "$(calc "$subj - $base")" "<= 1.03" "$(holds "$ratio <= 1.03")"
     done
 }
 
@@ -248,8 +299,11 @@ bench_concurrency() {
     ok=$(holds "$fails == 0 && $users == 0 && $overlays == 0")
     local note="failures $fails, users left $users, overlays left $overlays"
     [ "$fails" = 0 ] || note+=": $(head -3 "$T/conc-fails" | tr '\n' ';')"
+    local cratio
+    cratio=$(calc "$co / $cr")
+    [ "$ok" = yes ] && ok=$(holds "$cratio <= 1.15")
     row 4 "$P parallel creates on one cow volume (wall time)" "runc, same bind" "$cr" "ocivol" "$co" ms \
-        "$(calc "$co / $cr")" "$(calc "$co - $cr")" "0 failures, 0 users, no overlay" "$ok" "$note"
+        "$cratio" "$(calc "$co - $cr")" "<= 1.15; 0 failures, 0 users, no overlay" "$ok" "$note"
     row 4 "$P parallel deletes (wall time)" "runc" "$dr" "ocivol" "$do_" ms \
         "$(calc "$do_ / $dr")" "$(calc "$do_ - $dr")" "0 failures, 0 users, no overlay" "$ok" "$note"
     rm -rf "$T/bundles/conc-runc" "$T/bundles/conc-ocivol"
@@ -368,7 +422,7 @@ bench_podman() {
     subj=$(median_ms "$OUT/raw/podman.json" 1)
     row 6 "podman run --rm of true, 1 copy-on-write volume over the same base" "podman :O" \
         "$(calc "$base")" "podman + ocivol hook" "$(calc "$subj")" ms "$(calc "$subj / $base")" \
-        "$(calc "$subj - $base")" "none (reported)" -
+        "$(calc "$subj - $base")" "<= 1.00" "$(holds "$subj / $base <= 1.00")"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -381,7 +435,7 @@ bench_podman() {
 
 bench_rss() {
     section "7. peak RSS of ocivol"
-    local cfg=$T/config-true.json root=$T/rss/root run=$T/rss/run
+    local cfg=$T/config-true.json root=$T/rss/root run=$RUNFS/rss
     jq '.runtime = "/bin/true"' "$CONFIG" >"$cfg"
     mkdir -p "$root" "$run"
     # rss NAME CMD...: sets KIB to the command's peak RSS.
@@ -390,7 +444,7 @@ bench_rss() {
             fail "rss $1: $(cat "$T/rss-$1.err")"
         KIB=$(tail -1 "$T/rss-$1")
     }
-    local rt=("$OCIVOL" --config "$cfg" --root "$root" --run-root "$run" runtime --root "$T/rss/runc")
+    local rt=("$OCIVOL" --config "$cfg" --root "$root" --run-root "$run" runtime --root "$RUNFS/rss-runc")
     local base b limit=$((8 * 1024))
     rss true /bin/true
     base=$KIB
@@ -429,7 +483,7 @@ bench_rss() {
     hooks=$(hooks_json "[\"$TIME_BIN\", \"-f\", \"%M\", \"-o\", \"$T/rss-hook-create\"]" \
         "[\"$TIME_BIN\", \"-f\", \"%M\", \"-o\", \"$T/rss-hook-poststop\"]")
     b=$(make_bundle rss-hook "rh-$TAG" "$TRUE" "$(ann_volumes "rsshook:/data:base=$BASE")" '[]' "$hooks")
-    "$RUNC" --root "$T/runc" run --bundle "$b" "rh-$TAG" </dev/null >/dev/null 2>&1 || fail "hook run"
+    "$RUNC" --root "$RUNC_ROOT" run --bundle "$b" "rh-$TAG" </dev/null >/dev/null 2>&1 || fail "hook run"
     emit_rss "hook create-runtime, 1 copy-on-write volume" "$(tail -1 "$T/rss-hook-create")"
     emit_rss "hook poststop" "$(tail -1 "$T/rss-hook-poststop")"
     for v in rsscow rc1 qc1 rsshook; do
@@ -450,9 +504,12 @@ want 4 && bench_concurrency
 want 5 && bench_io
 want 6 && bench_podman
 want 7 && bench_rss
+want 8 && bench_passthrough
 
 [ -z "$(runc_list_t)" ] || fail "containers left: $(runc_list_t)"
-[ -z "$(mounts_under_t)" ] || fail "mounts left under $T: $(mounts_under_t | tr "\n" " ")"
+# Every mount under $T but the run roots' tmpfs (the cleanup unmounts it).
+left_mounts() { mounts_under_t | grep -vxF "$RUNFS" || true; }
+[ -z "$(left_mounts)" ] || fail "mounts left under $T: $(left_mounts | tr "\n" " ")"
 
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 jq -s --arg started "$STARTED" --arg finished "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \

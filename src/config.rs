@@ -55,7 +55,52 @@ pub struct Config {
     pub root: PathBuf,
     /// The state root that a reboot clears.
     pub run_root: PathBuf,
+    /// How long a copy-on-write volume's overlay stays mounted after its last user, for the
+    /// next one to take (`0`: unmounted at once). Seconds, or a number with `s`, `m` or `h`.
+    #[serde(
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration",
+        skip_serializing_if = "std::time::Duration::is_zero"
+    )]
+    pub overlay_linger: std::time::Duration,
     pub policy: Policy,
+}
+
+/// A duration in seconds: a number, or a string with `s`, `m` or `h` (`"30s"`, `"2m"`).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let n: u64 = digits.parse().map_err(|_| {
+        format!("{text:?} is not a duration: write seconds, or e.g. \"30s\", \"2m\"")
+    })?;
+    let secs = match unit {
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        _ => None,
+    }
+    .ok_or_else(|| format!("{text:?} is not a duration: the unit is one of s, m, h"))?;
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Secs(n) => Ok(std::time::Duration::from_secs(n)),
+        Raw::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom),
+    }
+}
+
+fn ser_duration<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{}s", d.as_secs()))
 }
 
 impl Default for Config {
@@ -64,6 +109,7 @@ impl Default for Config {
             runtime: "runc".to_string(),
             root: DEFAULT_ROOT.into(),
             run_root: DEFAULT_RUN_ROOT.into(),
+            overlay_linger: std::time::Duration::ZERO,
             policy: Policy::default(),
         }
     }
@@ -344,6 +390,20 @@ impl Context {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlay_linger_takes_seconds_or_a_unit_and_refuses_the_rest() {
+        let secs = |t: &str| Config::parse(t).map(|c| c.overlay_linger.as_secs());
+        assert_eq!(secs("{}"), Ok(0));
+        assert_eq!(secs(r#"{"overlay_linger": 30}"#), Ok(30));
+        assert_eq!(secs(r#"{"overlay_linger": "45s"}"#), Ok(45));
+        assert_eq!(secs(r#"{"overlay_linger": "2m"}"#), Ok(120));
+        assert_eq!(secs(r#"{"overlay_linger": "1h"}"#), Ok(3600));
+        let e = secs(r#"{"overlay_linger": "10 minutes"}"#).unwrap_err();
+        assert!(e.contains("the unit is one of s, m, h"), "{e}");
+        let e = secs(r#"{"overlay_linger": "soon"}"#).unwrap_err();
+        assert!(e.contains("is not a duration"), "{e}");
+    }
 
     #[test]
     fn full_line_comments_are_allowed() {

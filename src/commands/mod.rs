@@ -38,7 +38,7 @@ impl Global {
 /// The store, able to ask the real runtime about containers. Without the runtime every
 /// container whose state only it could tell is taken as alive, and a warning says so.
 pub fn store(ctx: &Context) -> Store {
-    let store = Store::new(&ctx.paths, Box::new(Linux));
+    let store = Store::new(&ctx.paths, Box::new(Linux)).with_linger(ctx.config.overlay_linger);
     match find_runtime(&ctx.config.runtime) {
         Ok(runtime) => store.with_probe(Box::new(RuntimeProbe::new(runtime))),
         Err(e) => {

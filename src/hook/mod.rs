@@ -84,7 +84,7 @@ pub fn run(
         Some(s) => s,
         None => infer_stage(&text)?,
     };
-    let store = Store::new(&ctx.paths, Box::new(Linux));
+    let store = Store::new(&ctx.paths, Box::new(Linux)).with_linger(ctx.config.overlay_linger);
     match stage {
         // The hook's process ends long before the container exists, and there is no pid yet:
         // the users it takes must not be judged by either (see store::reconcile).

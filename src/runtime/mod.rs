@@ -116,6 +116,7 @@ fn runtime_state_dir(args: &RuntimeArgs, runtime: &Path, id: &str) -> PathBuf {
 /// The store, able to ask the real runtime whether a user's container is gone.
 fn store_for(ctx: &Context, runtime: &Path) -> Store {
     Store::new(&ctx.paths, Box::new(Linux))
+        .with_linger(ctx.config.overlay_linger)
         .with_probe(Box::new(RuntimeProbe::new(runtime.to_path_buf())))
 }
 

@@ -126,7 +126,7 @@ impl Store {
                 .unmount(&target)
                 .ctx(|| format!("volume {}: unmount its overlay", def.name))?;
         }
-        Ok(())
+        self.forget_lingering_locked(&def.name)
     }
 
     fn in_use(&self, name: &str, keys: &[String], hint: &str) -> StoreError {

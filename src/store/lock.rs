@@ -23,4 +23,21 @@ impl VolumeLock {
         file.lock().ctx(|| format!("lock {}", path.display()))?;
         Ok(VolumeLock { _file: file })
     }
+
+    /// The lock if it is free now; `None` if another process holds it.
+    pub fn try_take(path: &Path) -> Result<Option<VolumeLock>> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .ctx(|| format!("open lock {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(VolumeLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).ctx(|| format!("lock {}", path.display()))
+            }
+        }
+    }
 }

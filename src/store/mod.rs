@@ -39,6 +39,7 @@
 mod admin;
 mod containers;
 mod diff;
+mod linger;
 mod listing;
 mod lock;
 mod names;
@@ -214,6 +215,8 @@ pub struct Store {
     /// The user namespace of the container taking volumes, if it has one (see
     /// [`Store::with_userns`]).
     userns: Option<std::sync::Arc<UserNs>>,
+    /// How long an overlay stays mounted after its last user (see [`linger`]).
+    linger: std::time::Duration,
 }
 
 impl Store {
@@ -227,6 +230,7 @@ impl Store {
             init: None,
             untracked: false,
             userns: None,
+            linger: std::time::Duration::ZERO,
         }
     }
 
@@ -551,7 +555,7 @@ impl Store {
             Ok(source)
         });
         if source.is_err() && self.has_users(&def.name).map(|u| !u).unwrap_or(false) {
-            self.after_last_user(def, created)
+            self.after_last_user(def, created, true)
                 .unwrap_or_else(|e2| log::warn!("cleanup of volume {} failed: {e2}", def.name));
         }
         source
@@ -599,19 +603,25 @@ impl Store {
             return Ok(());
         }
         match self.definition(name)? {
-            Some(def) => self.after_last_user(&def, false),
+            Some(def) => self.after_last_user(&def, false, true),
             None => Ok(()),
         }
     }
 
-    /// Under the lock, with no user left: unmount, forget volatile changes, drop what is not kept.
-    fn after_last_user(&self, def: &VolumeDef, created_now: bool) -> Result<()> {
+    /// Under the lock, with no user left: unmount (or, with `may_linger`, leave the overlay
+    /// mounted for the linger time: see [`linger`]), forget volatile changes, drop what is not
+    /// kept.
+    fn after_last_user(&self, def: &VolumeDef, created_now: bool, may_linger: bool) -> Result<()> {
         let target = self.overlay_target(&def.name);
         if def.base.is_some() && self.mounter.is_mounted(&target) {
+            if may_linger && !created_now && self.keep_lingering_locked(def)? {
+                return Ok(());
+            }
             self.mounter
                 .unmount(&target)
                 .ctx(|| format!("volume {}: unmount its overlay", def.name))?;
         }
+        self.forget_lingering_locked(&def.name)?;
         if def.anonymous || created_now {
             return self.remove(def);
         }
@@ -723,13 +733,19 @@ impl Store {
         let view = self.userns.as_ref().map(|ns| ns.key());
         let view_file = self.run_dir(&def.name).join(IDMAP_FILE);
         if self.mounter.is_mounted(&target) {
+            self.forget_lingering_locked(&def.name)?;
             // Written with every mount; none (an overlay of an older ocivol) is no mapping.
             let mounted_for = match fs::read_to_string(&view_file) {
                 Ok(text) => Some(text.trim().to_string()).filter(|t| !t.is_empty()),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => None,
                 Err(e) => return Err(e).ctx(|| format!("read {}", view_file.display())),
             };
-            if mounted_for != view {
+            if mounted_for != view && !self.has_users(&def.name)? {
+                // A lingering overlay of another view: nobody uses it, mount this one's.
+                self.mounter
+                    .unmount(&target)
+                    .ctx(|| format!("volume {}: unmount its overlay", def.name))?;
+            } else if mounted_for != view {
                 let show = |v: &Option<String>| match v {
                     Some(k) => format!("user-namespace mappings {k}"),
                     None => "no user-namespace mappings".to_string(),
@@ -742,8 +758,9 @@ impl Store {
                         show(&view)
                     ),
                 });
+            } else {
+                return Ok(target);
             }
-            return Ok(target);
         }
         // A previous overlay leaves state in its workdir (after a volatile one, an incompat
         // marker that makes every later mount fail with EINVAL): start from an empty one.
@@ -873,6 +890,9 @@ impl Store {
                 log::error!("release volume {name} of {}: {e}", record.id);
                 first_err.get_or_insert(e);
             }
+        }
+        if let Err(e) = self.sweep_lingering() {
+            log::warn!("unmount the lingering overlays whose time is up: {e}");
         }
         first_err.map_or(Ok(()), Err)
     }
@@ -1012,7 +1032,7 @@ mod tests {
         }
     }
 
-    fn store() -> (tempfile::TempDir, Store, Arc<Recording>) {
+    pub(super) fn store() -> (tempfile::TempDir, Store, Arc<Recording>) {
         let dir = tempfile::tempdir().unwrap();
         let paths = StatePaths {
             root: dir.path().join("root"),
@@ -1023,12 +1043,12 @@ mod tests {
         (dir, store, rec)
     }
 
-    fn cow(name: &str, base: &Path, volatile: bool) -> VolumeRequest {
+    pub(super) fn cow(name: &str, base: &Path, volatile: bool) -> VolumeRequest {
         VolumeRequest::shared(Some(name), Some(Pin::own(base).unwrap()), volatile)
     }
 
     /// A policy that allows every base under `/`.
-    fn guard() -> Guard {
+    pub(super) fn guard() -> Guard {
         let policy = crate::config::Policy {
             allowed_bases: vec![crate::config::AllowedPath::new("/")],
             ..Default::default()

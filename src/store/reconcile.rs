@@ -284,9 +284,9 @@ impl Store {
     /// volatile volume's changes are discarded, as its last user would have done.
     pub(super) fn reconcile_locked(&self, name: &str) -> Result<()> {
         self.reconcile_users_locked(name, true, Some(HOT_PATH_JUDGED))?;
-        if !self.has_users(name)? && self.is_mounted(name) {
+        if !self.has_users(name)? && self.is_mounted(name) && !self.may_linger(name) {
             match self.definition(name)? {
-                Some(def) => self.after_last_user(&def, false)?,
+                Some(def) => self.after_last_user(&def, false, false)?,
                 None => self
                     .mounter
                     .unmount(&self.overlay_target(name))
@@ -385,7 +385,9 @@ impl Store {
                 held.extend(left);
                 continue;
             }
-            let mounted = self.is_mounted(&name);
+            // A lingering overlay whose time is not up stays (see super::linger).
+            let mounted_now = self.is_mounted(&name);
+            let mounted = mounted_now && !self.may_linger(&name);
             match self.definition(&name)? {
                 Some(def) => {
                     if mounted {
@@ -399,7 +401,7 @@ impl Store {
                         });
                     }
                     if !dry_run && (mounted || def.anonymous) {
-                        self.after_last_user(&def, false)?;
+                        self.after_last_user(&def, false, false)?;
                     }
                 }
                 None => {
@@ -410,7 +412,7 @@ impl Store {
                             path: path.clone(),
                         });
                         if !dry_run {
-                            if mounted {
+                            if mounted_now {
                                 self.mounter
                                     .unmount(&self.overlay_target(&name))
                                     .ctx(|| format!("volume {name}: unmount its overlay"))?;

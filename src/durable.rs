@@ -23,24 +23,30 @@
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::sync::Mutex;
 
-/// Files written by [`write`] and not yet synced, with the directory each was renamed into.
-static PENDING: Mutex<Vec<(File, PathBuf)>> = Mutex::new(Vec::new());
+/// Files written by [`write`] and not yet synced, with the directory each was renamed into (both
+/// open: a hook syncs them after it has entered the container's mount namespace, where their
+/// paths mean something else).
+static PENDING: Mutex<Vec<(File, File)>> = Mutex::new(Vec::new());
 
 /// More pending files than this are synced at once.
 const MAX_PENDING: usize = 64;
 
-fn pending() -> std::sync::MutexGuard<'static, Vec<(File, PathBuf)>> {
+fn pending() -> std::sync::MutexGuard<'static, Vec<(File, File)>> {
     PENDING.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Replaces `path` with `data` atomically, synced later by [`flush`]. `point` is the crash point
 /// between the temporary file's write and its rename (see [`crate::crash`]).
 pub fn write(path: &Path, data: &[u8], point: &str) -> io::Result<()> {
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(path.parent().unwrap_or(Path::new(".")))?;
     let file = crate::util::replace_file(path, data, Some(point))?;
-    let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
     let full = {
         let mut list = pending();
         list.push((file, dir));
@@ -68,26 +74,19 @@ pub fn flush() -> io::Result<()> {
     }
     crate::crash::point("before-deferred-sync");
     let mut first_err = None;
-    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut dirs: Vec<((u64, u64), File)> = Vec::new();
     for (file, dir) in files {
         if let Err(e) = file.sync_all() {
             first_err.get_or_insert(e);
         }
-        if !dirs.contains(&dir) {
-            dirs.push(dir);
+        let id = dir.metadata().map(|m| (m.dev(), m.ino())).unwrap_or_default();
+        if !dirs.iter().any(|(seen, _)| *seen == id) {
+            dirs.push((id, dir));
         }
     }
-    for dir in dirs {
-        let synced = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-            .open(&dir)
-            .and_then(|d| d.sync_all());
-        if let Err(e) = synced {
-            first_err.get_or_insert(io::Error::new(
-                e.kind(),
-                format!("sync {}: {e}", dir.display()),
-            ));
+    for (_, dir) in dirs {
+        if let Err(e) = dir.sync_all() {
+            first_err.get_or_insert(e);
         }
     }
     first_err.map_or(Ok(()), Err)
@@ -108,6 +107,44 @@ pub fn flush_in_background() -> Option<std::thread::JoinHandle<()>> {
             log::warn!("sync ocivol's state on a thread: {e}; syncing now");
             flush_or_warn();
             None
+        }
+    }
+}
+
+/// [`flush`] in a forked child that outlives this process, for a hook: its caller (runc, crun,
+/// podman, CRI-O) waits for the hook to exit, and for its stdout and stderr to close, before the
+/// container goes on; the child closes them first. Only for a single-threaded process (the
+/// child runs Rust code after fork). If the fork fails, syncs here.
+pub fn flush_detached() {
+    if !is_pending() {
+        return;
+    }
+    // SAFETY: the hook is single-threaded; the child only closes its stdio, fsyncs and exits.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            if let Ok(null) = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+            {
+                use std::os::fd::AsRawFd;
+                for fd in 0..3 {
+                    // SAFETY: dup2 onto the standard descriptors, which nothing else uses here.
+                    unsafe { libc::dup2(null.as_raw_fd(), fd) };
+                }
+            }
+            let _ = nix::unistd::setsid();
+            let code = i32::from(flush().is_err());
+            // SAFETY: _exit skips the parent's atexit handlers and buffered output.
+            unsafe { libc::_exit(code) }
+        }
+        Ok(nix::unistd::ForkResult::Parent { .. }) => {
+            // The child has the files: this process drops its copies.
+            pending().clear();
+        }
+        Err(e) => {
+            log::warn!("fork to sync ocivol's state: {e}; syncing now");
+            flush_or_warn();
         }
     }
 }

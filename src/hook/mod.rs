@@ -85,7 +85,7 @@ pub fn run(
         None => infer_stage(&text)?,
     };
     let store = Store::new(&ctx.paths, Box::new(Linux)).with_linger(ctx.config.overlay_linger);
-    match stage {
+    let done = match stage {
         // The hook's process ends long before the container exists, and there is no pid yet:
         // the users it takes must not be judged by either (see store::reconcile).
         Stage::Precreate => precreate(ctx, store.untracked(), &text, output),
@@ -100,7 +100,11 @@ pub fn run(
             create_runtime(ctx, store, &state)
         }
         Stage::Poststop => poststop(&store, &parse_state(&text)?),
-    }
+    };
+    // The record and the definitions this hook wrote are synced after it has returned to the
+    // runtime (see crate::durable).
+    crate::durable::flush_detached();
+    done
 }
 
 fn parse_state(text: &[u8]) -> anyhow::Result<HookState> {

@@ -210,9 +210,9 @@ bench_store() {
     [ "$QUICK" = 1 ] && quick=(--quick)
     local target=()
     [ -n "${BENCH_CARGO_TARGET_DIR:-}" ] && target=(--target-dir "$BENCH_CARGO_TARGET_DIR")
-    (cd "$REPO" && cargo bench -q "${target[@]}" --bench store_scale -- --dir "$T/store-bench" --base "$BASE" \
+    (cd "$REPO" && cargo bench -q "${target[@]}" --bench store_scale -- --dir "$T/store-bench" --run-dir "$RUNFS/store-bench" --base "$BASE" \
         --out "$f" "${quick[@]}" >/dev/null) || fail "store_scale"
-    rm -rf "$T/store-bench"
+    rm -rf "$T/store-bench" "$RUNFS/store-bench"
     if want 2; then
         local fl=.first_vs_later
         row 2 "first user (mounts the overlay) vs later user, store acquire" "later user" \

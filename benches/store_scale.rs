@@ -2,11 +2,12 @@
 //! docs/PERFORMANCE.md); not a cargo test harness.
 //!
 //! ```text
-//! cargo bench --bench store_scale -- --dir DIR --base BASE --out FILE [--quick]
+//! cargo bench --bench store_scale -- --dir DIR [--run-dir RUNDIR] --base BASE --out FILE [--quick]
 //! ```
 //!
 //! Everything lives under DIR (the caller's temp directory, whose trap unmounts what is left if
-//! this program is killed). Needs root: the overlays are real. Every figure is a median of
+//! this program is killed); the run roots under RUNDIR when given (bench/run.sh: a tmpfs, as
+//! /run is on a host). Needs root: the overlays are real. Every figure is a median of
 //! interleaved samples, so that drift on a noisy machine hits every case alike.
 //!
 //! - first user (mounts the overlay) vs later user (no mount) vs non-last and last release
@@ -33,6 +34,8 @@ use serde_json::json;
 
 struct Args {
     dir: PathBuf,
+    /// Where the run roots go (a tmpfs, as /run is): `--run-dir`; default: beside the roots.
+    run_dir: Option<PathBuf>,
     base: PathBuf,
     out: PathBuf,
     quick: bool,
@@ -40,6 +43,7 @@ struct Args {
 
 fn args() -> Args {
     let mut dir = None;
+    let mut run_dir = None;
     let mut base = None;
     let mut out = None;
     let mut quick = std::env::var("BENCH_QUICK").is_ok_and(|v| v == "1");
@@ -47,6 +51,7 @@ fn args() -> Args {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--dir" => dir = it.next().map(PathBuf::from),
+            "--run-dir" => run_dir = it.next().map(PathBuf::from),
             "--base" => base = it.next().map(PathBuf::from),
             "--out" => out = it.next().map(PathBuf::from),
             "--quick" => quick = true,
@@ -59,6 +64,7 @@ fn args() -> Args {
         |v: Option<PathBuf>, what: &str| v.unwrap_or_else(|| die(&format!("{what} is required")));
     Args {
         dir: need(dir, "--dir"),
+        run_dir,
         base: need(base, "--base"),
         out: need(out, "--out"),
         quick,
@@ -67,14 +73,21 @@ fn args() -> Args {
 
 fn die(msg: &str) -> ! {
     eprintln!("store_scale: {msg}");
-    eprintln!("usage: store_scale --dir DIR --base BASE --out FILE [--quick]");
+    eprintln!("usage: store_scale --dir DIR [--run-dir DIR] --base BASE --out FILE [--quick]");
     std::process::exit(2)
 }
 
+/// `--run-dir`, once parsed.
+static RUN_DIR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+
 fn store_at(dir: &Path) -> (StatePaths, Store) {
+    let run_root = match RUN_DIR.get().and_then(Option::as_ref) {
+        Some(run) => run.join(dir.file_name().expect("a case directory")),
+        None => dir.join("run"),
+    };
     let paths = StatePaths {
         root: dir.join("root"),
-        run_root: dir.join("run"),
+        run_root,
     };
     let store = Store::new(&paths, Box::new(Linux));
     (paths, store)
@@ -434,6 +447,7 @@ fn main() {
         std::process::exit(0);
     }
     fs::create_dir_all(&a.dir).expect("create --dir");
+    let _ = RUN_DIR.set(a.run_dir.clone());
     let (users, records, iters): (&[usize], usize, usize) = if a.quick {
         (&[1, 10, 50], 100, 5)
     } else {

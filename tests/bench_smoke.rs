@@ -42,7 +42,7 @@ fn bench_smoke_mode_writes_every_row() {
     assert_eq!(results["quick"], true);
     assert!(results["machine"]["cores"].as_u64().unwrap() >= 1);
     let rows = results["rows"].as_array().unwrap();
-    for n in 1..=7u64 {
+    for n in 1..=8u64 {
         let of_n: Vec<&Value> = rows.iter().filter(|r| r["row"] == n).collect();
         assert!(!of_n.is_empty(), "row {n} is missing\n{log}");
         for r in of_n {
@@ -58,17 +58,21 @@ fn bench_smoke_mode_writes_every_row() {
             );
         }
     }
-    // Concurrency: the correctness half of row 4 holds even in a smoke run.
+    // Concurrency: the correctness half of row 4 holds even in a smoke run (its time is not
+    // asserted).
     for r in rows.iter().filter(|r| r["row"] == 4) {
-        assert_eq!(
-            r["met"], "yes",
+        assert!(
+            r["note"]
+                .as_str()
+                .unwrap()
+                .starts_with("failures 0, users left 0, overlays left 0"),
             "row 4 left failures, users or an overlay: {r}"
         );
     }
 
     let table = std::fs::read_to_string(out.path().join("results.md")).unwrap();
     assert!(table.starts_with("| # | case |"), "{table}");
-    for n in 1..=7 {
+    for n in 1..=8 {
         assert!(
             table.lines().any(|l| l.starts_with(&format!("| {n} | "))),
             "row {n} missing from the table:\n{table}"

@@ -100,7 +100,7 @@ trap 'exit 143' TERM
 # State roots and config of the benchmarks (one set; each benchmark uses its own volume names).
 ST_ROOT=$T/state/root
 ST_RUN=$T/state/run
-CONFIG=$T/config.json
+CONFIG=$T/config.toml
 BASES=$T/bases        # every base directory lives below this (the policy's allowed_bases)
 HOSTBIND=$T/hostbind  # the policy's allowed_bind_sources
 ROOTFS=$T/rootfs
@@ -113,9 +113,10 @@ ocivol_rt() {
 OCIVOL_RT="$OCIVOL --config $CONFIG --root $ST_ROOT --run-root $ST_RUN runtime --root $T/runc"
 RUNC_RT="$RUNC --root $T/runc"
 
-write_config_json() {
-    jq -n --arg runtime "$RUNC" --arg bases "$BASES" --arg hb "$HOSTBIND" \
-        '{runtime: $runtime, policy: {allowed_bases: [$bases], allowed_bind_sources: [$hb]}}' >"$CONFIG"
+# ocivol's config.toml (a JSON string, as jq's @json writes it, is a TOML basic string too).
+write_config_toml() {
+    jq -nr --arg runtime "$RUNC" --arg bases "$BASES" --arg hb "$HOSTBIND" \
+        '"runtime = \($runtime | @json)\n[policy]\nallowed_bases = [\($bases | @json)]\nallowed_bind_sources = [\($hb | @json)]"' >"$CONFIG"
 }
 
 make_rootfs() {

@@ -40,7 +40,7 @@ rm -rf "$OUT"
 mkdir -p "$OUT/raw"
 : >"$OUT/rows.jsonl"
 mkdir -p "$BASES/small" "$HOSTBIND" "$ST_ROOT" "$ST_RUN"
-write_config_json
+write_config_toml
 make_rootfs
 make_template
 # A small base: a few files, as most copy-on-write volumes over a dataset start.

@@ -494,11 +494,20 @@ fn doctor_reports_each_check_on_this_machine() {
     assert_eq!(out.status.code(), Some(0), "no fail: {out:?}");
     let stdout = text(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 7, "{stdout}");
+    assert_eq!(lines.len(), 8, "{stdout}");
     assert_eq!(
         lines[0],
         format!("ok   config: {} loaded", env.config.display())
     );
+    assert_eq!(
+        lines[1],
+        format!(
+            "ok   config file: {} and {} are owned by root and writable by root alone",
+            env.config.display(),
+            env.dir.path().display()
+        )
+    );
+    let lines = [&lines[..1], &lines[2..]].concat();
     assert_eq!(
         lines[1],
         "ok   overlayfs: the kernel has it (/proc/filesystems)"
@@ -570,6 +579,51 @@ fn doctor_reports_each_check_on_this_machine() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn doctor_fails_with_a_fix_on_a_config_others_can_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(env) = Env::new("doctor_fails_with_a_fix_on_a_config_others_can_write") else {
+        return;
+    };
+    let doctor = ["doctor", "--hooks-dir", "/nonexistent", "--engine", "none"];
+    fs::set_permissions(&env.config, fs::Permissions::from_mode(0o666)).unwrap();
+    let out = env.ocivol(&doctor);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = text(&out.stdout);
+    let c = env.config.display();
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("fail config file: "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert_eq!(
+        line,
+        format!(
+            "fail config file: the file {c} is writable by its group and everyone (mode 0666); \
+             whoever can write it can widen what containers reach; fix: chown root:root {c} && \
+             chmod go-w {c}"
+        )
+    );
+    // Owned by someone else, in a directory its group may write to.
+    fs::set_permissions(&env.config, fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::chown(&env.config, Some(65534), Some(65534)).unwrap();
+    fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o770)).unwrap();
+    let out = env.ocivol(&doctor);
+    fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = text(&out.stdout);
+    let d = env.dir.path().display();
+    assert!(
+        stdout.lines().any(|l| l
+            == format!(
+                "fail config file: the file {c} is owned by uid 65534, not root; its directory \
+                 {d} is writable by its group (mode 0770); whoever can write it can widen what \
+                 containers reach; fix: chown root:root {c} && chmod go-w {c} && chown \
+                 root:root {d} && chmod go-w {d}"
+            )),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -847,7 +901,9 @@ fn doctor_fails_with_a_fix_on_a_state_root_on_overlayfs_and_a_missing_runtime() 
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let stdout = text(&out.stdout);
-    let lines: Vec<&str> = stdout.lines().collect();
+    let mut lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[1].starts_with("ok   config file: "), "{stdout}");
+    lines.remove(1);
     assert_eq!(
         lines[2],
         format!(

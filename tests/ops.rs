@@ -1085,6 +1085,31 @@ fn the_config_names_the_roots_for_every_way_in_and_every_command() {
         "delete",
     );
     assert_eq!(env.users(&env.storage("cfgvol")), 0);
+    // doctor checks the roots the config names, and `ocivol config` says they come from it.
+    let doctor = text(
+        &command(&["doctor", "--hooks-dir", "/nonexistent", "--engine", "none"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    for (what, dir) in [("state root", &env.root), ("run root", &env.run_root)] {
+        let want = format!("ok   {what}: {} on ", dir.display());
+        assert!(doctor.lines().any(|l| l.starts_with(&want)), "{doctor}");
+    }
+    let shown = ocivol(&["config"]);
+    let root_line = format!("root = \"{}\"", env.root.display());
+    let in_file = 1 + fs::read_to_string(&env.config)
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with(&root_line))
+        .unwrap();
+    let from = format!("# {}:{in_file}", env.config.display());
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with(&root_line) && l.ends_with(&from)),
+        "{shown}"
+    );
 
     // A gc pointed at roots nothing used makes no directory there.
     let nowhere = env.dir.path().join("nowhere");

@@ -511,6 +511,26 @@ mod tests {
     }
 
     #[test]
+    fn the_toml_examples_of_the_docs_are_valid_configs() {
+        let mut blocks = 0;
+        for (doc, text) in [
+            ("README.md", include_str!("../README.md")),
+            ("docs/INSTALL.md", include_str!("../docs/INSTALL.md")),
+        ] {
+            for block in text.split("```toml\n").skip(1) {
+                let block = block.split("```").next().unwrap();
+                // ocivol's config; the other blocks are engines' (containerd's drop-in).
+                if !block.contains("[policy]") {
+                    continue;
+                }
+                Config::parse(block).unwrap_or_else(|e| panic!("{doc}: {e}:\n{block}"));
+                blocks += 1;
+            }
+        }
+        assert!(blocks >= 2, "the docs show the config: {blocks} blocks");
+    }
+
+    #[test]
     fn empty_file_gives_safe_defaults() {
         let c = Config::parse("").unwrap();
         assert_eq!(c, Config::default());

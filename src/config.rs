@@ -233,23 +233,39 @@ impl Config {
                 });
             }
         };
-        if let Some(legacy) = legacy.filter(|l| l.exists()) {
+        let parsed = match Config::parse_lines(&text) {
+            Ok(parsed) => parsed,
+            Err(_) if legacy::is_legacy(&text) => {
+                return Err(ConfigError::Legacy {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(e) => {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    line: e.line,
+                    message: e.message,
+                });
+            }
+        };
+        // An old config.json left beside config.toml is harmless when it says the same (a
+        // package upgrade leaves the old default file; an admin who converted may not have
+        // removed it): doctor says to remove it. One that differs would be silently lost.
+        if let Some(legacy) = legacy.filter(|l| l.exists())
+            && Config::legacy_beside(path).as_ref() != Some(&parsed.0)
+        {
             return Err(ConfigError::LegacyBeside {
                 path: path.to_path_buf(),
                 legacy,
             });
         }
-        match Config::parse_lines(&text) {
-            Ok(parsed) => Ok(Some(parsed)),
-            Err(_) if legacy::is_legacy(&text) => Err(ConfigError::Legacy {
-                path: path.to_path_buf(),
-            }),
-            Err(e) => Err(ConfigError::Invalid {
-                path: path.to_path_buf(),
-                line: e.line,
-                message: e.message,
-            }),
-        }
+        Ok(Some(parsed))
+    }
+
+    /// The settings of the old config.json beside a config.toml, if it is there and readable.
+    pub fn legacy_beside(path: &Path) -> Option<Config> {
+        let text = std::fs::read_to_string(path.with_file_name(LEGACY_FILE)).ok()?;
+        legacy::parse(&text).ok()
     }
 
     /// Parses and validates config.toml text; the error names the key that is wrong and its line.
@@ -800,6 +816,19 @@ mod tests {
         std::fs::write(&toml, "").unwrap();
         let e = Config::load(&toml, false).unwrap_err().to_string();
         assert!(e.contains("still beside") && e.contains("remove"), "{e}");
+        // Unless the old one says the same: nothing is lost (a package upgrade leaves the old
+        // default file; an admin who converted may not have removed it yet).
+        let same = render::render(&Config::parse_legacy(OLD).unwrap(), &[], |_| None);
+        std::fs::write(&toml, &same).unwrap();
+        assert_eq!(
+            Config::load(&toml, false).unwrap().runtime,
+            "/usr/sbin/runc"
+        );
+        std::fs::write(&json, include_str!("config/testdata/config.json")).unwrap();
+        std::fs::write(&toml, include_str!("../packaging/config.toml")).unwrap();
+        assert_eq!(Config::load(&toml, false).unwrap(), Config::default());
+        std::fs::write(&json, OLD).unwrap();
+        std::fs::write(&toml, "").unwrap();
         // Given explicitly, a file is read alone: the one beside it does not matter.
         assert_eq!(Config::load(&toml, true).unwrap(), Config::default());
         // The old file given explicitly is recognised by its content.

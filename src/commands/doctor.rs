@@ -177,7 +177,25 @@ fn config_path(g: &Global) -> (PathBuf, bool) {
 
 fn config_check(g: &Global) -> (Config, Check) {
     let (path, explicit) = config_path(g);
-    match Config::load(&path, explicit) {
+    config_check_at(&path, explicit)
+}
+
+/// The config at `path`, named by flag or environment (`explicit`) or the default location.
+fn config_check_at(path: &Path, explicit: bool) -> (Config, Check) {
+    let legacy = path.with_file_name(crate::config::LEGACY_FILE);
+    match Config::load(path, explicit) {
+        Ok(c) if !explicit && path.exists() && legacy.exists() => (
+            c,
+            Check::new(
+                Level::Warn,
+                "config",
+                format!(
+                    "{} loaded; {} is left over from an older release and no longer read (it sets nothing else); remove it",
+                    path.display(),
+                    legacy.display()
+                ),
+            ),
+        ),
         Ok(c) if path.exists() => (
             c,
             Check::new(Level::Ok, "config", format!("{} loaded", path.display())),
@@ -1028,6 +1046,35 @@ mod tests {
             "{}",
             bad.line()
         );
+    }
+
+    #[test]
+    fn an_old_config_json_beside_the_default_config_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = dir.path().join("config.toml");
+        let json = dir.path().join("config.json");
+        fs::write(&toml, "").unwrap();
+        assert_eq!(config_check_at(&toml, false).1.level, Level::Ok);
+        // The old default file, left by a package upgrade: it says nothing else, so it runs;
+        // doctor says to remove it.
+        fs::write(&json, "{}").unwrap();
+        let (_, check) = config_check_at(&toml, false);
+        assert_eq!(check.level, Level::Warn, "{}", check.line());
+        assert!(
+            check.line().contains(&format!(
+                "{} is left over from an older release and no longer read",
+                json.display()
+            )),
+            "{}",
+            check.line()
+        );
+        // One that says something else is a failure (every way in refuses it).
+        fs::write(&json, "{\"policy\": {\"auto_create\": false}}").unwrap();
+        let (_, check) = config_check_at(&toml, false);
+        assert_eq!(check.level, Level::Fail, "{}", check.line());
+        assert!(check.line().contains("still beside"), "{}", check.line());
+        // A file given explicitly is read alone.
+        assert_eq!(config_check_at(&toml, true).1.level, Level::Ok);
     }
 
     #[test]

@@ -120,6 +120,7 @@ deb: $(INSTALL_BIN)
 	mkdir -p $(DEB_DIR)/root/DEBIAN
 	sed 's/@VERSION@/$(VERSION)/' packaging/debian/control.in > $(DEB_DIR)/root/DEBIAN/control
 	cp packaging/debian/conffiles $(DEB_DIR)/root/DEBIAN/conffiles
+	install -m 0755 packaging/debian/postinst $(DEB_DIR)/root/DEBIAN/postinst
 	dpkg-deb --root-owner-group --build $(DEB_DIR)/root $(DEB_DIR)/ocivol_$(VERSION)_amd64.deb
 
 ## bench: every benchmark of docs/PERFORMANCE.md with the release build; results in target/bench/

@@ -369,6 +369,99 @@ fn make_deb_builds_a_package_that_installs_a_working_ocivol_and_removes_cleanly(
         !Path::new("/etc/ocivol/config.toml").exists(),
         "purge removes the conffile"
     );
+
+    // An upgrade from a release whose config was /etc/ocivol/config.json: the package brings a
+    // config.toml that sets nothing, and its postinst carries the old settings over.
+    if Path::new("/etc/ocivol").exists() {
+        eprintln!("make_deb_…: the upgrade part skipped: /etc/ocivol exists on this machine");
+        return;
+    }
+    struct EtcOcivol;
+    impl Drop for EtcOcivol {
+        fn drop(&mut self) {
+            let _ = Command::new("dpkg").args(["--purge", "ocivol"]).output();
+            let _ = fs::remove_dir_all("/etc/ocivol");
+        }
+    }
+    let _etc = EtcOcivol;
+    fs::create_dir("/etc/ocivol").unwrap();
+    let old = "// the admin's\n{\"policy\": {\"auto_create\": false, \"allowed_bases\": [\"/srv/datasets\"]}}\n";
+    fs::write("/etc/ocivol/config.json", old).unwrap();
+    let out = ok(
+        &Command::new("dpkg")
+            .arg("-i")
+            .arg(&debs[0])
+            .output()
+            .unwrap(),
+        "dpkg -i over an old config.json",
+    );
+    assert!(
+        out.contains("ocivol: converted /etc/ocivol/config.json"),
+        "{out}"
+    );
+    let c = ocivol::config::Config::parse(&fs::read_to_string("/etc/ocivol/config.toml").unwrap())
+        .unwrap();
+    assert!(!c.policy.auto_create);
+    assert_eq!(
+        c.policy.allowed_bases,
+        [ocivol::config::AllowedPath::new("/srv/datasets")]
+    );
+    assert!(!Path::new("/etc/ocivol/config.json").exists());
+    assert_eq!(
+        fs::read_to_string("/etc/ocivol/config.json.dpkg-old").unwrap(),
+        old
+    );
+    let shown = ok(
+        &Command::new("/usr/bin/ocivol")
+            .arg("config")
+            .env_remove("OCIVOL_CONFIG")
+            .output()
+            .unwrap(),
+        "ocivol config after the upgrade",
+    );
+    assert!(
+        shown.contains("auto_create = false") && shown.contains("# /etc/ocivol/config.toml:"),
+        "{shown}"
+    );
+
+    // The old default file (it says what config.toml says) is left alone, and ocivol runs.
+    ok(
+        &Command::new("dpkg")
+            .args(["--purge", "ocivol"])
+            .output()
+            .unwrap(),
+        "dpkg --purge",
+    );
+    let _ = fs::remove_dir_all("/etc/ocivol");
+    fs::create_dir("/etc/ocivol").unwrap();
+    let default = "{\"runtime\": \"runc\", \"policy\": {}}\n";
+    fs::write("/etc/ocivol/config.json", default).unwrap();
+    let out = ok(
+        &Command::new("dpkg")
+            .arg("-i")
+            .arg(&debs[0])
+            .output()
+            .unwrap(),
+        "dpkg -i over the old default config.json",
+    );
+    assert!(!out.contains("converted"), "{out}");
+    assert_eq!(
+        fs::read_to_string("/etc/ocivol/config.json").unwrap(),
+        default
+    );
+    assert_eq!(
+        fs::read_to_string("/etc/ocivol/config.toml").unwrap(),
+        include_str!("../packaging/config.toml"),
+        "the package's commented config.toml is kept"
+    );
+    ok(
+        &Command::new("/usr/bin/ocivol")
+            .arg("config")
+            .env_remove("OCIVOL_CONFIG")
+            .output()
+            .unwrap(),
+        "ocivol config beside the old default config.json",
+    );
 }
 
 /// Installs into a temp DESTDIR for the engine tests.

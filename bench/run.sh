@@ -381,8 +381,8 @@ bench_podman() {
 
 bench_rss() {
     section "7. peak RSS of ocivol"
-    local cfg=$T/config-true.json root=$T/rss/root run=$T/rss/run
-    jq '.runtime = "/bin/true"' "$CONFIG" >"$cfg"
+    local cfg=$T/config-true.toml root=$T/rss/root run=$T/rss/run
+    sed 's|^runtime = .*|runtime = "/bin/true"|' "$CONFIG" >"$cfg"
     mkdir -p "$root" "$run"
     # rss NAME CMD...: sets KIB to the command's peak RSS.
     rss() {

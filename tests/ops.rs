@@ -1135,6 +1135,7 @@ fn every_command_has_help_with_an_example() {
         &["gc"],
         &["doctor"],
         &["setup"],
+        &["config"],
     ] {
         let out = std::process::Command::new(common::OCIVOL)
             .args(cmd)

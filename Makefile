@@ -70,15 +70,20 @@ release: $(RELEASE_BIN)
 $(RELEASE_BIN):
 	$(CARGO) build --release
 
-## install: the binary and its runc name, the config (never overwritten), the hooks.d files and
+## install: the binary and its runc name, the config (never overwritten; an old config.json is
+## converted into config.toml and kept as config.json.old), the hooks.d files and
 ## the engine drop-ins (under $(DATADIR)/ocivol, not active until copied: see docs/INSTALL.md),
 ## the gc units, man pages and completions. Paths in the shipped files follow BINDIR.
 install: $(INSTALL_BIN)
 	install -D -m 0755 $(INSTALL_BIN) $(DESTDIR)$(BINDIR)/ocivol
 	ln -sf ocivol $(DESTDIR)$(BINDIR)/ocivol-runtime
-	@if [ -e $(DESTDIR)$(SYSCONFDIR)/ocivol/config.json ]; then \
-	  echo "keeping $(DESTDIR)$(SYSCONFDIR)/ocivol/config.json"; \
-	else install -D -m 0644 packaging/config.json $(DESTDIR)$(SYSCONFDIR)/ocivol/config.json; fi
+	@cfg=$(DESTDIR)$(SYSCONFDIR)/ocivol; \
+	if [ -e $$cfg/config.toml ]; then echo "keeping $$cfg/config.toml"; \
+	elif [ -e $$cfg/config.json ]; then \
+	  $(INSTALL_BIN) config --convert $$cfg/config.json > $$cfg/config.toml.new && chmod 0644 $$cfg/config.toml.new && \
+	  mv $$cfg/config.toml.new $$cfg/config.toml && mv $$cfg/config.json $$cfg/config.json.old && \
+	  echo "converted $$cfg/config.json (the old format, no longer read) into $$cfg/config.toml; the old file is now $$cfg/config.json.old"; \
+	else install -D -m 0644 packaging/config.toml $$cfg/config.toml; fi
 	@set -e; for f in hooks.d/ocivol.json:hooks.d/ocivol.json \
 	    hooks.d/podman/ocivol-precreate.json:hooks.d/podman/ocivol-precreate.json \
 	    packaging/containerd/ocivol.toml:containerd/ocivol.toml \
@@ -103,9 +108,9 @@ install: $(INSTALL_BIN)
 ## uninstall: removes what install put there; the config only if it is still the shipped one.
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED)) $(DESTDIR)$(MANDIR)/man1/ocivol.1 $(DESTDIR)$(MANDIR)/man1/ocivol-*.1
-	@if cmp -s packaging/config.json $(DESTDIR)$(SYSCONFDIR)/ocivol/config.json; then \
-	  rm -f $(DESTDIR)$(SYSCONFDIR)/ocivol/config.json; rmdir $(DESTDIR)$(SYSCONFDIR)/ocivol 2>/dev/null || true; \
-	else [ ! -e $(DESTDIR)$(SYSCONFDIR)/ocivol/config.json ] || echo "keeping the changed $(DESTDIR)$(SYSCONFDIR)/ocivol/config.json"; fi
+	@if cmp -s packaging/config.toml $(DESTDIR)$(SYSCONFDIR)/ocivol/config.toml; then \
+	  rm -f $(DESTDIR)$(SYSCONFDIR)/ocivol/config.toml; rmdir $(DESTDIR)$(SYSCONFDIR)/ocivol 2>/dev/null || true; \
+	else [ ! -e $(DESTDIR)$(SYSCONFDIR)/ocivol/config.toml ] || echo "keeping the changed $(DESTDIR)$(SYSCONFDIR)/ocivol/config.toml"; fi
 	rm -rf $(DESTDIR)$(DATADIR)/ocivol
 
 ## deb: a Debian package of the same files, PREFIX=/usr, in $(DEB_DIR).
@@ -116,6 +121,7 @@ deb: $(INSTALL_BIN)
 	mkdir -p $(DEB_DIR)/root/DEBIAN
 	sed 's/@VERSION@/$(VERSION)/' packaging/debian/control.in > $(DEB_DIR)/root/DEBIAN/control
 	cp packaging/debian/conffiles $(DEB_DIR)/root/DEBIAN/conffiles
+	install -m 0755 packaging/debian/postinst $(DEB_DIR)/root/DEBIAN/postinst
 	dpkg-deb --root-owner-group --build $(DEB_DIR)/root $(DEB_DIR)/ocivol_$(VERSION)_amd64.deb
 
 ## bench: every benchmark of docs/PERFORMANCE.md with the release build; results in target/bench/

@@ -20,7 +20,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 mkdir -p "$OUT/raw" "$BASES/small" "$HOSTBIND"
 make_rootfs
 make_template
-RUNC=${RUNTIME:-$RUNC} write_config_json
+RUNC=${RUNTIME:-$RUNC} write_config_toml
 for i in 1 2 3; do printf 'file %d\n' "$i" >"$BASES/small/f$i"; done
 BASE=$BASES/small
 mixed_volumes() {

@@ -109,7 +109,7 @@ if [ "${BENCH_RUN_TMPFS:-1}" = 1 ] && [ "$(id -u)" = 0 ]; then
 fi
 ST_RUN=$RUNFS/ocivol
 RUNC_ROOT=$RUNFS/runc
-CONFIG=$T/config.json
+CONFIG=$T/config.toml
 BASES=$T/bases        # every base directory lives below this (the policy's allowed_bases)
 HOSTBIND=$T/hostbind  # the policy's allowed_bind_sources
 ROOTFS=$T/rootfs
@@ -122,9 +122,10 @@ ocivol_rt() {
 OCIVOL_RT="$OCIVOL --config $CONFIG --root $ST_ROOT --run-root $ST_RUN runtime --root $RUNC_ROOT"
 RUNC_RT="$RUNC --root $RUNC_ROOT"
 
-write_config_json() {
-    jq -n --arg runtime "$RUNC" --arg bases "$BASES" --arg hb "$HOSTBIND" \
-        '{runtime: $runtime, policy: {allowed_bases: [$bases], allowed_bind_sources: [$hb]}}' >"$CONFIG"
+# ocivol's config.toml (a JSON string, as jq's @json writes it, is a TOML basic string too).
+write_config_toml() {
+    jq -nr --arg runtime "$RUNC" --arg bases "$BASES" --arg hb "$HOSTBIND" \
+        '"runtime = \($runtime | @json)\n[policy]\nallowed_bases = [\($bases | @json)]\nallowed_bind_sources = [\($hb | @json)]"' >"$CONFIG"
 }
 
 make_rootfs() {

@@ -40,7 +40,7 @@ rm -rf "$OUT"
 mkdir -p "$OUT/raw"
 : >"$OUT/rows.jsonl"
 mkdir -p "$BASES/small" "$HOSTBIND" "$ST_ROOT" "$ST_RUN"
-write_config_json
+write_config_toml
 make_rootfs
 make_template
 # A small base: a few files, as most copy-on-write volumes over a dataset start.
@@ -435,8 +435,8 @@ bench_podman() {
 
 bench_rss() {
     section "7. peak RSS of ocivol"
-    local cfg=$T/config-true.json root=$T/rss/root run=$RUNFS/rss
-    jq '.runtime = "/bin/true"' "$CONFIG" >"$cfg"
+    local cfg=$T/config-true.toml root=$T/rss/root run=$RUNFS/rss
+    sed 's|^runtime = .*|runtime = "/bin/true"|' "$CONFIG" >"$cfg"
     mkdir -p "$root" "$run"
     # rss NAME CMD...: sets KIB to the command's peak RSS.
     rss() {

@@ -181,7 +181,7 @@ make_bundle() {
 
 # The ocivol runtime wrapper, pointed at the demo's own state.
 ocivol_runtime() {
-    "$OCIVOL" --config "$T/config.json" --root "$T/root" --run-root "$T/run" \
+    "$OCIVOL" --config "$T/config.toml" --root "$T/root" --run-root "$T/run" \
         runtime --root "$T/runc" "$@"
 }
 
@@ -274,10 +274,13 @@ say "  runc:      $RUNC ($("$RUNC" --version | head -n1))"
 say "  work dir:  $T   (ocivol --root $T/root, --run-root $T/run, runc --root $T/runc)"
 
 mkdir -p "$T/root" "$T/run" "$T/runc" "$T/bundles"
-cat >"$T/config.json" <<EOF
-{"runtime": $(json_str "$RUNC"), "policy": {"allowed_bases": [$(json_str "$T/base")]}}
+# (A JSON string literal is a TOML basic string too.)
+cat >"$T/config.toml" <<EOF
+runtime = $(json_str "$RUNC")
+[policy]
+allowed_bases = [$(json_str "$T/base")]
 EOF
-say "  config:    $(cat "$T/config.json")"
+say "  config:    $T/config.toml: $(tr '\n' ' ' <"$T/config.toml")"
 
 # ---------------------------------------------------------------------------------------------
 step "A sample base directory"

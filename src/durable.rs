@@ -22,8 +22,8 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -79,7 +79,10 @@ pub fn flush() -> io::Result<()> {
         if let Err(e) = file.sync_all() {
             first_err.get_or_insert(e);
         }
-        let id = dir.metadata().map(|m| (m.dev(), m.ino())).unwrap_or_default();
+        let id = dir
+            .metadata()
+            .map(|m| (m.dev(), m.ino()))
+            .unwrap_or_default();
         if !dirs.iter().any(|(seen, _)| *seen == id) {
             dirs.push((id, dir));
         }

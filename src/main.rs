@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
-use ocivol::commands::{Global, doctor, gc, ps, setup, volume};
+use ocivol::commands::{Global, config, doctor, gc, ps, setup, volume};
 use ocivol::config::{Context, ENV_CONFIG, ENV_ROOT, ENV_RUN_ROOT};
 
 #[derive(Parser)]
@@ -70,6 +70,9 @@ enum Cmd {
     Doctor(doctor::DoctorArgs),
     /// Give an engine (containerd, crio, podman, docker) the ocivol runtime in its own config.
     Setup(setup::SetupArgs),
+    /// Print the configuration in force and where each value came from (file, flag,
+    /// environment, default); convert an old config.json.
+    Config(config::ConfigArgs),
 }
 
 /// Writes ocivol.1 and one page per command (ocivol-runtime.1, ocivol-hook.1, …).
@@ -169,6 +172,7 @@ fn main() {
         Cmd::Gc(a) => gc::exec(&g, a),
         Cmd::Doctor(a) => doctor::exec(&g, a),
         Cmd::Setup(a) => setup::exec(&g, a),
+        Cmd::Config(a) => config::exec(&g, a),
     };
     // What a command wrote through ocivol::durable is on disk before it returns.
     ocivol::durable::flush_or_warn();

@@ -777,11 +777,10 @@ fn a_runtime_killed_after_it_created_the_container_leaves_the_container_its_volu
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    env.write_policy(serde_json::json!({ "allowed_bases": [env.base] }));
-    let mut config: serde_json::Value =
-        serde_json::from_slice(&fs::read(&env.config).unwrap()).unwrap();
-    config["runtime"] = runtime.display().to_string().into();
-    fs::write(&env.config, config.to_string()).unwrap();
+    env.write_config(serde_json::json!({
+        "runtime": runtime.display().to_string(),
+        "policy": { "allowed_bases": [env.base] },
+    }));
 
     let ann = cow(&env, "shared", "");
     let a = env.bundle("a", &["sleep", "600"], &[(VOLUMES, &ann)]);

@@ -43,7 +43,7 @@ impl World {
         fs::create_dir_all(w.path("bundle")).unwrap();
         let config =
             json!({ "runtime": runtime, "policy": {"allowed_bases": [w.path("allowed")]} });
-        fs::write(w.path("config.json"), config.to_string()).unwrap();
+        fs::write(w.path("config.toml"), common::toml_config(&config)).unwrap();
         w
     }
 
@@ -63,7 +63,7 @@ impl World {
     fn ocivol(&self) -> Command {
         let mut c = Command::new(common::OCIVOL);
         c.arg("--config")
-            .arg(self.path("config.json"))
+            .arg(self.path("config.toml"))
             .arg("--root")
             .arg(self.path("state/root"))
             .arg("--run-root")

@@ -29,7 +29,7 @@ impl Fake {
         fs::write(&runtime, script).unwrap();
         fs::set_permissions(&runtime, fs::Permissions::from_mode(0o755)).unwrap();
         let config = serde_json::json!({ "runtime": runtime });
-        fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+        fs::write(dir.path().join("config.toml"), common::toml_config(&config)).unwrap();
         Fake { dir }
     }
 
@@ -40,7 +40,7 @@ impl Fake {
     fn run(&self, args: &[&str], cwd: &Path) -> Output {
         Command::new(common::OCIVOL)
             .arg("--config")
-            .arg(self.path("config.json"))
+            .arg(self.path("config.toml"))
             .arg("--root")
             .arg(self.path("root"))
             .arg("--run-root")
@@ -169,7 +169,7 @@ fn a_runtime_killed_by_a_signal_is_passed_on_and_the_volumes_are_released() {
 #[test]
 fn a_missing_runtime_is_one_clear_line() {
     let f = Fake::new();
-    fs::write(f.path("config.json"), r#"{"runtime":"/nonexistent/runc"}"#).unwrap();
+    fs::write(f.path("config.toml"), "runtime = \"/nonexistent/runc\"\n").unwrap();
     let out = f.run(&["state", "x"], f.dir.path());
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -183,7 +183,7 @@ fn a_missing_runtime_is_one_clear_line() {
 #[test]
 fn a_bad_config_names_the_key() {
     let f = Fake::new();
-    fs::write(f.path("config.json"), r#"{"policy":{"allowed_base":[]}}"#).unwrap();
+    fs::write(f.path("config.toml"), "[policy]\nallowed_base = []\n").unwrap();
     let out = f.run(&["state", "x"], f.dir.path());
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);

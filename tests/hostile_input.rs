@@ -46,7 +46,7 @@ impl World {
         fs::create_dir_all(w.path("allowed/lowerdir=y")).unwrap();
         symlink(w.path("allowed/lowerdir=y"), w.path("allowed/equals")).unwrap();
         let config = json!({ "runtime": runtime, "policy": policy(&w.path("allowed")) });
-        fs::write(w.path("config.json"), config.to_string()).unwrap();
+        fs::write(w.path("config.toml"), common::toml_config(&config)).unwrap();
         w
     }
 
@@ -71,7 +71,7 @@ impl World {
     fn create(&self, id: &str) -> Output {
         Command::new(common::OCIVOL)
             .arg("--config")
-            .arg(self.path("config.json"))
+            .arg(self.path("config.toml"))
             .arg("--root")
             .arg(self.path("state/root"))
             .arg("--run-root")
@@ -434,7 +434,7 @@ fn state_roots_with_overlay_option_characters_are_refused() {
     ] {
         let out = Command::new(common::OCIVOL)
             .arg("--config")
-            .arg(w.path("config.json"))
+            .arg(w.path("config.toml"))
             .args([flag, bad])
             .args(["runtime", "create", "--bundle"])
             .arg(w.path("bundle"))

@@ -17,7 +17,7 @@ fn with_linger(env: &Env, linger: &str) {
         "overlay_linger": linger,
         "policy": { "allowed_bases": [env.base] },
     });
-    fs::write(&env.config, cfg.to_string()).unwrap();
+    env.write_config(cfg);
 }
 
 /// The mount ID of the volume's overlay on the host, if it is mounted (a new mount has a new

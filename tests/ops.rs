@@ -494,11 +494,20 @@ fn doctor_reports_each_check_on_this_machine() {
     assert_eq!(out.status.code(), Some(0), "no fail: {out:?}");
     let stdout = text(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 7, "{stdout}");
+    assert_eq!(lines.len(), 8, "{stdout}");
     assert_eq!(
         lines[0],
         format!("ok   config: {} loaded", env.config.display())
     );
+    assert_eq!(
+        lines[1],
+        format!(
+            "ok   config file: {} and {} are owned by root and writable by root alone",
+            env.config.display(),
+            env.dir.path().display()
+        )
+    );
+    let lines = [&lines[..1], &lines[2..]].concat();
     assert_eq!(
         lines[1],
         "ok   overlayfs: the kernel has it (/proc/filesystems)"
@@ -573,6 +582,286 @@ fn doctor_reports_each_check_on_this_machine() {
 }
 
 #[test]
+fn doctor_fails_with_a_fix_on_a_config_others_can_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(env) = Env::new("doctor_fails_with_a_fix_on_a_config_others_can_write") else {
+        return;
+    };
+    let doctor = ["doctor", "--hooks-dir", "/nonexistent", "--engine", "none"];
+    fs::set_permissions(&env.config, fs::Permissions::from_mode(0o666)).unwrap();
+    let out = env.ocivol(&doctor);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = text(&out.stdout);
+    let c = env.config.display();
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("fail config file: "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert_eq!(
+        line,
+        format!(
+            "fail config file: the file {c} is writable by its group and everyone (mode 0666); \
+             whoever can write it can widen what containers reach; fix: chown root:root {c} && \
+             chmod go-w {c}"
+        )
+    );
+    // Owned by someone else, in a directory its group may write to.
+    fs::set_permissions(&env.config, fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::chown(&env.config, Some(65534), Some(65534)).unwrap();
+    fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o770)).unwrap();
+    let out = env.ocivol(&doctor);
+    fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = text(&out.stdout);
+    let d = env.dir.path().display();
+    assert!(
+        stdout.lines().any(|l| l
+            == format!(
+                "fail config file: the file {c} is owned by uid 65534, not root; its directory \
+                 {d} is writable by its group (mode 0770); whoever can write it can widen what \
+                 containers reach; fix: chown root:root {c} && chmod go-w {c} && chown \
+                 root:root {d} && chmod go-w {d}"
+            )),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn ocivol_config_prints_the_configuration_in_force_and_where_each_value_came_from() {
+    let Some(env) =
+        Env::new("ocivol_config_prints_the_configuration_in_force_and_where_each_value_came_from")
+    else {
+        return;
+    };
+    let base = env.base.display();
+    fs::write(
+        &env.config,
+        format!(
+            "# the admin's notes\nruntime = \"{}\"\n\n[policy]\n# read-only datasets\n\
+             allowed_bases = [{{ path = \"{base}\", options = [\"readonly\", \"nodev\"] }}]\n\
+             auto_create = false\n",
+            common::RUNC
+        ),
+    )
+    .unwrap();
+    let other_root = env.dir.path().join("from-env");
+    let run = |args: &[&str], root_env: Option<&Path>| {
+        let mut c = std::process::Command::new(common::OCIVOL);
+        c.env_remove("OCIVOL_ROOT")
+            .env_remove("OCIVOL_RUN_ROOT")
+            .env("OCIVOL_CONFIG", &env.config)
+            .args(args);
+        if let Some(r) = root_env {
+            c.env("OCIVOL_ROOT", r);
+        }
+        c.output().unwrap()
+    };
+    let run_root = env.run_root.to_str().unwrap();
+    let out = ok(
+        &run(&["--run-root", run_root, "config"], Some(&other_root)),
+        "ocivol config",
+    );
+    let c = env.config.display();
+    let entry = |key: &str| -> (String, String) {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("{key} in:\n{out}"));
+        let (value, source) = line.split_once("  # ").unwrap();
+        (value.trim_end().to_string(), source.to_string())
+    };
+    assert!(
+        out.contains(&format!("# config file: {c} (env OCIVOL_CONFIG)")),
+        "{out}"
+    );
+    for (key, value, source) in [
+        (
+            "runtime",
+            format!("runtime = \"{}\"", common::RUNC),
+            format!("{c}:2"),
+        ),
+        (
+            "root",
+            format!("root = \"{}\"", other_root.display()),
+            "env OCIVOL_ROOT".into(),
+        ),
+        (
+            "run_root",
+            format!("run_root = \"{run_root}\""),
+            "flag --run-root".into(),
+        ),
+        (
+            "allowed_bases",
+            format!(
+                "allowed_bases = [{{ path = \"{base}\", options = [\"readonly\", \"nodev\"] }}]"
+            ),
+            format!("{c}:6"),
+        ),
+        (
+            "auto_create",
+            "auto_create = false".into(),
+            format!("{c}:7"),
+        ),
+        (
+            "max_volumes_per_container",
+            "max_volumes_per_container = 64".into(),
+            "default".into(),
+        ),
+        (
+            "volumes_from_scope",
+            "volumes_from_scope = \"namespace\"".into(),
+            "default".into(),
+        ),
+    ] {
+        assert_eq!(entry(key), (value, source), "{out}");
+    }
+    // The output is itself a config that means the same.
+    let again = env.dir.path().join("again.toml");
+    fs::write(&again, &out).unwrap();
+    let json = |config: &Path| -> serde_json::Value {
+        let out = std::process::Command::new(common::OCIVOL)
+            .env_remove("OCIVOL_ROOT")
+            .env_remove("OCIVOL_RUN_ROOT")
+            .arg("--config")
+            .arg(config)
+            .args(["config", "--format", "json"])
+            .output()
+            .unwrap();
+        serde_json::from_str(&ok(&out, "ocivol config --format json")).unwrap()
+    };
+    let first = json(&again);
+    assert_eq!(first["file_source"], "flag --config");
+    assert_eq!(first["file_read"], true);
+    assert_eq!(first["config"]["root"], other_root.to_str().unwrap());
+    assert_eq!(first["config"]["run_root"], run_root);
+    assert_eq!(
+        first["config"]["policy"]["allowed_bases"],
+        json!([{ "path": env.base, "options": ["readonly", "nodev"] }])
+    );
+    // Each source names the line of the key in that file.
+    let line_of = |key: &str| {
+        1 + out
+            .lines()
+            .position(|l| l.starts_with(&format!("{key} = ")))
+            .unwrap()
+    };
+    assert_eq!(
+        first["sources"]["runtime"],
+        format!("{}:{}", again.display(), line_of("runtime"))
+    );
+    assert_eq!(
+        first["sources"]["policy.shared_volumes"],
+        format!("{}:{}", again.display(), line_of("shared_volumes"))
+    );
+    let original = json(&env.config);
+    assert_eq!(original["config"]["policy"], first["config"]["policy"]);
+    assert_eq!(original["config"]["runtime"], first["config"]["runtime"]);
+    assert_eq!(original["sources"]["policy.shared_volumes"], "default");
+}
+
+#[test]
+fn a_bad_config_is_refused_by_every_command_with_the_key_and_its_line() {
+    let Some(env) = Env::new("a_bad_config_is_refused_by_every_command_with_the_key_and_its_line")
+    else {
+        return;
+    };
+    fs::write(
+        &env.config,
+        "runtime = \"runc\"\n\n[policy]\nalowed_bases = [\"/srv\"]\n",
+    )
+    .unwrap();
+    let want = format!(
+        "ocivol: config {} line 4: unknown key \"alowed_bases\" in [policy]; known keys: \
+         allowed_bases, allowed_bind_sources, auto_create, shared_volumes, \
+         max_volumes_per_container, volumes_from_scope\n",
+        env.config.display()
+    );
+    for args in [&["volume", "ls"][..], &["config"], &["gc"]] {
+        assert_eq!(env.ocivol_refused(args), want, "{args:?}");
+    }
+    // Through the runtime wrapper, before anything is made.
+    let b = env.bundle("cfg-bad-a", &["true"], &[(VOLUMES, "v:/v")]);
+    let out = env.create("cfg-bad-a", &b);
+    assert!(!out.status.success());
+    let printed = env.container_output("cfg-bad-a");
+    assert!(
+        printed.contains("line 4: unknown key \"alowed_bases\""),
+        "{printed}"
+    );
+    assert!(!env.root.join("volumes").exists());
+
+    fs::write(&env.config, "[policy]\nauto_create = \"no\"\n").unwrap();
+    assert_eq!(
+        env.ocivol_refused(&["volume", "ls"]),
+        format!(
+            "ocivol: config {} line 2: policy.auto_create: expected true or false, found a string\n",
+            env.config.display()
+        )
+    );
+}
+
+#[test]
+fn an_old_config_json_is_refused_with_the_command_that_converts_it() {
+    let Some(env) = Env::new("an_old_config_json_is_refused_with_the_command_that_converts_it")
+    else {
+        return;
+    };
+    let old = env.dir.path().join("config.json");
+    fs::write(
+        &old,
+        format!(
+            "// the admin's notes\n{{\n  \"runtime\": \"{}\",\n  \"policy\": {{\"allowed_bases\": [{{\"path\": \"{}\", \"readonly\": true}}]}}\n}}\n",
+            common::RUNC,
+            env.base.display()
+        ),
+    )
+    .unwrap();
+    let with = |config: &Path, args: &[&str]| {
+        std::process::Command::new(common::OCIVOL)
+            .arg("--config")
+            .arg(config)
+            .arg("--root")
+            .arg(&env.root)
+            .arg("--run-root")
+            .arg(&env.run_root)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = with(&old, &["volume", "ls"]);
+    assert_eq!(out.status.code(), Some(1));
+    let o = old.display();
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "ocivol: config {o} is ocivol's old JSON config format, which is no longer read: \
+             convert it with `ocivol config --convert {o} > {}` and use that file\n",
+            old.with_extension("toml").display()
+        )
+    );
+    // The command it names works, and its result means what the old file meant.
+    let converted = ok(
+        &env.ocivol(&["config", "--convert", old.to_str().unwrap()]),
+        "convert",
+    );
+    let new = env.dir.path().join("converted.toml");
+    fs::write(&new, &converted).unwrap();
+    let shown: serde_json::Value = serde_json::from_str(&ok(
+        &with(&new, &["config", "--format", "json"]),
+        "config of the converted file",
+    ))
+    .unwrap();
+    assert_eq!(shown["config"]["runtime"], common::RUNC);
+    assert_eq!(
+        shown["config"]["policy"]["allowed_bases"],
+        json!([{ "path": env.base, "options": ["readonly"] }])
+    );
+    // Converting a config.toml is refused: there is nothing to convert.
+    let again = env.ocivol_refused(&["config", "--convert", new.to_str().unwrap()]);
+    assert!(again.contains("already a config.toml"), "{again}");
+}
+
+#[test]
 fn doctor_fails_with_a_fix_on_a_state_root_on_overlayfs_and_a_missing_runtime() {
     let Some(env) =
         Env::new("doctor_fails_with_a_fix_on_a_state_root_on_overlayfs_and_a_missing_runtime")
@@ -598,11 +887,7 @@ fn doctor_fails_with_a_fix_on_a_state_root_on_overlayfs_and_a_missing_runtime() 
         Some(opts.as_str()),
     )
     .unwrap();
-    fs::write(
-        &env.config,
-        json!({"runtime": "/nonexistent/runc"}).to_string(),
-    )
-    .unwrap();
+    env.write_config(json!({"runtime": "/nonexistent/runc"}));
     let root = merged.join("state");
     let out = std::process::Command::new(common::OCIVOL)
         .arg("--config")
@@ -616,7 +901,9 @@ fn doctor_fails_with_a_fix_on_a_state_root_on_overlayfs_and_a_missing_runtime() 
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let stdout = text(&out.stdout);
-    let lines: Vec<&str> = stdout.lines().collect();
+    let mut lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[1].starts_with("ok   config file: "), "{stdout}");
+    lines.remove(1);
     assert_eq!(
         lines[2],
         format!(
@@ -745,7 +1032,7 @@ fn the_config_names_the_roots_for_every_way_in_and_every_command() {
     // Only the config file says where the state is: no --root, no OCIVOL_ROOT anywhere.
     let cfg = json!({ "runtime": common::RUNC, "root": env.root, "run_root": env.run_root,
         "policy": { "allowed_bases": [env.base] } });
-    fs::write(&env.config, cfg.to_string()).unwrap();
+    env.write_config(cfg);
     let command = |args: &[&str]| {
         let mut c = std::process::Command::new(common::OCIVOL);
         c.env_clear()
@@ -798,12 +1085,37 @@ fn the_config_names_the_roots_for_every_way_in_and_every_command() {
         "delete",
     );
     assert_eq!(env.users(&env.storage("cfgvol")), 0);
+    // doctor checks the roots the config names, and `ocivol config` says they come from it.
+    let doctor = text(
+        &command(&["doctor", "--hooks-dir", "/nonexistent", "--engine", "none"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    for (what, dir) in [("state root", &env.root), ("run root", &env.run_root)] {
+        let want = format!("ok   {what}: {} on ", dir.display());
+        assert!(doctor.lines().any(|l| l.starts_with(&want)), "{doctor}");
+    }
+    let shown = ocivol(&["config"]);
+    let root_line = format!("root = \"{}\"", env.root.display());
+    let in_file = 1 + fs::read_to_string(&env.config)
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with(&root_line))
+        .unwrap();
+    let from = format!("# {}:{in_file}", env.config.display());
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with(&root_line) && l.ends_with(&from)),
+        "{shown}"
+    );
 
     // A gc pointed at roots nothing used makes no directory there.
     let nowhere = env.dir.path().join("nowhere");
     let cfg = json!({ "runtime": common::RUNC, "root": nowhere.join("lib"),
         "run_root": nowhere.join("run") });
-    fs::write(&env.config, cfg.to_string()).unwrap();
+    env.write_config(cfg);
     assert_eq!(ocivol(&["gc"]), "nothing to collect\n");
     assert!(!nowhere.exists());
 }
@@ -823,6 +1135,7 @@ fn every_command_has_help_with_an_example() {
         &["gc"],
         &["doctor"],
         &["setup"],
+        &["config"],
     ] {
         let out = std::process::Command::new(common::OCIVOL)
             .args(cmd)

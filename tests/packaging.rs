@@ -50,7 +50,7 @@ fn files(dir: &Path) -> Vec<String> {
 }
 
 const INSTALLED: &[&str] = &[
-    "etc/ocivol/config.json",
+    "etc/ocivol/config.toml",
     "usr/local/bin/ocivol",
     "usr/local/bin/ocivol-runtime",
     "usr/local/lib/systemd/system/ocivol-gc.service",
@@ -126,21 +126,34 @@ fn make_install_installs_exactly_the_listed_files_and_uninstall_removes_them() {
         .unwrap();
     assert!(bash.contains("complete") && bash.contains("ocivol"));
     // The shipped config is valid and is the defaults.
-    let cfg = fs::read_to_string(root.join("etc/ocivol/config.json")).unwrap();
+    let cfg = fs::read_to_string(root.join("etc/ocivol/config.toml")).unwrap();
     assert_eq!(
         ocivol::config::Config::parse(&cfg).unwrap(),
         ocivol::config::Config::default()
     );
+    // The config page and the completions know the config command.
+    assert!(
+        man.iter().any(|m| m.ends_with("ocivol-config.1")),
+        "man page ocivol-config.1: {man:?}"
+    );
+    assert!(
+        bash.contains("--convert"),
+        "bash completion of ocivol config"
+    );
 
     // A changed config survives a second install and the uninstall.
-    fs::write(root.join("etc/ocivol/config.json"), "{\"auto_create\": 1}").unwrap();
+    fs::write(
+        root.join("etc/ocivol/config.toml"),
+        "[policy]\nauto_create = 1\n",
+    )
+    .unwrap();
     let out = make("install", std::slice::from_ref(&destdir));
     assert!(
         String::from_utf8_lossy(&ok(&out, "make install again").into_bytes()).contains("keeping")
     );
     assert_eq!(
-        fs::read_to_string(root.join("etc/ocivol/config.json")).unwrap(),
-        "{\"auto_create\": 1}"
+        fs::read_to_string(root.join("etc/ocivol/config.toml")).unwrap(),
+        "[policy]\nauto_create = 1\n"
     );
     ok(
         &make("uninstall", std::slice::from_ref(&destdir)),
@@ -148,7 +161,7 @@ fn make_install_installs_exactly_the_listed_files_and_uninstall_removes_them() {
     );
     assert_eq!(
         files(dir.path()),
-        ["etc/ocivol/config.json"],
+        ["etc/ocivol/config.toml"],
         "only the changed config is left"
     );
 
@@ -157,7 +170,7 @@ fn make_install_installs_exactly_the_listed_files_and_uninstall_removes_them() {
         &make("install", std::slice::from_ref(&destdir)),
         "make install",
     );
-    fs::remove_file(root.join("etc/ocivol/config.json")).unwrap();
+    fs::remove_file(root.join("etc/ocivol/config.toml")).unwrap();
     ok(
         &make("install", std::slice::from_ref(&destdir)),
         "make install",
@@ -167,6 +180,56 @@ fn make_install_installs_exactly_the_listed_files_and_uninstall_removes_them() {
         "make uninstall",
     );
     assert!(files(dir.path()).is_empty(), "{:?}", files(dir.path()));
+}
+
+#[test]
+fn make_install_over_an_old_config_json_converts_it_into_config_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    let destdir = format!("DESTDIR={}", dir.path().display());
+    let etc = dir.path().join("etc/ocivol");
+    fs::create_dir_all(&etc).unwrap();
+    // An admin's config of an older release: JSON with comment lines.
+    let old = "// mine\n{\n  \"runtime\": \"/usr/sbin/runc\",\n  \"policy\": {\"allowed_bind_sources\": [{\"path\": \"/srv/x\", \"readonly\": true}], \"auto_create\": false}\n}\n";
+    fs::write(etc.join("config.json"), old).unwrap();
+    let out = ok(
+        &make("install", std::slice::from_ref(&destdir)),
+        "make install",
+    );
+    assert!(out.contains("converted"), "{out}");
+    let text = fs::read_to_string(etc.join("config.toml")).unwrap();
+    let c = ocivol::config::Config::parse(&text).unwrap();
+    assert_eq!(c.runtime, "/usr/sbin/runc");
+    assert!(!c.policy.auto_create);
+    let b = &c.policy.allowed_bind_sources[0];
+    assert!(
+        b.path == Path::new("/srv/x") && b.force.readonly && !b.force.nosuid,
+        "{text}"
+    );
+    // The old file is kept, under a name ocivol does not look at.
+    assert!(!etc.join("config.json").exists());
+    assert_eq!(
+        fs::read_to_string(etc.join("config.json.old")).unwrap(),
+        old
+    );
+    assert_eq!(
+        fs::metadata(etc.join("config.toml"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o644
+    );
+    // The converted config is the admin's: uninstall keeps it.
+    ok(
+        &make("uninstall", std::slice::from_ref(&destdir)),
+        "make uninstall",
+    );
+    let mut left = files(dir.path());
+    left.sort();
+    assert_eq!(
+        left,
+        ["etc/ocivol/config.json.old", "etc/ocivol/config.toml"]
+    );
 }
 
 /// Removes the package if the test installed it, also when the test fails.
@@ -221,7 +284,7 @@ fn make_deb_builds_a_package_that_installs_a_working_ocivol_and_removes_cleanly(
     for f in [
         "./usr/bin/ocivol",
         "./usr/bin/ocivol-runtime",
-        "./etc/ocivol/config.json",
+        "./etc/ocivol/config.toml",
         "./lib/systemd/system/ocivol-gc.timer",
     ] {
         assert!(contents.contains(f), "{f} in the package:\n{contents}");
@@ -303,8 +366,101 @@ fn make_deb_builds_a_package_that_installs_a_working_ocivol_and_removes_cleanly(
         "dpkg --purge",
     );
     assert!(
-        !Path::new("/etc/ocivol/config.json").exists(),
+        !Path::new("/etc/ocivol/config.toml").exists(),
         "purge removes the conffile"
+    );
+
+    // An upgrade from a release whose config was /etc/ocivol/config.json: the package brings a
+    // config.toml that sets nothing, and its postinst carries the old settings over.
+    if Path::new("/etc/ocivol").exists() {
+        eprintln!("make_deb_…: the upgrade part skipped: /etc/ocivol exists on this machine");
+        return;
+    }
+    struct EtcOcivol;
+    impl Drop for EtcOcivol {
+        fn drop(&mut self) {
+            let _ = Command::new("dpkg").args(["--purge", "ocivol"]).output();
+            let _ = fs::remove_dir_all("/etc/ocivol");
+        }
+    }
+    let _etc = EtcOcivol;
+    fs::create_dir("/etc/ocivol").unwrap();
+    let old = "// the admin's\n{\"policy\": {\"auto_create\": false, \"allowed_bases\": [\"/srv/datasets\"]}}\n";
+    fs::write("/etc/ocivol/config.json", old).unwrap();
+    let out = ok(
+        &Command::new("dpkg")
+            .arg("-i")
+            .arg(&debs[0])
+            .output()
+            .unwrap(),
+        "dpkg -i over an old config.json",
+    );
+    assert!(
+        out.contains("ocivol: converted /etc/ocivol/config.json"),
+        "{out}"
+    );
+    let c = ocivol::config::Config::parse(&fs::read_to_string("/etc/ocivol/config.toml").unwrap())
+        .unwrap();
+    assert!(!c.policy.auto_create);
+    assert_eq!(
+        c.policy.allowed_bases,
+        [ocivol::config::AllowedPath::new("/srv/datasets")]
+    );
+    assert!(!Path::new("/etc/ocivol/config.json").exists());
+    assert_eq!(
+        fs::read_to_string("/etc/ocivol/config.json.dpkg-old").unwrap(),
+        old
+    );
+    let shown = ok(
+        &Command::new("/usr/bin/ocivol")
+            .arg("config")
+            .env_remove("OCIVOL_CONFIG")
+            .output()
+            .unwrap(),
+        "ocivol config after the upgrade",
+    );
+    assert!(
+        shown.contains("auto_create = false") && shown.contains("# /etc/ocivol/config.toml:"),
+        "{shown}"
+    );
+
+    // The old default file (it says what config.toml says) is left alone, and ocivol runs.
+    ok(
+        &Command::new("dpkg")
+            .args(["--purge", "ocivol"])
+            .output()
+            .unwrap(),
+        "dpkg --purge",
+    );
+    let _ = fs::remove_dir_all("/etc/ocivol");
+    fs::create_dir("/etc/ocivol").unwrap();
+    let default = "{\"runtime\": \"runc\", \"policy\": {}}\n";
+    fs::write("/etc/ocivol/config.json", default).unwrap();
+    let out = ok(
+        &Command::new("dpkg")
+            .arg("-i")
+            .arg(&debs[0])
+            .output()
+            .unwrap(),
+        "dpkg -i over the old default config.json",
+    );
+    assert!(!out.contains("converted"), "{out}");
+    assert_eq!(
+        fs::read_to_string("/etc/ocivol/config.json").unwrap(),
+        default
+    );
+    assert_eq!(
+        fs::read_to_string("/etc/ocivol/config.toml").unwrap(),
+        include_str!("../packaging/config.toml"),
+        "the package's commented config.toml is kept"
+    );
+    ok(
+        &Command::new("/usr/bin/ocivol")
+            .arg("config")
+            .env_remove("OCIVOL_CONFIG")
+            .output()
+            .unwrap(),
+        "ocivol config beside the old default config.json",
     );
 }
 
@@ -415,7 +571,7 @@ fn podman_with_the_containers_conf_drop_in_runs_a_volume() {
     };
     let dest = install_to(&env);
     // podman gives the runtime no environment of its own: a two-line script points the installed
-    // binary at this test's state, as /etc/ocivol/config.json would on a real host.
+    // binary at this test's state, as /etc/ocivol/config.toml would on a real host.
     let script = env.dir.path().join("bin/ocivol-runtime");
     fs::create_dir_all(script.parent().unwrap()).unwrap();
     fs::write(

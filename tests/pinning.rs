@@ -399,7 +399,7 @@ fn options_the_policy_forces_on_a_path_cannot_be_lifted_by_an_annotation() {
     let s = env.dir.path().join("shared");
     fs::create_dir_all(s.join("x")).unwrap();
     env.write_policy(json!({
-        "allowed_bind_sources": [{ "path": s, "readonly": true, "nosuid": true }],
+        "allowed_bind_sources": [{ "path": s, "options": ["readonly", "nosuid"] }],
     }));
     for way in Way::BOTH {
         let id = format!("ro-{way:?}");

@@ -456,7 +456,10 @@ fn the_plan_never_lets_a_host_path_out_of_the_policy() {
 
 const CONFIG_KEYS: &[&str] = &[
     "runtime",
+    "root",
+    "run_root",
     "policy",
+    "shared_volumes",
     "allowed_bases",
     "allowed_bind_sources",
     "auto_create",
@@ -500,6 +503,50 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
     })
 }
 
+/// config.toml text with these top-level keys and `[policy]` keys (a JSON null is left out:
+/// TOML has none; objects are inline tables).
+fn toml_text(
+    top: serde_json::Map<String, serde_json::Value>,
+    policy: serde_json::Map<String, serde_json::Value>,
+) -> String {
+    use serde_json::Value;
+    fn value(v: &Value) -> Option<toml_edit::Value> {
+        Some(match v {
+            Value::Null => return None,
+            Value::Bool(b) => (*b).into(),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => i.into(),
+                None => n.as_f64().unwrap_or(0.0).into(),
+            },
+            Value::String(s) => s.as_str().into(),
+            Value::Array(a) => toml_edit::Value::Array(a.iter().filter_map(value).collect()),
+            Value::Object(o) => {
+                let mut t = toml_edit::InlineTable::new();
+                for (k, v) in o {
+                    if let Some(v) = value(v) {
+                        t.insert(k, v);
+                    }
+                }
+                toml_edit::Value::InlineTable(t)
+            }
+        })
+    }
+    let mut doc = toml_edit::DocumentMut::new();
+    for (k, v) in &top {
+        if let Some(v) = value(v) {
+            doc[k.as_str()] = toml_edit::Item::Value(v);
+        }
+    }
+    let mut t = toml_edit::Table::new();
+    for (k, v) in &policy {
+        if let Some(v) = value(v) {
+            t[k.as_str()] = toml_edit::Item::Value(v);
+        }
+    }
+    doc["policy"] = toml_edit::Item::Table(t);
+    doc.to_string()
+}
+
 proptest! {
     #![proptest_config(config())]
 
@@ -513,11 +560,11 @@ proptest! {
         let text = if use_raw {
             raw
         } else {
-            let mut obj: serde_json::Map<String, serde_json::Value> = top.into_iter().collect();
-            obj.insert("policy".into(), serde_json::Value::Object(policy.into_iter().collect()));
-            serde_json::Value::Object(obj).to_string()
+            let mut top: serde_json::Map<String, serde_json::Value> = top.into_iter().collect();
+            top.remove("policy");
+            toml_text(top, policy.into_iter().collect())
         };
-        match Config::parse(&text) {
+        match Config::parse(&text).map_err(|e| e.to_string()) {
             Ok(c) => {
                 prop_assert!(!c.runtime.is_empty());
                 prop_assert!(c.runtime.starts_with('/') || !c.runtime.contains('/'));
@@ -538,13 +585,13 @@ proptest! {
         in_policy in any::<bool>(),
     ) {
         prop_assume!(!CONFIG_KEYS.contains(&key.as_str()));
+        let one = || [(key.clone(), serde_json::json!(1))].into_iter().collect();
         let text = if in_policy {
-            serde_json::json!({ "policy": { key.clone(): 1 } })
+            toml_text(Default::default(), one())
         } else {
-            serde_json::json!({ key.clone(): 1 })
-        }
-        .to_string();
-        let e = Config::parse(&text).expect_err(&text);
+            toml_text(one(), Default::default())
+        };
+        let e = Config::parse(&text).expect_err(&text).to_string();
         prop_assert!(e.contains(&key), "{text}: {e}");
     }
 }

@@ -42,8 +42,8 @@ impl Fake {
         fs::write(f.path("caller-fd"), "the caller's\n").unwrap();
         let runtime = runtime.map_or(script, PathBuf::from);
         fs::write(
-            f.path("config.json"),
-            json!({ "runtime": runtime }).to_string(),
+            f.path("config.toml"),
+            common::toml_config(&json!({ "runtime": runtime })),
         )
         .unwrap();
         f
@@ -72,7 +72,7 @@ impl Fake {
     fn run(&self, args: &[&str]) -> Output {
         let mut c = Command::new(common::OCIVOL);
         c.arg("--config")
-            .arg(self.path("config.json"))
+            .arg(self.path("config.toml"))
             .arg("--root")
             .arg(self.path("state/root"))
             .arg("--run-root")
@@ -282,7 +282,7 @@ fn the_callers_path_does_not_choose_the_runtime() {
     let out = Command::new(common::OCIVOL)
         .env("PATH", &path)
         .arg("--config")
-        .arg(f.path("config.json"))
+        .arg(f.path("config.toml"))
         .args(["runtime", "--version"])
         .stdin(Stdio::null())
         .output()
@@ -307,11 +307,7 @@ fn ld_preload_and_path_in_the_container_env_change_nothing_with_real_runc() {
         return;
     };
     // The runtime by name, so that a lookup through the container's PATH would find the plant.
-    fs::write(
-        &env.config,
-        json!({ "runtime": "runc", "policy": { "allowed_bases": [env.base] } }).to_string(),
-    )
-    .unwrap();
+    env.write_config(json!({ "runtime": "runc", "policy": { "allowed_bases": [env.base] } }));
     let bin = env.rootfs.join("bin");
     let marker = env.dir.path().join("hijacked");
     fs::write(
@@ -379,8 +375,8 @@ fn ocivol_refuses_to_run_itself_as_the_real_runtime() {
     std::os::unix::fs::symlink(common::OCIVOL, &link).unwrap();
     for runtime in [PathBuf::from(common::OCIVOL), link] {
         fs::write(
-            f.path("config.json"),
-            json!({ "runtime": runtime }).to_string(),
+            f.path("config.toml"),
+            common::toml_config(&json!({ "runtime": runtime })),
         )
         .unwrap();
         let out = f.run(&["state", "x"]);

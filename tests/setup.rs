@@ -326,11 +326,7 @@ fn setup_runs_every_handler(test: &str, release: Option<Release>, layout: Layout
     let dir = Cri::dir_of(&env);
     let runc = runc_script(&dir, "runc", "runc");
     runc_script(&dir, "nvidia", "nvidia-container-runtime");
-    fs::write(
-        &env.config,
-        json!({ "runtime": runc, "policy": { "allowed_bases": [env.base] } }).to_string(),
-    )
-    .unwrap();
+    env.write_config(json!({ "runtime": runc, "policy": { "allowed_bases": [env.base] } }));
     let config = dir.join("config.toml");
     let original = match layout {
         Layout::V2 => v2_node(&dir),
@@ -619,7 +615,7 @@ fn setup_podman_edits_containers_conf_that_real_podman_then_runs_with() {
         return;
     };
     // podman gives the runtime no environment of its own: a script points ocivol at this test's
-    // config and state, as /etc/ocivol/config.json's root and run_root would on a host.
+    // config and state, as /etc/ocivol/config.toml's root and run_root would on a host.
     let script = env.dir.path().join("bin/ocivol-runtime");
     fs::create_dir_all(script.parent().unwrap()).unwrap();
     fs::write(

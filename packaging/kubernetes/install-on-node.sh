@@ -7,7 +7,20 @@ set -eu
 H=/host
 install -D -m 0755 /opt/ocivol/bin/ocivol "$H/usr/local/bin/ocivol"
 ln -sf ocivol "$H/usr/local/bin/ocivol-runtime"
-[ -e "$H/etc/ocivol/config.json" ] || install -D -m 0644 /opt/ocivol/config.json "$H/etc/ocivol/config.json"
+# The node's config is kept. One in the JSON format of older releases (config.json, no longer
+# read) is converted into config.toml, and kept beside it as config.json.old.
+C="$H/etc/ocivol"
+if [ ! -e "$C/config.toml" ]; then
+  if [ -e "$C/config.json" ]; then
+    chroot "$H" /usr/local/bin/ocivol config --convert /etc/ocivol/config.json > "$C/config.toml.new"
+    chmod 0644 "$C/config.toml.new"
+    mv "$C/config.toml.new" "$C/config.toml"
+    mv "$C/config.json" "$C/config.json.old"
+    echo "ocivol: converted /etc/ocivol/config.json into /etc/ocivol/config.toml (old file: config.json.old)"
+  else
+    install -D -m 0644 /opt/ocivol/config.toml "$C/config.toml"
+  fi
+fi
 engine=${OCIVOL_ENGINE:-auto}
 if [ "$engine" = auto ]; then
   if [ -S "$H/run/containerd/containerd.sock" ]; then engine=containerd
@@ -30,7 +43,7 @@ case "$engine" in
 esac
 if [ -d "$H/run/systemd/system" ]; then
   # The gc timer releases what killed shims and crashed containers left (README, "Crash
-  # recovery"). It reads the roots from /etc/ocivol/config.json, as the engine's ocivol does.
+  # recovery"). It reads the roots from /etc/ocivol/config.toml, as the engine's ocivol does.
   for u in ocivol-gc.service ocivol-gc.timer; do
     install -D -m 0644 "/opt/ocivol/systemd/$u" "$H/etc/systemd/system/$u"
   done

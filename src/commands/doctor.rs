@@ -112,10 +112,11 @@ fn run_checks(g: &Global, args: &DoctorArgs) -> Vec<Check> {
     let mut out = Vec::new();
     let (config, check) = config_check(g);
     out.push(check);
+    out.extend(config_file_check(&config_path(g).0));
     out.push(overlayfs_check(
         &fs::read_to_string("/proc/filesystems").unwrap_or_default(),
     ));
-    let paths = state_paths(g);
+    let paths = state_paths(g, &config);
     let root_ok = state_check("state root", &paths.0, "--root or OCIVOL_ROOT", &mut out);
     state_check(
         "run root",
@@ -143,8 +144,9 @@ fn run_checks(g: &Global, args: &DoctorArgs) -> Vec<Check> {
     out
 }
 
-/// The state directories as the other commands would use them.
-fn state_paths(g: &Global) -> (PathBuf, PathBuf) {
+/// The state directories as the other commands would use them: flag, environment, then the
+/// config's `root` and `run_root`.
+fn state_paths(g: &Global, config: &Config) -> (PathBuf, PathBuf) {
     let env = |name: &str| {
         std::env::var_os(name)
             .filter(|v| !v.is_empty())
@@ -154,22 +156,46 @@ fn state_paths(g: &Global) -> (PathBuf, PathBuf) {
         g.root
             .clone()
             .or_else(|| env(crate::config::ENV_ROOT))
-            .unwrap_or_else(|| crate::config::DEFAULT_ROOT.into()),
+            .unwrap_or_else(|| config.root.clone()),
         g.run_root
             .clone()
             .or_else(|| env(crate::config::ENV_RUN_ROOT))
-            .unwrap_or_else(|| crate::config::DEFAULT_RUN_ROOT.into()),
+            .unwrap_or_else(|| config.run_root.clone()),
     )
 }
 
-fn config_check(g: &Global) -> (Config, Check) {
+/// The config file the other commands read, and whether it was named (flag or environment).
+fn config_path(g: &Global) -> (PathBuf, bool) {
     let explicit = g.config.clone().or_else(|| {
         std::env::var_os(ENV_CONFIG)
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
     });
-    let path = explicit.clone().unwrap_or_else(|| DEFAULT_CONFIG.into());
-    match Config::load(&path, explicit.is_some()) {
+    let named = explicit.is_some();
+    (explicit.unwrap_or_else(|| DEFAULT_CONFIG.into()), named)
+}
+
+fn config_check(g: &Global) -> (Config, Check) {
+    let (path, explicit) = config_path(g);
+    config_check_at(&path, explicit)
+}
+
+/// The config at `path`, named by flag or environment (`explicit`) or the default location.
+fn config_check_at(path: &Path, explicit: bool) -> (Config, Check) {
+    let legacy = path.with_file_name(crate::config::LEGACY_FILE);
+    match Config::load(path, explicit) {
+        Ok(c) if !explicit && path.exists() && legacy.exists() => (
+            c,
+            Check::new(
+                Level::Warn,
+                "config",
+                format!(
+                    "{} loaded; {} is left over from an older release and no longer read (it sets nothing else); remove it",
+                    path.display(),
+                    legacy.display()
+                ),
+            ),
+        ),
         Ok(c) if path.exists() => (
             c,
             Check::new(Level::Ok, "config", format!("{} loaded", path.display())),
@@ -194,6 +220,81 @@ fn config_check(g: &Global) -> (Config, Check) {
             ),
         ),
     }
+}
+
+/// Who may change the config: it widens what annotations reach, so the file and its directory
+/// must be owned by root and writable by no one else (as containerd, CRI-O and sudo expect of
+/// theirs). Nothing to check when the file is absent.
+pub fn config_file_check(path: &Path) -> Option<Check> {
+    use std::os::unix::fs::MetadataExt;
+    const NAME: &str = "config file";
+    let meta = fs::metadata(path).ok()?;
+    let real = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let dir = real.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let mut problems = Vec::new();
+    let mut fixes = Vec::new();
+    for (what, p, meta) in [
+        ("the file", real.clone(), Ok(meta)),
+        ("its directory", dir.clone(), fs::metadata(&dir)),
+    ] {
+        let meta = match meta {
+            Ok(m) => m,
+            Err(e) => {
+                problems.push(format!("{what} {}: {e}", p.display()));
+                continue;
+            }
+        };
+        let mode = meta.mode() & 0o7777;
+        let mut wrong = false;
+        if meta.uid() != 0 {
+            problems.push(format!(
+                "{what} {} is owned by uid {}, not root",
+                p.display(),
+                meta.uid()
+            ));
+            wrong = true;
+        }
+        let writers = match (mode & 0o020 != 0, mode & 0o002 != 0) {
+            (true, true) => Some("its group and everyone"),
+            (true, false) => Some("its group"),
+            (false, true) => Some("everyone"),
+            (false, false) => None,
+        };
+        if let Some(who) = writers {
+            problems.push(format!(
+                "{what} {} is writable by {who} (mode {mode:04o})",
+                p.display()
+            ));
+            wrong = true;
+        }
+        if wrong {
+            fixes.push(format!(
+                "chown root:root {p} && chmod go-w {p}",
+                p = p.display()
+            ));
+        }
+    }
+    Some(if problems.is_empty() {
+        Check::new(
+            Level::Ok,
+            NAME,
+            format!(
+                "{} and {} are owned by root and writable by root alone",
+                real.display(),
+                dir.display()
+            ),
+        )
+    } else {
+        Check::new(
+            Level::Fail,
+            NAME,
+            format!(
+                "{}; whoever can write it can widen what containers reach; fix: {}",
+                problems.join("; "),
+                fixes.join(" && ")
+            ),
+        )
+    })
 }
 
 /// overlayfs in the kernel, from the text of /proc/filesystems.
@@ -884,6 +985,96 @@ mod tests {
             parse_version("crun version 1.8.1\n"),
             Some(("crun".into(), "1.8.1".into()))
         );
+    }
+
+    #[test]
+    fn the_config_file_must_be_owned_by_root_and_writable_by_root_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        if !nix::unistd::getuid().is_root() {
+            eprintln!("the_config_file_must_be_owned_by_root_…: skipped: requires root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let etc = dir.path().join("etc");
+        fs::create_dir(&etc).unwrap();
+        fs::set_permissions(&etc, fs::Permissions::from_mode(0o755)).unwrap();
+        let file = etc.join("config.toml");
+        assert_eq!(
+            config_file_check(&file),
+            None,
+            "nothing to check when absent"
+        );
+        fs::write(&file, "").unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+        let good = config_file_check(&file).unwrap();
+        assert_eq!(good.level, Level::Ok, "{}", good.line());
+        assert!(good.line().contains("owned by root"), "{}", good.line());
+
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o664)).unwrap();
+        let bad = config_file_check(&file).unwrap();
+        assert_eq!(bad.level, Level::Fail);
+        assert!(
+            bad.line().contains("is writable by its group (mode 0664)")
+                && bad.line().contains(&format!(
+                    "fix: chown root:root {f} && chmod go-w {f}",
+                    f = file.display()
+                )),
+            "{}",
+            bad.line()
+        );
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::chown(&file, Some(1000), None).unwrap();
+        let bad = config_file_check(&file).unwrap();
+        assert_eq!(bad.level, Level::Fail);
+        assert!(
+            bad.line().contains("owned by uid 1000, not root"),
+            "{}",
+            bad.line()
+        );
+        std::os::unix::fs::chown(&file, Some(0), None).unwrap();
+
+        fs::set_permissions(&etc, fs::Permissions::from_mode(0o777)).unwrap();
+        let bad = config_file_check(&file).unwrap();
+        assert_eq!(bad.level, Level::Fail);
+        assert!(
+            bad.line().contains(&format!(
+                "its directory {} is writable by its group and everyone (mode 0777)",
+                etc.display()
+            )) && bad
+                .line()
+                .contains(&format!("chmod go-w {}", etc.display())),
+            "{}",
+            bad.line()
+        );
+    }
+
+    #[test]
+    fn an_old_config_json_beside_the_default_config_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = dir.path().join("config.toml");
+        let json = dir.path().join("config.json");
+        fs::write(&toml, "").unwrap();
+        assert_eq!(config_check_at(&toml, false).1.level, Level::Ok);
+        // The old default file, left by a package upgrade: it says nothing else, so it runs;
+        // doctor says to remove it.
+        fs::write(&json, "{}").unwrap();
+        let (_, check) = config_check_at(&toml, false);
+        assert_eq!(check.level, Level::Warn, "{}", check.line());
+        assert!(
+            check.line().contains(&format!(
+                "{} is left over from an older release and no longer read",
+                json.display()
+            )),
+            "{}",
+            check.line()
+        );
+        // One that says something else is a failure (every way in refuses it).
+        fs::write(&json, "{\"policy\": {\"auto_create\": false}}").unwrap();
+        let (_, check) = config_check_at(&toml, false);
+        assert_eq!(check.level, Level::Fail, "{}", check.line());
+        assert!(check.line().contains("still beside"), "{}", check.line());
+        // A file given explicitly is read alone.
+        assert_eq!(config_check_at(&toml, true).1.level, Level::Ok);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The operator's subcommands, one file per command group, each with its clap arguments and an
 //! `exec()` that returns the exit code: `volume` (create, ls, inspect, rm, prune, diff, reset),
-//! `ps`, `gc`, `doctor` and `setup`. `runtime` (the runc wrapper) lives in [`crate::runtime`].
+//! `ps`, `gc`, `doctor`, `setup` and `config`. `runtime` (the runc wrapper) lives in [`crate::runtime`].
 
+pub mod config;
 pub mod doctor;
 pub mod gc;
 pub mod output;

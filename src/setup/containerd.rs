@@ -543,7 +543,7 @@ pub fn add(
             .and_then(Item::as_str)
         {
             notes.push(format!(
-                "the runc handler runs BinaryName {bin}: set \"runtime\": \"{bin}\" in /etc/ocivol/config.json so that ocivol runs that runc too"
+                "the runc handler runs BinaryName {bin}: set runtime = \"{bin}\" in /etc/ocivol/config.toml so that ocivol runs that runc too"
             ));
         }
     }

@@ -655,7 +655,7 @@ impl Drop for Cri {
 }
 
 /// The script the `ocivol` handler runs as `BinaryName`: ocivol as the runtime, pointed at the
-/// test's config and state roots (an installed ocivol reads /etc/ocivol/config.json and its
+/// test's config and state roots (an installed ocivol reads /etc/ocivol/config.toml and its
 /// default roots instead).
 fn write_wrapper(env: &Env, bin: &Path) -> PathBuf {
     fs::create_dir_all(bin).unwrap();

@@ -74,7 +74,7 @@ impl Env {
         let env = Env {
             root: p.join("state/root"),
             run_root: p.join("state/run"),
-            config: p.join("config.json"),
+            config: p.join("config.toml"),
             runc_root: p.join("runc"),
             rootfs: p.join("rootfs"),
             base: p.join("base"),
@@ -93,8 +93,12 @@ impl Env {
 
     /// Writes the config with this policy and real runc.
     pub fn write_policy(&self, policy: Value) {
-        let cfg = json!({ "runtime": RUNC, "policy": policy });
-        fs::write(&self.config, cfg.to_string()).unwrap();
+        self.write_config(json!({ "runtime": RUNC, "policy": policy }));
+    }
+
+    /// Writes the config (config.toml) with these keys, given as JSON for brevity.
+    pub fn write_config(&self, cfg: Value) {
+        fs::write(&self.config, toml_config(&cfg)).unwrap();
     }
 
     pub fn paths(&self) -> StatePaths {
@@ -295,6 +299,41 @@ impl Env {
             .stdin(Stdio::null());
         c
     }
+}
+
+/// config.toml text with the keys of a JSON object: its objects are tables (`policy`), objects
+/// inside arrays inline tables (`{ path = "/srv", options = ["readonly"] }`).
+pub fn toml_config(cfg: &Value) -> String {
+    fn value(v: &Value) -> toml_edit::Value {
+        match v {
+            Value::Bool(b) => (*b).into(),
+            Value::Number(n) => n.as_i64().expect("integers only").into(),
+            Value::String(s) => s.as_str().into(),
+            Value::Array(a) => toml_edit::Value::Array(a.iter().map(value).collect()),
+            Value::Object(o) => {
+                let mut t = toml_edit::InlineTable::new();
+                for (k, v) in o {
+                    t.insert(k, value(v));
+                }
+                toml_edit::Value::InlineTable(t)
+            }
+            Value::Null => panic!("no null in a config"),
+        }
+    }
+    let mut doc = toml_edit::DocumentMut::new();
+    for (k, v) in cfg.as_object().expect("a config is an object") {
+        doc[k.as_str()] = match v {
+            Value::Object(o) => {
+                let mut t = toml_edit::Table::new();
+                for (k, v) in o {
+                    t[k.as_str()] = toml_edit::Item::Value(value(v));
+                }
+                toml_edit::Item::Table(t)
+            }
+            v => toml_edit::Item::Value(value(v)),
+        };
+    }
+    doc.to_string()
 }
 
 /// The two ways a container gets its volumes from runc: the wrapper rewrites config.json, or

@@ -23,11 +23,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ocivol::config::{AllowedPath, Config, Context, Policy, StatePaths};
+use ocivol::container_id::container_key;
 use ocivol::mounts::Linux;
 use ocivol::pin::{Guard, Pin};
 use ocivol::prepare::{Container, prepare};
 use ocivol::scope::Scope;
-use ocivol::store::{ContainerRecord, RecordedMount, Store, VolumeRequest, container_key};
+use ocivol::store::{ContainerRecord, RecordedMount, Store, VolumeRequest};
 use ocivol::volumes_from::RuntimeState;
 use serde_json::json;
 

@@ -10,6 +10,7 @@
 pub mod annotations;
 pub mod commands;
 pub mod config;
+pub mod container_id;
 pub mod copyup;
 pub mod crash;
 pub mod hook;

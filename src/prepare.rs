@@ -11,14 +11,13 @@ use oci_spec::runtime::Mount;
 
 use crate::annotations::{self, AnnotationError};
 use crate::config::Context;
+use crate::container_id::{check_container_id, container_key};
 use crate::copyup::ImageDir;
 use crate::pin::{Guard, How, Kind, Pin};
 use crate::plan::{self, Planned};
 use crate::scope::Scope;
 use crate::spec::bind_mount;
-use crate::store::{
-    ContainerRecord, Fill, RecordedMount, Store, VolumeRequest, boot_id, container_key,
-};
+use crate::store::{ContainerRecord, Fill, RecordedMount, Store, VolumeRequest, boot_id};
 use crate::volumes_from::{self, RuntimeState};
 
 /// What a prepared container gets.
@@ -41,25 +40,6 @@ impl Prepared {
             .zip(sources)
             .map(|(m, source)| bind_mount(source, &m.destination, m.volume.is_none(), &m.options))
             .collect()
-    }
-}
-
-/// A container ID becomes a file name in ocivol's state: allow what runc allows
-/// (`[\w+.-]+`), never `/`, `.` or `..`.
-pub fn check_container_id(id: &str) -> Result<(), String> {
-    let ok = !id.is_empty()
-        && id.len() <= 1024
-        && id != "."
-        && id != ".."
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '.' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid container ID {id:?}: use letters, digits, '_', '+', '.' and '-'"
-        ))
     }
 }
 
@@ -358,19 +338,4 @@ fn take(
     (record.mounts, *pins) = both.into_iter().unzip();
     store.save_container(record)?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn container_ids_are_checked() {
-        for ok in ["a", "web-1", "k8s_pod.x+y", "0123456789abcdef"] {
-            assert!(check_container_id(ok).is_ok(), "{ok}");
-        }
-        for bad in ["", ".", "..", "a/b", "../x", "a b", "a\0"] {
-            assert!(check_container_id(bad).is_err(), "{bad:?}");
-        }
-    }
 }

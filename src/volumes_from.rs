@@ -15,10 +15,10 @@ use oci_spec::runtime::Mount;
 
 use crate::annotations::{self, AnnotationError, MountFlags, VOLUMES_FROM};
 use crate::config::{Policy, VolumesFromScope};
-use crate::prepare::check_container_id;
+use crate::container_id::{check_container_id, container_key, hook_key_root};
 use crate::scope::Scope;
 use crate::spec::BundleSpec;
-use crate::store::{ContainerRecord, Store, container_key, hook_key_root};
+use crate::store::{ContainerRecord, Store};
 
 /// Longest chain of volumes-from that is followed when looking for a cycle.
 pub const MAX_CHAIN: usize = 16;

@@ -163,7 +163,7 @@ fn ps_shows_control_characters_in_scope_strings_escaped_and_json_exact() {
     let root = w.path("runtime-root").display().to_string();
     let namespace = format!("root:{root}\u{1b}[2J\nfake   row");
     let pod = "team\u{7}\u{9b}b";
-    let key = ocivol::store::container_key("esc3", Some(&root));
+    let key = ocivol::container_id::container_key("esc3", Some(&root));
     let record = json!({
         "id": "esc3",
         "runtime_root": root,

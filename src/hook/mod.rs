@@ -24,11 +24,12 @@ use anyhow::{Context as _, anyhow, bail};
 use serde::Deserialize;
 
 use crate::config::Context;
+use crate::container_id::{PRECREATE_KEY_ROOT, container_key, hook_key_root};
 use crate::mounts::Linux;
 use crate::prepare::{Container, key_of, prepare};
 use crate::process::ProcessId;
 use crate::spec::BundleSpec;
-use crate::store::{PRECREATE_KEY_ROOT, Store, container_key, hook_key_root};
+use crate::store::Store;
 use crate::userns::{Idmap, UserNs};
 use crate::volumes_from::RuntimeState;
 

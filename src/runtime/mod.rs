@@ -20,11 +20,12 @@ use anyhow::{Context as _, anyhow, bail};
 use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
 
 use crate::config::Context;
+use crate::container_id::{check_container_id, container_key};
 use crate::mounts::Linux;
-use crate::prepare::{Container, check_container_id, prepare};
+use crate::prepare::{Container, prepare};
 use crate::process::ProcessId;
 use crate::spec::BundleSpec;
-use crate::store::{Store, container_key};
+use crate::store::Store;
 use crate::userns::{Idmap, UserNs};
 use crate::volumes_from::RuntimeState;
 use args::RuntimeArgs;

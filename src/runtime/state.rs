@@ -89,7 +89,7 @@ impl RuntimeProbe {
 
 impl ContainerProbe for RuntimeProbe {
     fn state(&self, id: &str, runtime_root: Option<&str>) -> RuntimeView {
-        if crate::prepare::check_container_id(id).is_err() {
+        if crate::container_id::check_container_id(id).is_err() {
             return RuntimeView::Absent;
         }
         // No state directory: the runtime does not have it, and no exec is needed to know.

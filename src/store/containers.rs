@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{IoContext, Result, StoreError};
+use crate::container_id::container_key;
 
 /// One mount the container got from ocivol.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +35,9 @@ pub struct ContainerRecord {
     /// What tells this container apart from another of the same ID when there is no runtime
     /// root: [`hook_key_root`] of its bundle for a container prepared by a hook (hooks get no
     /// `--root`), [`PRECREATE_KEY_ROOT`] for one prepared by podman's precreate hook.
+    ///
+    /// [`hook_key_root`]: crate::container_id::hook_key_root
+    /// [`PRECREATE_KEY_ROOT`]: crate::container_id::PRECREATE_KEY_ROOT
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_root: Option<String>,
     pub bundle: PathBuf,
@@ -54,16 +58,6 @@ pub struct ContainerRecord {
     pub init: Option<crate::process::ProcessId>,
 }
 
-/// The key root of a container prepared by a hook: its bundle path, which runc, CRI-O and podman
-/// all give every hook of the container (`bundle` in the OCI state).
-pub fn hook_key_root(bundle: &Path) -> String {
-    format!("bundle:{}", bundle.display())
-}
-
-/// The key root of a container prepared by podman's precreate hook, keyed by the container ID
-/// that podman gives its poststop hook (see hook::precreate).
-pub const PRECREATE_KEY_ROOT: &str = "podman-precreate";
-
 thread_local! {
     /// Container record files read by this thread (see [`records_read`]).
     static RECORDS_READ: Cell<u64> = const { Cell::new(0) };
@@ -73,18 +67,6 @@ thread_local! {
 /// reads a bounded number of them, whatever the number of records on the node.
 pub fn records_read() -> u64 {
     RECORDS_READ.with(Cell::get)
-}
-
-/// The key of a container in ocivol's state: its ID and a hash of the runtime root, as the
-/// same ID may exist under two roots (two containerd namespaces).
-pub fn container_key(id: &str, runtime_root: Option<&str>) -> String {
-    // FNV-1a: stable across versions and platforms, unlike std's hasher.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in runtime_root.unwrap_or("").bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{id}.{h:016x}")
 }
 
 impl ContainerRecord {
@@ -186,18 +168,6 @@ impl ContainerRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn same_id_under_two_roots_has_two_keys() {
-        let a = container_key("web", Some("/run/containerd/runc/default"));
-        let b = container_key("web", Some("/run/containerd/runc/k8s.io"));
-        assert_ne!(a, b);
-        assert!(a.starts_with("web."));
-        assert_eq!(
-            a,
-            container_key("web", Some("/run/containerd/runc/default"))
-        );
-    }
 
     #[test]
     fn keys_of_an_id_come_from_file_names() {

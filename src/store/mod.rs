@@ -50,9 +50,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use containers::{
-    ContainerRecord, PRECREATE_KEY_ROOT, RecordedMount, container_key, hook_key_root, records_read,
-};
+pub use containers::{ContainerRecord, RecordedMount, records_read};
 pub use diff::{Change, ChangeKind};
 pub use listing::{UserInfo, VolumeInfo, dir_size};
 pub use reconcile::{ContainerProbe, GcAction, RuntimeView, Verdict};

@@ -559,7 +559,7 @@ impl Env {
 
     /// The key of a container created under this test's runc root.
     pub fn key(&self, id: &str) -> String {
-        ocivol::store::container_key(id, self.runc_root.to_str())
+        ocivol::container_id::container_key(id, self.runc_root.to_str())
     }
 
     /// The path of a volume's user record of a container.

@@ -29,7 +29,6 @@ use ocivol::pin::{Guard, Pin};
 use ocivol::prepare::{Container, prepare};
 use ocivol::scope::Scope;
 use ocivol::store::{ContainerRecord, RecordedMount, Store, VolumeRequest};
-use ocivol::volumes_from::RuntimeState;
 use serde_json::json;
 
 struct Args {
@@ -243,13 +242,6 @@ fn scale(
     json!({ "records": records, "iterations": iters, "cases": rows })
 }
 
-struct NoRuntime;
-impl RuntimeState for NoRuntime {
-    fn bundle_of(&self, _id: &str) -> Option<PathBuf> {
-        None
-    }
-}
-
 /// Row 3 (continued): `prepare` + release of a container with `volumes-from` of a source holding
 /// one copy-on-write volume, with few and with many records in the state root.
 fn volumes_from(dir: &Path, base: &Path, counts: &[usize], iters: usize) -> serde_json::Value {
@@ -276,7 +268,7 @@ fn volumes_from(dir: &Path, base: &Path, counts: &[usize], iters: usize) -> serd
                 annotations: &ann,
                 rootfs: None,
             };
-            let source = prepare(&ctx, &store, &c, &NoRuntime)
+            let source = prepare(&ctx, &store, &c, None)
                 .expect("prepare the source")
                 .expect("the source has volumes");
             // src-vol of the source's scope: src-vol@HASH.
@@ -299,7 +291,7 @@ fn volumes_from(dir: &Path, base: &Path, counts: &[usize], iters: usize) -> serd
                 rootfs: None,
             };
             let t = Instant::now();
-            let p = prepare(ctx, store, &c, &NoRuntime)
+            let p = prepare(ctx, store, &c, None)
                 .expect("prepare")
                 .expect("volumes-from gives volumes");
             let key = container_key(&id, None);
@@ -379,7 +371,7 @@ fn volumes_from_by_name(
                 annotations: &ann,
                 rootfs: None,
             };
-            let src = prepare(&ctx, &store, &c, &NoRuntime)
+            let src = prepare(&ctx, &store, &c, None)
                 .expect("prepare the source")
                 .expect("the source has volumes");
             // The volume of the pod's scope: its storage name (`src-vol@SCOPE`).
@@ -403,7 +395,7 @@ fn volumes_from_by_name(
                 rootfs: None,
             };
             let t = Instant::now();
-            let p = prepare(ctx, store, &c, &NoRuntime)
+            let p = prepare(ctx, store, &c, None)
                 .expect("prepare")
                 .expect("volumes-from by name gives volumes");
             let key = container_key(&id, None);

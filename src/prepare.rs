@@ -15,10 +15,11 @@ use crate::container_id::{check_container_id, container_key};
 use crate::copyup::ImageDir;
 use crate::pin::{Guard, How, Kind, Pin};
 use crate::plan::{self, Planned};
+use crate::real_runtime::RuntimeProbe;
 use crate::scope::Scope;
 use crate::spec::bind_mount;
 use crate::store::{ContainerRecord, Fill, RecordedMount, Store, VolumeRequest, boot_id};
-use crate::volumes_from::{self, RuntimeState};
+use crate::volumes_from;
 
 /// What a prepared container gets.
 #[derive(Debug, Clone)]
@@ -88,7 +89,7 @@ pub fn prepare(
     ctx: &Context,
     store: &Store,
     c: &Container,
-    runtime: &dyn RuntimeState,
+    runtime: Option<&dyn RuntimeProbe>,
 ) -> anyhow::Result<Option<Prepared>> {
     if !c
         .annotations

@@ -16,6 +16,7 @@ use oci_spec::runtime::Mount;
 use crate::annotations::{self, AnnotationError, MountFlags, VOLUMES_FROM};
 use crate::config::{Policy, VolumesFromScope};
 use crate::container_id::{check_container_id, container_key, hook_key_root};
+use crate::real_runtime::RuntimeProbe;
 use crate::scope::Scope;
 use crate::spec::BundleSpec;
 use crate::store::{ContainerRecord, Store};
@@ -225,12 +226,6 @@ pub fn merge(
         .collect()
 }
 
-/// How a source not prepared by ocivol is found through its runtime.
-pub trait RuntimeState {
-    /// The bundle of container `id`, if the runtime knows it.
-    fn bundle_of(&self, id: &str) -> Option<PathBuf>;
-}
-
 /// The container being prepared.
 pub struct Me<'a> {
     pub id: &'a str,
@@ -252,13 +247,14 @@ pub struct Resolved {
 
 /// Finds every source and its mounts. Errors name the annotation and the entry. A source outside
 /// this container's scope is refused with the same words as one that does not exist, so that a
-/// refusal tells nothing about other scopes.
+/// refusal tells nothing about other scopes. `runtime`: the real runtime, asked for the bundle of
+/// a source ocivol has no record of (`None`: a hook, which has no runtime to ask).
 pub fn resolve(
     store: &Store,
     me: &Me,
     entries: &[FromEntry],
     policy: &Policy,
-    runtime: &dyn RuntimeState,
+    runtime: Option<&dyn RuntimeProbe>,
 ) -> Result<Resolved, AnnotationError> {
     resolve_with(store, store, me, entries, policy, runtime)
 }
@@ -270,7 +266,7 @@ pub fn resolve_with(
     me: &Me,
     entries: &[FromEntry],
     policy: &Policy,
-    runtime: &dyn RuntimeState,
+    runtime: Option<&dyn RuntimeProbe>,
 ) -> Result<Resolved, AnnotationError> {
     let records = Budget::new(records, MAX_RECORDS_READ);
     let mut out = Resolved {
@@ -298,7 +294,7 @@ pub fn resolve_with(
             continue;
         }
         let bundle = runtime
-            .bundle_of(&e.source)
+            .and_then(|r| r.bundle_of(&e.source, me.runtime_root))
             .or_else(|| sibling_bundle(me.bundle, me.id, &e.source))
             .ok_or_else(|| err(not_in_scope(&e.source)))?;
         let spec =
@@ -774,13 +770,6 @@ mod tests {
         }
     }
 
-    struct NoRuntime;
-    impl RuntimeState for NoRuntime {
-        fn bundle_of(&self, _id: &str) -> Option<PathBuf> {
-            None
-        }
-    }
-
     fn temp_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let paths = crate::config::StatePaths {
@@ -827,7 +816,7 @@ mod tests {
             &me("new", &key, &scope),
             &entries,
             &Policy::default(),
-            &NoRuntime,
+            None,
         )
         .map_err(|e| e.to_string())
         .unwrap();
@@ -843,7 +832,7 @@ mod tests {
             &me("n0", &key, &scope),
             &entries,
             &Policy::default(),
-            &NoRuntime,
+            None,
         )
         .map_err(|e| e.to_string())
         .unwrap_err();
@@ -876,7 +865,7 @@ mod tests {
             &me("new", &key, &scope),
             &entries,
             &Policy::default(),
-            &NoRuntime,
+            None,
         )
         .map_err(|e| e.to_string())
         .unwrap_err();
@@ -935,7 +924,7 @@ mod tests {
             &me("reader", &key, &scope),
             &parse("db", 64).unwrap(),
             &Policy::default(),
-            &NoRuntime,
+            None,
         )
         .map_err(|e| e.to_string())
         .unwrap();
@@ -949,7 +938,7 @@ mod tests {
             &me("reader", &key, &scope),
             &parse("cache", 64).unwrap(),
             &Policy::default(),
-            &NoRuntime,
+            None,
         )
         .map_err(|e| e.to_string())
         .unwrap_err();

@@ -53,7 +53,7 @@ use std::path::{Path, PathBuf};
 pub use containers::{ContainerRecord, RecordedMount, records_read};
 pub use diff::{Change, ChangeKind};
 pub use listing::{UserInfo, VolumeInfo, dir_size};
-pub use reconcile::{ContainerProbe, GcAction, RuntimeView, Verdict};
+pub use reconcile::{GcAction, Verdict};
 pub use users::UserRecord;
 pub use volume::{ANY_SCOPE, VolumeDef, VolumeKind, check_scope, is_storage_name, storage_name};
 
@@ -62,6 +62,7 @@ use crate::config::StatePaths;
 use crate::mounts::Mounter;
 use crate::pin::{Guard, How, Pin};
 use crate::process::ProcessId;
+use crate::real_runtime::RuntimeProbe;
 use crate::userns::UserNs;
 use lock::VolumeLock;
 
@@ -202,7 +203,7 @@ pub struct Store {
     run_root: PathBuf,
     mounter: Box<dyn Mounter>,
     /// Asks the real runtime whether it still has a container (for reconciliation).
-    probe: Option<Box<dyn ContainerProbe>>,
+    probe: Option<Box<dyn RuntimeProbe>>,
     /// Who takes volumes through this store; default: this process.
     owner: Option<ProcessId>,
     /// The container's init, when it is known at acquire time (a createRuntime hook knows it).
@@ -244,7 +245,7 @@ impl Store {
 
     /// Lets reconciliation ask the real runtime about containers. Without it, a user whose
     /// liveness only the runtime could tell is kept.
-    pub fn with_probe(mut self, probe: Box<dyn ContainerProbe>) -> Store {
+    pub fn with_probe(mut self, probe: Box<dyn RuntimeProbe>) -> Store {
         self.probe = Some(probe);
         self
     }

@@ -138,7 +138,7 @@ fn write_records(paths: &StatePaths, n: usize) {
             mounts: vec![RecordedMount {
                 destination: PathBuf::from("/data"),
                 source: paths.root.join(format!("volumes/vol-{}/data", i % 50)),
-                options: vec!["rw".into()],
+                flags: Default::default(),
                 volume: Some(format!("vol-{}", i % 50)),
                 engine: false,
             }],

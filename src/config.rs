@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::annotations::MountFlags;
+use crate::mounts::flags::MountFlags;
 
 /// Default location of the config file.
 pub const DEFAULT_CONFIG: &str = "/etc/ocivol/config.json";

@@ -39,7 +39,7 @@ impl Prepared {
             .mounts
             .iter()
             .zip(sources)
-            .map(|(m, source)| bind_mount(source, &m.destination, m.volume.is_none(), &m.options))
+            .map(|(m, source)| bind_mount(source, &m.destination, m.volume.is_none(), m.flags))
             .collect()
     }
 }
@@ -270,7 +270,7 @@ fn take(
         record.mounts.push(RecordedMount {
             destination: m.destination.clone(),
             source: pin.path().to_path_buf(),
-            options: flags.oci_options(),
+            flags,
             volume,
             engine: false,
         });
@@ -324,7 +324,7 @@ fn take(
         record.mounts.push(RecordedMount {
             destination: m.destination.clone(),
             source: pin.path().to_path_buf(),
-            options: flags.oci_options(),
+            flags,
             volume,
             engine: m.engine,
         });

@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Mount;
 
-use crate::annotations::{self, AnnotationError, MountFlags, VOLUMES_FROM};
+use crate::annotations::{self, AnnotationError, VOLUMES_FROM};
 use crate::config::{Policy, VolumesFromScope};
 use crate::container_id::{check_container_id, container_key, hook_key_root};
+use crate::mounts::flags::MountFlags;
 use crate::real_runtime::RuntimeProbe;
 use crate::scope::Scope;
 use crate::spec::BundleSpec;
@@ -157,7 +158,7 @@ pub fn from_record(rec: &ContainerRecord) -> Vec<SourceMount> {
         .map(|m| SourceMount {
             destination: m.destination.clone(),
             source: m.source.clone(),
-            flags: flags_of(&m.options),
+            flags: m.flags,
             volume: m.volume.clone(),
             engine: m.engine,
             annotation: VOLUMES_FROM.to_string(),
@@ -187,21 +188,11 @@ pub fn from_spec(
                 engine: volume.is_none(),
                 volume,
                 source,
-                flags: flags_of(m.options().as_deref().unwrap_or_default()),
+                flags: MountFlags::from_oci_options(m.options().as_deref().unwrap_or_default()),
                 annotation: VOLUMES_FROM.to_string(),
             })
         })
         .collect()
-}
-
-fn flags_of(options: &[String]) -> MountFlags {
-    let has = |o: &str| options.iter().any(|x| x == o);
-    MountFlags {
-        readonly: has("ro"),
-        nosuid: has("nosuid"),
-        nodev: has("nodev"),
-        noexec: has("noexec"),
-    }
 }
 
 /// Merges the sources' mounts in annotation order: a later source wins a destination over an

@@ -10,13 +10,16 @@ use serde::{Deserialize, Serialize};
 
 use super::{IoContext, Result, StoreError};
 use crate::container_id::container_key;
+use crate::mounts::flags::MountFlags;
 
 /// One mount the container got from ocivol.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordedMount {
     pub destination: PathBuf,
     pub source: PathBuf,
-    pub options: Vec<String>,
+    /// Written as the OCI mount options (`"options": ["rw", "nosuid"]`).
+    #[serde(rename = "options")]
+    pub flags: MountFlags,
     /// The volume behind it; `None` for a bind of a host path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume: Option<String>,
@@ -168,6 +171,81 @@ impl ContainerRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A record as the version that kept mount options as strings wrote it: it loads with the
+    /// same flags, and is written back the same, so records survive an upgrade and a downgrade.
+    #[test]
+    fn a_record_written_with_string_options_reads_and_writes_the_same() {
+        let old = r#"{
+  "id": "web",
+  "runtime_root": "/run/containerd/runc/default",
+  "bundle": "/run/containerd/io.containerd.runtime.v2.task/default/web",
+  "scope": {
+    "namespace": "containerd/default",
+    "engine": "containerd"
+  },
+  "volumes": [
+    "data@0123456789abcdef"
+  ],
+  "mounts": [
+    {
+      "destination": "/data",
+      "source": "/var/lib/ocivol/volumes/data@0123456789abcdef/data",
+      "options": [
+        "rw"
+      ],
+      "volume": "data@0123456789abcdef"
+    },
+    {
+      "destination": "/etc/app",
+      "source": "/srv/app",
+      "options": [
+        "ro",
+        "nosuid",
+        "nodev",
+        "noexec"
+      ],
+      "engine": true
+    },
+    {
+      "destination": "/cache",
+      "source": "/srv/cache",
+      "options": [
+        "rw",
+        "nodev"
+      ]
+    }
+  ],
+  "boot_id": "b0"
+}"#;
+        let dir = tempfile::tempdir().unwrap();
+        let key = container_key("web", Some("/run/containerd/runc/default"));
+        fs::write(dir.path().join(format!("{key}.json")), old).unwrap();
+        let rec = ContainerRecord::load(dir.path(), &key).unwrap().unwrap();
+        let flags: Vec<MountFlags> = rec.mounts.iter().map(|m| m.flags).collect();
+        assert_eq!(
+            flags,
+            [
+                MountFlags::default(),
+                MountFlags {
+                    readonly: true,
+                    nosuid: true,
+                    nodev: true,
+                    noexec: true
+                },
+                MountFlags {
+                    nodev: true,
+                    ..Default::default()
+                },
+            ]
+        );
+        assert_eq!(serde_json::to_string_pretty(&rec).unwrap(), old);
+        rec.save(dir.path()).unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.path().join(format!("{key}.json"))).unwrap(),
+            old
+        );
+    }
 
     #[test]
     fn keys_of_an_id_come_from_file_names() {

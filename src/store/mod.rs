@@ -57,9 +57,10 @@ pub use reconcile::{GcAction, Verdict};
 pub use users::UserRecord;
 pub use volume::{ANY_SCOPE, VolumeDef, VolumeKind, check_scope, is_storage_name, storage_name};
 
-use crate::annotations::{MountFlags, Ownership};
+use crate::annotations::Ownership;
 use crate::config::StatePaths;
 use crate::mounts::Mounter;
+use crate::mounts::flags::MountFlags;
 use crate::pin::{Guard, How, Pin};
 use crate::process::ProcessId;
 use crate::real_runtime::RuntimeProbe;

@@ -26,7 +26,7 @@ use ocivol::config::{AllowedPath, Config, Context, Policy, StatePaths};
 use ocivol::container_id::container_key;
 use ocivol::mounts::Linux;
 use ocivol::pin::{Guard, Pin};
-use ocivol::prepare::{Container, prepare};
+use ocivol::prepare::{Container, Resolver, prepare};
 use ocivol::scope::Scope;
 use ocivol::store::{ContainerRecord, RecordedMount, Store, VolumeRequest};
 use serde_json::json;
@@ -268,7 +268,7 @@ fn volumes_from(dir: &Path, base: &Path, counts: &[usize], iters: usize) -> serd
                 annotations: &ann,
                 rootfs: None,
             };
-            let source = prepare(&ctx, &store, &c, None)
+            let source = prepare(&Resolver::new(&ctx, &store, None), &c)
                 .expect("prepare the source")
                 .expect("the source has volumes");
             // src-vol of the source's scope: src-vol@HASH.
@@ -291,7 +291,7 @@ fn volumes_from(dir: &Path, base: &Path, counts: &[usize], iters: usize) -> serd
                 rootfs: None,
             };
             let t = Instant::now();
-            let p = prepare(ctx, store, &c, None)
+            let p = prepare(&Resolver::new(ctx, store, None), &c)
                 .expect("prepare")
                 .expect("volumes-from gives volumes");
             let key = container_key(&id, None);
@@ -371,7 +371,7 @@ fn volumes_from_by_name(
                 annotations: &ann,
                 rootfs: None,
             };
-            let src = prepare(&ctx, &store, &c, None)
+            let src = prepare(&Resolver::new(&ctx, &store, None), &c)
                 .expect("prepare the source")
                 .expect("the source has volumes");
             // The volume of the pod's scope: its storage name (`src-vol@SCOPE`).
@@ -395,7 +395,7 @@ fn volumes_from_by_name(
                 rootfs: None,
             };
             let t = Instant::now();
-            let p = prepare(ctx, store, &c, None)
+            let p = prepare(&Resolver::new(ctx, store, None), &c)
                 .expect("prepare")
                 .expect("volumes-from by name gives volumes");
             let key = container_key(&id, None);

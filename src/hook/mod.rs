@@ -26,7 +26,7 @@ use serde::Deserialize;
 use crate::config::Context;
 use crate::container_id::{PRECREATE_KEY_ROOT, container_key, hook_key_root};
 use crate::mounts::Linux;
-use crate::prepare::{Container, key_of, prepare};
+use crate::prepare::{Container, Resolver, key_of, prepare};
 use crate::process::ProcessId;
 use crate::spec::BundleSpec;
 use crate::store::Store;
@@ -152,7 +152,7 @@ fn precreate(
         store.release_container(&key)?;
         // Hooks have no runtime to ask (None): volumes-from finds sources in ocivol's records and
         // in the engines' bundle directories.
-        if let Some(prepared) = prepare(ctx, store, &container, None)? {
+        if let Some(prepared) = prepare(&Resolver::new(ctx, store, None), &container)? {
             // podman hands the spec to its runtime after this process has exited: the staged
             // mounts stay until poststop releases the container.
             let idmap = userns
@@ -276,7 +276,7 @@ fn create_runtime(ctx: &Context, store: Store, state: &HookState) -> anyhow::Res
         }
         store.release_container(&key)?;
     }
-    let Some(prepared) = prepare(ctx, store, &container, None)? else {
+    let Some(prepared) = prepare(&Resolver::new(ctx, store, None), &container)? else {
         return Ok(());
     };
     let idmap = userns

@@ -21,7 +21,7 @@ use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use crate::config::Context;
 use crate::container_id::{check_container_id, container_key};
 use crate::mounts::Linux;
-use crate::prepare::{Container, prepare};
+use crate::prepare::{Container, Resolver, prepare};
 use crate::process::ProcessId;
 use crate::real_runtime::{self, RealRuntime, RuntimeProbe, RuntimeView};
 use crate::spec::BundleSpec;
@@ -145,7 +145,7 @@ fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
     let store = store.with_userns(userns.clone());
 
     let real = RealRuntime::new(runtime.to_path_buf());
-    let Some(prepared) = prepare(ctx, &store, &container, Some(&real))? else {
+    let Some(prepared) = prepare(&Resolver::new(ctx, &store, Some(&real)), &container)? else {
         return Err(exec(runtime, args));
     };
     // runc is told only paths under ocivol's own run root, mounted from what was checked.

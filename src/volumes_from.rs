@@ -48,12 +48,8 @@ pub struct FromEntry {
     pub mode: Mode,
 }
 
-/// Parses `SRC[:ro|:rw]` entries separated by `;`, `,` or newlines.
-pub fn parse(value: &str, max_entries: usize) -> Result<Vec<FromEntry>, AnnotationError> {
-    parse_of(VOLUMES_FROM, value, max_entries)
-}
-
-/// [`parse`] of the value of `key`; errors name `key`.
+/// Parses the value of `key`: `SRC[:ro|:rw]` entries separated by `;`, `,` or newlines. Errors
+/// name `key`.
 pub fn parse_of(
     key: &str,
     value: &str,
@@ -514,6 +510,10 @@ fn sibling_bundle(bundle: &Path, my_id: &str, source: &str) -> Option<PathBuf> {
 mod tests {
     use super::*;
     use std::fs;
+
+    fn parse(value: &str, max_entries: usize) -> Result<Vec<FromEntry>, AnnotationError> {
+        parse_of(VOLUMES_FROM, value, max_entries)
+    }
 
     fn sm(dest: &str, ro: bool, volume: Option<&str>) -> SourceMount {
         SourceMount {

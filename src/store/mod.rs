@@ -205,8 +205,6 @@ pub struct Store {
     mounter: Box<dyn Mounter>,
     /// Asks the real runtime whether it still has a container (for reconciliation).
     probe: Option<Box<dyn RuntimeProbe>>,
-    /// Who takes volumes through this store; default: this process.
-    owner: Option<ProcessId>,
     /// The container's init, when it is known at acquire time (a createRuntime hook knows it).
     init: Option<ProcessId>,
     /// No process stands for the acquisition (see [`Store::untracked`]).
@@ -223,7 +221,6 @@ impl Store {
             run_root: paths.run_root.clone(),
             mounter,
             probe: None,
-            owner: None,
             init: None,
             untracked: false,
             userns: None,
@@ -251,14 +248,6 @@ impl Store {
         self
     }
 
-    /// Records `owner` instead of this process as the one that takes volumes: a way in whose
-    /// own process ends before the container exists (a hook) names the engine process that
-    /// goes on to create it, so that the create in progress is not taken for a crash.
-    pub fn with_owner(mut self, owner: ProcessId) -> Store {
-        self.owner = Some(owner);
-        self
-    }
-
     /// Records the container's init process with every user taken (when it is known already).
     pub fn with_init(mut self, init: ProcessId) -> Store {
         self.init = Some(init);
@@ -274,11 +263,12 @@ impl Store {
         self
     }
 
+    /// Who takes volumes through this store: this process, unless [`Store::untracked`].
     fn owner(&self) -> Option<ProcessId> {
         if self.untracked {
             return None;
         }
-        self.owner.or_else(ProcessId::current)
+        ProcessId::current()
     }
 
     fn volume_dir(&self, name: &str) -> PathBuf {

@@ -771,15 +771,26 @@ mod tests {
         (dir, store)
     }
 
-    fn me<'a>(id: &'a str, key: &'a str, scope: &'a Scope) -> Me<'a> {
-        Me {
+    /// Resolves `entries` for container `id` of `scope` (no runtime root, the default policy,
+    /// no runtime to ask), reading the records through `records`; the error as its text.
+    fn resolve_as(
+        store: &Store,
+        records: &dyn Records,
+        id: &str,
+        scope: &Scope,
+        entries: &[FromEntry],
+    ) -> Result<Resolved, String> {
+        let key = container_key(id, None);
+        let me = Me {
             id,
-            key,
+            key: &key,
             runtime_root: None,
             key_root: None,
             bundle: Path::new("/nonexistent/bundle"),
             scope,
-        }
+        };
+        resolve_with(store, records, &me, entries, &Policy::default(), None)
+            .map_err(|e| e.to_string())
     }
 
     /// Issue 12, reproduction 4: 64 duplicate entries per level made the cycle check read
@@ -800,33 +811,13 @@ mod tests {
         assert_eq!(entries.len(), 1, "duplicate entries are one");
         let scope = Scope::default();
         let counting = Counting(&chain, Cell::new(0));
-        let key = container_key("new", None);
-        let got = resolve_with(
-            &store,
-            &counting,
-            &me("new", &key, &scope),
-            &entries,
-            &Policy::default(),
-            None,
-        )
-        .map_err(|e| e.to_string())
-        .unwrap();
+        let got = resolve_as(&store, &counting, "new", &scope, &entries).unwrap();
         assert_eq!(got.source_keys, [container_key("n5", None)]);
         assert_eq!(counting.1.get(), 6, "n5 found, then n4 … n0 once each");
 
         // The same chain closing a cycle is refused as cheaply.
         let counting = Counting(&chain, Cell::new(0));
-        let key = container_key("n0", None);
-        let e = resolve_with(
-            &store,
-            &counting,
-            &me("n0", &key, &scope),
-            &entries,
-            &Policy::default(),
-            None,
-        )
-        .map_err(|e| e.to_string())
-        .unwrap_err();
+        let e = resolve_as(&store, &counting, "n0", &scope, &entries).unwrap_err();
         assert!(e.contains("cycle: n1 already gets volumes"), "{e}");
         assert!(counting.1.get() <= 6, "{}", counting.1.get());
     }
@@ -849,17 +840,7 @@ mod tests {
         let entries = parse(&names.join(";"), 64).unwrap();
         let scope = Scope::default();
         let counting = Counting(&records, Cell::new(0));
-        let key = container_key("new", None);
-        let e = resolve_with(
-            &store,
-            &counting,
-            &me("new", &key, &scope),
-            &entries,
-            &Policy::default(),
-            None,
-        )
-        .map_err(|e| e.to_string())
-        .unwrap_err();
+        let e = resolve_as(&store, &counting, "new", &scope, &entries).unwrap_err();
         assert!(e.contains("more than 512 container records"), "{e}");
         assert!(counting.1.get() <= MAX_RECORDS_READ, "{}", counting.1.get());
     }
@@ -908,30 +889,20 @@ mod tests {
         fs::write(dir.path().join("run/names/sb-1/cache"), other.key()).unwrap();
 
         let scope = pod("sb-1", "app");
-        let key = container_key("reader", None);
         let before = crate::store::records_read();
-        let got = resolve(
-            &store,
-            &me("reader", &key, &scope),
-            &parse("db", 64).unwrap(),
-            &Policy::default(),
-            None,
-        )
-        .map_err(|e| e.to_string())
-        .unwrap();
+        let got = resolve_as(&store, &store, "reader", &scope, &parse("db", 64).unwrap()).unwrap();
         assert_eq!(got.source_keys, [db.key()]);
         let read = crate::store::records_read() - before;
         assert!(read <= 3, "{read} record files read");
 
         let before = crate::store::records_read();
-        let e = resolve(
+        let e = resolve_as(
             &store,
-            &me("reader", &key, &scope),
+            &store,
+            "reader",
+            &scope,
             &parse("cache", 64).unwrap(),
-            &Policy::default(),
-            None,
         )
-        .map_err(|e| e.to_string())
         .unwrap_err();
         assert!(e.contains("no container \"cache\" in this scope"), "{e}");
         assert!(crate::store::records_read() - before <= 3);

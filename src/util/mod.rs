@@ -1,6 +1,6 @@
 //! Small helpers shared by the store and the spec writer.
 
-mod tree;
+pub(crate) mod tree;
 pub use tree::{empty_dir, remove_tree};
 
 use std::ffi::OsStr;

@@ -57,7 +57,7 @@ fn replace(path: &Path, data: &[u8], sync: bool, point: Option<&str>) -> io::Res
 /// `.ocivol-PID-START-XXXXXX`, PID and START the writing process (its pid and start time, see
 /// [`crate::process`]), so that one a writer left behind (it was killed before the rename) is
 /// told from one being written: see [`stale_temp`]. No record's name has this form: a record is
-/// named by a container key (`ID.HASH`, see [`crate::store::container_key`]) or a volume, pod or
+/// named by a container key (`ID.HASH`, see [`crate::container_id::container_key`]) or a volume, pod or
 /// container name, and none of those begins with `.ocivol-` and has no further `.`.
 pub const TEMP_PREFIX: &str = ".ocivol-";
 

@@ -24,12 +24,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ocivol::config::{AllowedPath, Config, Context, Policy, StatePaths};
+use ocivol::container_id::container_key;
 use ocivol::mounts::Linux;
 use ocivol::pin::{Guard, Pin};
-use ocivol::prepare::{Container, prepare};
+use ocivol::prepare::{Container, Resolver, prepare};
 use ocivol::scope::Scope;
-use ocivol::store::{ContainerRecord, RecordedMount, Store, VolumeRequest, container_key};
-use ocivol::volumes_from::RuntimeState;
+use ocivol::store::{ContainerRecord, RecordedMount, Store, VolumeRequest};
 use serde_json::json;
 
 struct Args {
@@ -151,7 +151,7 @@ fn write_records(paths: &StatePaths, n: usize) {
             mounts: vec![RecordedMount {
                 destination: PathBuf::from("/data"),
                 source: paths.root.join(format!("volumes/vol-{}/data", i % 50)),
-                options: vec!["rw".into()],
+                flags: Default::default(),
                 volume: Some(format!("vol-{}", i % 50)),
                 engine: false,
             }],
@@ -255,13 +255,6 @@ fn scale(
     json!({ "records": records, "iterations": iters, "cases": rows })
 }
 
-struct NoRuntime;
-impl RuntimeState for NoRuntime {
-    fn bundle_of(&self, _id: &str) -> Option<PathBuf> {
-        None
-    }
-}
-
 /// Row 3 (continued): `prepare` + release of a container with `volumes-from` of a source holding
 /// one copy-on-write volume, with few and with many records in the state root.
 fn volumes_from(dir: &Path, base: &Path, counts: &[usize], iters: usize) -> serde_json::Value {
@@ -288,7 +281,7 @@ fn volumes_from(dir: &Path, base: &Path, counts: &[usize], iters: usize) -> serd
                 annotations: &ann,
                 rootfs: None,
             };
-            let source = prepare(&ctx, &store, &c, &NoRuntime)
+            let source = prepare(&Resolver::new(&ctx, &store, None), &c)
                 .expect("prepare the source")
                 .expect("the source has volumes");
             // src-vol of the source's scope: src-vol@HASH.
@@ -311,7 +304,7 @@ fn volumes_from(dir: &Path, base: &Path, counts: &[usize], iters: usize) -> serd
                 rootfs: None,
             };
             let t = Instant::now();
-            let p = prepare(ctx, store, &c, &NoRuntime)
+            let p = prepare(&Resolver::new(ctx, store, None), &c)
                 .expect("prepare")
                 .expect("volumes-from gives volumes");
             let key = container_key(&id, None);
@@ -391,7 +384,7 @@ fn volumes_from_by_name(
                 annotations: &ann,
                 rootfs: None,
             };
-            let src = prepare(&ctx, &store, &c, &NoRuntime)
+            let src = prepare(&Resolver::new(&ctx, &store, None), &c)
                 .expect("prepare the source")
                 .expect("the source has volumes");
             // The volume of the pod's scope: its storage name (`src-vol@SCOPE`).
@@ -415,7 +408,7 @@ fn volumes_from_by_name(
                 rootfs: None,
             };
             let t = Instant::now();
-            let p = prepare(ctx, store, &c, &NoRuntime)
+            let p = prepare(&Resolver::new(ctx, store, None), &c)
                 .expect("prepare")
                 .expect("volumes-from by name gives volumes");
             let key = container_key(&id, None);

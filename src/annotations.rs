@@ -10,6 +10,8 @@ use std::fmt;
 use std::ops::Bound;
 use std::path::{Component, Path, PathBuf};
 
+use crate::mounts::flags::MountFlags;
+
 /// Annotation holding the volume specs of a container.
 pub const VOLUMES: &str = "io.ocivol.volumes";
 /// Annotation naming containers whose volumes this one gets (issue: volumes-from).
@@ -23,42 +25,6 @@ pub const MAX_ANNOTATION_BYTES: usize = 64 * 1024;
 pub const MAX_NAME_BYTES: usize = 128;
 /// Longest path accepted in a spec (PATH_MAX).
 pub const MAX_PATH_BYTES: usize = 4096;
-
-/// Mount flags a user may ask for on any volume.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MountFlags {
-    pub readonly: bool,
-    pub nosuid: bool,
-    pub nodev: bool,
-    pub noexec: bool,
-}
-
-impl MountFlags {
-    /// Every flag set in either.
-    pub fn union(self, other: MountFlags) -> MountFlags {
-        MountFlags {
-            readonly: self.readonly || other.readonly,
-            nosuid: self.nosuid || other.nosuid,
-            nodev: self.nodev || other.nodev,
-            noexec: self.noexec || other.noexec,
-        }
-    }
-
-    /// The OCI mount options these flags stand for (without the bind options).
-    pub fn oci_options(&self) -> Vec<String> {
-        let mut out = vec![if self.readonly { "ro" } else { "rw" }.to_string()];
-        for (on, name) in [
-            (self.nosuid, "nosuid"),
-            (self.nodev, "nodev"),
-            (self.noexec, "noexec"),
-        ] {
-            if on {
-                out.push(name.to_string());
-            }
-        }
-        out
-    }
-}
 
 /// `uid=`, `gid=`, `mode=`: the owner and permission bits a new volume's root gets. What is not
 /// given keeps its default (root, 0755; a copy-on-write volume's base root; a filled volume's
@@ -188,19 +154,7 @@ impl fmt::Display for VolumeSpec {
             Source::Anonymous => {}
         }
         write!(f, "{}", self.destination.display())?;
-        let mut opts = Vec::new();
-        if self.flags.readonly {
-            opts.push("ro".to_string());
-        }
-        for (on, name) in [
-            (self.flags.nosuid, "nosuid"),
-            (self.flags.nodev, "nodev"),
-            (self.flags.noexec, "noexec"),
-        ] {
-            if on {
-                opts.push(name.to_string());
-            }
-        }
+        let mut opts: Vec<String> = self.flags.set_options().map(str::to_string).collect();
         if let Some(b) = &self.base {
             opts.push(format!("base={}", b.display()));
         }
@@ -434,14 +388,14 @@ fn parse_entry(entry: &str) -> Result<VolumeSpec, String> {
 }
 
 fn apply_options(spec: &mut VolumeSpec, options: &str) -> Result<(), String> {
-    let (mut ro, mut rw) = (false, false);
+    let mut rw = false;
     for opt in options.split(',').map(str::trim) {
+        // ro, nosuid, nodev, noexec
+        if spec.flags.set(opt) {
+            continue;
+        }
         match opt {
-            "ro" => ro = true,
             "rw" => rw = true,
-            "nosuid" => spec.flags.nosuid = true,
-            "nodev" => spec.flags.nodev = true,
-            "noexec" => spec.flags.noexec = true,
             "volatile" => spec.volatile = true,
             "nocopy" => spec.nocopy = true,
             "" => return Err("empty option (two ',' in a row, or a trailing ',' or ':')".into()),
@@ -470,10 +424,9 @@ fn apply_options(spec: &mut VolumeSpec, options: &str) -> Result<(), String> {
             },
         }
     }
-    if ro && rw {
+    if spec.flags.readonly && rw {
         return Err("both ro and rw are given; choose one".into());
     }
-    spec.flags.readonly = ro;
     if spec.volatile && spec.base.is_none() {
         return Err(
             "volatile needs base=HOSTDIR: only a copy-on-write volume can forget its changes"

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Serialize, Serializer};
 
-use crate::annotations::MountFlags;
+use crate::mounts::flags::MountFlags;
 
 pub use legacy::LEGACY_FILE;
 pub use parse::{KeyLines, ParseError};

@@ -33,11 +33,9 @@ use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::userns::Mappings;
-use nix::dir::Dir;
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2};
 use nix::sys::stat::{
@@ -48,6 +46,7 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, Whence, fchown, fchownat, linkat, lseek, symlinkat};
 
 use crate::store::Fill;
+use crate::util::tree::{climb, for_each_entry, id_of, open_dir};
 
 /// At most this many files with several links are remembered to link them again; beyond, a
 /// further link is copied as a file of its own.
@@ -218,15 +217,15 @@ fn copy_tree(src_root: OwnedFd, dst_root: OwnedFd, ids: Option<&Mappings>) -> io
         }
         stack.pop();
         rel.pop();
-        let up_src = open_dir(&src, OsStr::new(".."))?;
-        let up_dst = open_dir(&dst, OsStr::new(".."))?;
         let parent = stack.last().expect("a parent frame");
-        if id_of(&up_src)? != parent.src_id || id_of(&up_dst)? != parent.dst_id {
+        let (Some(up_src), Some(up_dst)) =
+            (climb(&src, parent.src_id)?, climb(&dst, parent.dst_id)?)
+        else {
             return Err(io::Error::other(format!(
                 "{} was moved while it was copied",
                 rel.display()
             )));
-        }
+        };
         (src, dst) = (up_src, up_dst);
     }
 }
@@ -241,21 +240,10 @@ fn scan(
     links: &mut Links,
     ids: Option<&Mappings>,
 ) -> io::Result<()> {
-    let mut listing = Dir::openat(
-        src,
-        ".",
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    for entry in listing.iter() {
-        let entry = entry?;
-        let name = OsStr::from_bytes(entry.file_name().to_bytes());
-        if name == "." || name == ".." {
-            continue;
-        }
+    for_each_entry(src, |name, _| {
         let st = match fstatat(src, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) => owned_as(ids, st),
-            Err(Errno::ENOENT) => continue,
+            Err(Errno::ENOENT) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
         let copied = match SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) {
@@ -274,10 +262,8 @@ fn scan(
                 Ok(())
             }
         };
-        copied
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", rel.join(name).display())))?;
-    }
-    Ok(())
+        copied.map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", rel.join(name).display())))
+    })
 }
 
 /// Opens subdirectory `name` of `src` (never through a symlink or into another mount), makes it
@@ -599,20 +585,6 @@ fn xattr_call(call: impl Fn(*mut u8, usize) -> isize) -> io::Result<Vec<u8>> {
 
 fn unsupported(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOTSUP) | Some(libc::ENOSYS))
-}
-
-fn open_dir<Fd: AsFd>(parent: Fd, name: &OsStr) -> nix::Result<OwnedFd> {
-    openat(
-        parent,
-        name,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-}
-
-fn id_of(fd: impl AsFd) -> io::Result<(u64, u64)> {
-    let st = fstat(fd)?;
-    Ok((st.st_dev, st.st_ino))
 }
 
 fn times_of(st: &FileStat) -> (TimeSpec, TimeSpec) {

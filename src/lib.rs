@@ -4,12 +4,15 @@
 //! [`annotations`] → [`plan`] (with [`config`]'s policy) → [`store`] (with [`mounts`]) →
 //! [`spec`], with [`volumes_from`] and [`scope`] adding other containers' volumes and [`copyup`]
 //! filling a new volume from the image; [`prepare`] runs the whole path, [`runtime`] is the runc wrapper that calls it.
+//! [`real_runtime`] finds the real runtime and asks it about containers; [`container_id`] holds
+//! the rules for a container's ID and its key in ocivol's state.
 //! [`commands`] are the operator's subcommands; [`process`] tells a live container from a dead
 //! one for the store's reconciliation; [`crash`] injects crashes in tests.
 
 pub mod annotations;
 pub mod commands;
 pub mod config;
+pub mod container_id;
 pub mod copyup;
 pub mod crash;
 pub mod durable;
@@ -19,6 +22,7 @@ pub mod pin;
 pub mod plan;
 pub mod prepare;
 pub mod process;
+pub mod real_runtime;
 pub mod rootfs;
 pub mod runtime;
 pub mod scope;

@@ -23,8 +23,8 @@ use std::sync::Arc;
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 
-use crate::annotations::MountFlags;
 use crate::config::{AllowedPath, Policy};
+use crate::mounts::flags::MountFlags;
 
 /// How a path came to ocivol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,8 @@
 
 use std::path::PathBuf;
 
-use crate::annotations::{self, MountFlags, Ownership, Source, VolumeSpec};
+use crate::annotations::{self, Ownership, Source, VolumeSpec};
+use crate::mounts::flags::MountFlags;
 use crate::pin::{Guard, How, Kind, Pin};
 
 /// What a destination is mounted from.

@@ -9,17 +9,17 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Mount;
 
-use crate::annotations::{self, AnnotationError};
-use crate::config::Context;
+use crate::annotations::{self, AnnotationError, Selected};
+use crate::config::{Context, Policy};
+use crate::container_id::{check_container_id, container_key};
 use crate::copyup::ImageDir;
 use crate::pin::{Guard, How, Kind, Pin};
 use crate::plan::{self, Planned};
+use crate::real_runtime::RuntimeProbe;
 use crate::scope::Scope;
 use crate::spec::bind_mount;
-use crate::store::{
-    ContainerRecord, Fill, RecordedMount, Store, VolumeRequest, boot_id, container_key,
-};
-use crate::volumes_from::{self, RuntimeState};
+use crate::store::{ContainerRecord, Fill, RecordedMount, Store, VolumeRequest, boot_id};
+use crate::volumes_from;
 
 /// What a prepared container gets.
 #[derive(Debug, Clone)]
@@ -39,27 +39,8 @@ impl Prepared {
             .mounts
             .iter()
             .zip(sources)
-            .map(|(m, source)| bind_mount(source, &m.destination, m.volume.is_none(), &m.options))
+            .map(|(m, source)| bind_mount(source, &m.destination, m.volume.is_none(), m.flags))
             .collect()
-    }
-}
-
-/// A container ID becomes a file name in ocivol's state: allow what runc allows
-/// (`[\w+.-]+`), never `/`, `.` or `..`.
-pub fn check_container_id(id: &str) -> Result<(), String> {
-    let ok = !id.is_empty()
-        && id.len() <= 1024
-        && id != "."
-        && id != ".."
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '.' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid container ID {id:?}: use letters, digits, '_', '+', '.' and '-'"
-        ))
     }
 }
 
@@ -82,34 +63,10 @@ pub fn key_of(c: &Container) -> String {
     container_key(c.id, c.runtime_root.or(c.key_root))
 }
 
-/// Whether [`prepare`] may have work for this container: it has an `io.ocivol.` key that
-/// applies to it (or a wrong one, for `prepare` to refuse) and is no pod's sandbox. Cheap: for a
-/// way in to skip what only a prepared container needs (a user namespace made for it, say).
-pub fn wanted(c: &Container) -> bool {
-    if !c
-        .annotations
-        .keys()
-        .any(|k| k.starts_with(annotations::PREFIX))
-    {
-        return false;
-    }
-    let scope = Scope::of(c.bundle, c.runtime_root, c.annotations);
-    !scope.sandbox_container
-        && annotations::select(c.annotations, scope.container_name.as_deref())
-            .map_or(true, |s| !s.is_empty())
-}
-
-/// Resolves the container's annotations and takes its volumes. `Ok(None)`: nothing for ocivol to
-/// do (no annotation of ocivol's, only keys for other containers of its pod, or a pod's sandbox
-/// container). Every key that applies is parsed and every source found before anything is
-/// taken; on a later error what was taken is released again, so nothing is held and no record
-/// is left.
-pub fn prepare(
-    ctx: &Context,
-    store: &Store,
-    c: &Container,
-    runtime: &dyn RuntimeState,
-) -> anyhow::Result<Option<Prepared>> {
+/// The container's scope and the `io.ocivol.` keys that apply to it; `Ok(None)`: nothing for
+/// ocivol to do (no key of ocivol's, a pod's sandbox container, or only keys for other
+/// containers of its pod). An error: a key that applies is wrong.
+fn selected<'a>(c: &Container<'a>) -> Result<Option<(Scope, Selected<'a>)>, AnnotationError> {
     if !c
         .annotations
         .keys()
@@ -127,18 +84,67 @@ pub fn prepare(
         // Only keys for other containers of the pod.
         return Ok(None);
     }
+    Ok(Some((scope, selected)))
+}
+
+/// Whether [`prepare`] may have work for this container: it has an `io.ocivol.` key that
+/// applies to it (or a wrong one, for `prepare` to refuse) and is no pod's sandbox. Cheap: for a
+/// way in to skip what only a prepared container needs (a user namespace made for it, say).
+pub fn wanted(c: &Container) -> bool {
+    !matches!(selected(c), Ok(None))
+}
+
+/// Where [`prepare`] finds what a container's annotations name: the policy and the guard that
+/// opens every host path under it, the store (volumes, and other containers' records for
+/// volumes-from) and the real runtime (the bundle of a volumes-from source ocivol has no record
+/// of; `None` for a hook, which has no runtime to ask). A way in makes one with
+/// [`Resolver::new`]; a test gives its own store, policy and runtime, so the whole data path
+/// runs without root.
+pub struct Resolver<'a> {
+    pub policy: &'a Policy,
+    pub guard: Guard,
+    pub store: &'a Store,
+    pub runtime: Option<&'a dyn RuntimeProbe>,
+}
+
+impl<'a> Resolver<'a> {
+    /// The resolver of this invocation: its policy, with ocivol's own state roots out of every
+    /// annotation's reach.
+    pub fn new(
+        ctx: &'a Context,
+        store: &'a Store,
+        runtime: Option<&'a dyn RuntimeProbe>,
+    ) -> Resolver<'a> {
+        let policy = &ctx.config.policy;
+        Resolver {
+            policy,
+            guard: Guard::new(
+                policy,
+                &[ctx.paths.root.as_path(), ctx.paths.run_root.as_path()],
+            ),
+            store,
+            runtime,
+        }
+    }
+}
+
+/// Resolves the container's annotations and takes its volumes. `Ok(None)`: nothing for ocivol to
+/// do (no annotation of ocivol's, only keys for other containers of its pod, or a pod's sandbox
+/// container). Every key that applies is parsed and every source found before anything is
+/// taken; on a later error what was taken is released again, so nothing is held and no record
+/// is left.
+pub fn prepare(r: &Resolver, c: &Container) -> anyhow::Result<Option<Prepared>> {
+    let Some((scope, selected)) = selected(c)? else {
+        return Ok(None);
+    };
     check_container_id(c.id).map_err(anyhow::Error::msg)?;
-    let policy = &ctx.config.policy;
-    let guard = Guard::new(
-        policy,
-        &[ctx.paths.root.as_path(), ctx.paths.run_root.as_path()],
-    );
+    let (policy, guard, store) = (r.policy, &r.guard, r.store);
     let max = policy.max_volumes_per_container;
     // The pod's key first, then the container's own, which wins a destination.
     let mut planned: Vec<plan::PlannedMount> = Vec::new();
     for (key, text) in &selected.volumes {
         let specs = annotations::parse_volumes_of(key, text, max)?;
-        for m in plan::plan(&specs, key, &guard)? {
+        for m in plan::plan(&specs, key, guard)? {
             planned.retain(|p| p.destination != m.destination);
             planned.push(m);
         }
@@ -171,7 +177,7 @@ pub fn prepare(
         bundle: c.bundle,
         scope: &scope,
     };
-    let resolved = volumes_from::resolve(store, &me, &from, policy, runtime)?;
+    let resolved = volumes_from::resolve(store, &me, &from, policy, r.runtime)?;
     let own: Vec<PathBuf> = planned.iter().map(|m| m.destination.clone()).collect();
     let copied = volumes_from::merge(&own, resolved.mounts);
 
@@ -190,7 +196,7 @@ pub fn prepare(
     let mut pins = Vec::new();
     let taken = take(
         store,
-        &guard,
+        guard,
         policy,
         &key,
         &planned,
@@ -289,7 +295,7 @@ fn take(
         record.mounts.push(RecordedMount {
             destination: m.destination.clone(),
             source: pin.path().to_path_buf(),
-            options: flags.oci_options(),
+            flags,
             volume,
             engine: false,
         });
@@ -343,7 +349,7 @@ fn take(
         record.mounts.push(RecordedMount {
             destination: m.destination.clone(),
             source: pin.path().to_path_buf(),
-            options: flags.oci_options(),
+            flags,
             volume,
             engine: m.engine,
         });
@@ -360,17 +366,374 @@ fn take(
     Ok(())
 }
 
+/// The data path from annotations to planned mounts, without root: a store over a fake kernel
+/// ([`crate::mounts::tests::Recording`]), host directories, bundles and state roots in a temp
+/// directory, and a fake runtime that knows bundles by ID.
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::AllowedPath;
+    use crate::config::StatePaths;
+    use crate::mounts::flags::MountFlags;
+    use crate::mounts::tests::Recording;
+    use crate::real_runtime::RuntimeView;
+    use std::collections::HashMap;
+    use std::fs;
+
+    const RUNTIME_ROOT: &str = "/run/ocivol-test-runc";
+
+    struct Node {
+        dir: tempfile::TempDir,
+        paths: StatePaths,
+        store: Store,
+        policy: Policy,
+    }
+
+    /// A runtime that knows the bundle of each ID it was given.
+    struct FakeRuntime(HashMap<String, PathBuf>);
+
+    impl RuntimeProbe for FakeRuntime {
+        fn state(&self, id: &str, _root: Option<&str>) -> RuntimeView {
+            match self.0.contains_key(id) {
+                true => RuntimeView::Alive {
+                    status: "created".into(),
+                    pid: None,
+                },
+                false => RuntimeView::Absent,
+            }
+        }
+        fn bundle_of(&self, id: &str, root: Option<&str>) -> Option<PathBuf> {
+            assert_eq!(
+                root,
+                Some(RUNTIME_ROOT),
+                "asked under the container's own root"
+            );
+            self.0.get(id).cloned()
+        }
+    }
+
+    impl Node {
+        /// `host/srv` may be bound, `host/base` may be a base.
+        fn new() -> Node {
+            let dir = tempfile::tempdir().unwrap();
+            let host = dir.path().join("host");
+            for d in ["srv/app", "srv/cache", "base/etc", "secret"] {
+                fs::create_dir_all(host.join(d)).unwrap();
+            }
+            fs::write(host.join("base/etc/conf"), "base").unwrap();
+            let paths = StatePaths {
+                root: dir.path().join("root"),
+                run_root: dir.path().join("run"),
+            };
+            let policy = Policy {
+                allowed_bind_sources: vec![AllowedPath::new(host.join("srv"))],
+                allowed_bases: vec![AllowedPath::new(host.join("base"))],
+                ..Default::default()
+            };
+            let store = Store::new(&paths, Box::new(Recording::default()));
+            Node {
+                dir,
+                paths,
+                store,
+                policy,
+            }
+        }
+
+        fn host(&self, p: &str) -> PathBuf {
+            self.dir.path().join("host").join(p)
+        }
+
+        fn resolver<'a>(&'a self, runtime: Option<&'a dyn RuntimeProbe>) -> Resolver<'a> {
+            Resolver {
+                policy: &self.policy,
+                guard: Guard::new(&self.policy, &[&self.paths.root, &self.paths.run_root]),
+                store: &self.store,
+                runtime,
+            }
+        }
+
+        /// A bundle `bundles/ID` with these spec mounts and a rootfs.
+        fn bundle(&self, id: &str, mounts: serde_json::Value) -> PathBuf {
+            let b = self.dir.path().join("bundles").join(id);
+            fs::create_dir_all(b.join("rootfs")).unwrap();
+            let spec = serde_json::json!({"ociVersion": "1.0.2", "mounts": mounts});
+            fs::write(b.join("config.json"), spec.to_string()).unwrap();
+            b
+        }
+
+        fn prepare(
+            &self,
+            id: &str,
+            annotations: &[(&str, &str)],
+            runtime: Option<&dyn RuntimeProbe>,
+        ) -> anyhow::Result<Option<Prepared>> {
+            let bundle = match self.dir.path().join("bundles").join(id) {
+                b if b.exists() => b,
+                _ => self.bundle(id, serde_json::json!([])),
+            };
+            self.prepare_at(&bundle, id, annotations, runtime)
+        }
+
+        /// Prepares container `id` of `bundle`, and checks that [`wanted`] agrees.
+        fn prepare_at(
+            &self,
+            bundle: &Path,
+            id: &str,
+            annotations: &[(&str, &str)],
+            runtime: Option<&dyn RuntimeProbe>,
+        ) -> anyhow::Result<Option<Prepared>> {
+            let annotations: BTreeMap<String, String> = annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let rootfs = bundle.join("rootfs");
+            let c = Container {
+                id,
+                runtime_root: Some(RUNTIME_ROOT),
+                key_root: None,
+                bundle,
+                annotations: &annotations,
+                rootfs: Some(&rootfs),
+            };
+            let got = prepare(&self.resolver(runtime), &c);
+            assert_eq!(
+                wanted(&c),
+                !matches!(got, Ok(None)),
+                "wanted() says whether prepare() has work"
+            );
+            got
+        }
+
+        fn record(&self, id: &str) -> Option<ContainerRecord> {
+            self.store
+                .load_container(&container_key(id, Some(RUNTIME_ROOT)))
+                .unwrap()
+        }
+    }
+
+    /// (destination, flags, volume) of each planned mount, in mount order; a volume by its name
+    /// without the scope's hash, an anonymous one (a random name) as `<anonymous>`.
+    fn planned(p: &Prepared) -> Vec<(String, MountFlags, Option<String>)> {
+        p.record
+            .mounts
+            .iter()
+            .map(|m| {
+                let volume = m.volume.as_deref().map(|v| {
+                    let name = v.split('@').next().unwrap();
+                    match name.len() == 32 && name.chars().all(|c| c.is_ascii_hexdigit()) {
+                        true => "<anonymous>".to_string(),
+                        false => name.to_string(),
+                    }
+                });
+                (m.destination.display().to_string(), m.flags, volume)
+            })
+            .collect()
+    }
+
+    fn mount(
+        dest: &str,
+        flags: MountFlags,
+        volume: Option<&str>,
+    ) -> (String, MountFlags, Option<String>) {
+        (dest.to_string(), flags, volume.map(str::to_string))
+    }
+
+    const RW: MountFlags = MountFlags {
+        readonly: false,
+        nosuid: false,
+        nodev: false,
+        noexec: false,
+    };
+    const RO: MountFlags = MountFlags {
+        readonly: true,
+        ..RW
+    };
 
     #[test]
-    fn container_ids_are_checked() {
-        for ok in ["a", "web-1", "k8s_pod.x+y", "0123456789abcdef"] {
-            assert!(check_container_id(ok).is_ok(), "{ok}");
+    fn annotations_become_planned_mounts_parents_first_and_a_saved_record() {
+        let node = Node::new();
+        let src = node.host("srv/app");
+        let text = format!(
+            "data:/data/db:nodev;{}:/data:ro;/scratch;etc:/etc/app:base={},volatile",
+            src.display(),
+            node.host("base/etc").display()
+        );
+        let got = node
+            .prepare("web", &[("io.ocivol.volumes", &text)], None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            planned(&got),
+            [
+                mount("/data", RO, None),
+                mount("/scratch", RW, Some("<anonymous>")),
+                mount("/data/db", MountFlags { nodev: true, ..RW }, Some("data")),
+                mount("/etc/app", RW, Some("etc")),
+            ]
+        );
+        // Every mount has its checked source open; the bind is the host directory itself.
+        assert_eq!(got.pins.len(), 4);
+        assert_eq!(got.record.mounts[0].source, fs::canonicalize(&src).unwrap());
+        // The copy-on-write volume's overlay was mounted, and the record is on disk.
+        let etc = got.record.mounts[3].volume.clone().unwrap();
+        assert!(node.store.is_mounted(&etc));
+        assert_eq!(node.record("web").unwrap(), got.record);
+    }
+
+    #[test]
+    fn a_new_volume_is_filled_from_the_image_unless_nocopy() {
+        let node = Node::new();
+        let bundle = node.bundle("web", serde_json::json!([]));
+        for d in ["app", "logs"] {
+            fs::create_dir_all(bundle.join("rootfs").join(d)).unwrap();
+            fs::write(bundle.join("rootfs").join(d).join("seed"), d).unwrap();
         }
-        for bad in ["", ".", "..", "a/b", "../x", "a b", "a\0"] {
-            assert!(check_container_id(bad).is_err(), "{bad:?}");
-        }
+        let got = node
+            .prepare(
+                "web",
+                &[("io.ocivol.volumes", "app:/app;logs:/logs:nocopy")],
+                None,
+            )
+            .unwrap()
+            .unwrap();
+        let seed = |i: usize| got.record.mounts[i].source.join("seed");
+        assert_eq!(fs::read_to_string(seed(0)).unwrap(), "app");
+        assert!(!seed(1).exists(), "nocopy: the volume starts empty");
+    }
+
+    #[test]
+    fn volumes_from_a_recorded_source_joins_its_volumes_read_only() {
+        let node = Node::new();
+        let cache = node.host("srv/cache");
+        let text = format!("data:/data;{}:/cache", cache.display());
+        let src = node
+            .prepare("src", &[("io.ocivol.volumes", &text)], None)
+            .unwrap()
+            .unwrap();
+        let got = node
+            .prepare("reader", &[("io.ocivol.volumes-from", "src:ro")], None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            planned(&got),
+            [mount("/cache", RO, None), mount("/data", RO, Some("data"))]
+        );
+        // The same volume, now with two users; the same host directory.
+        let data = src.record.mounts[0].volume.clone().unwrap();
+        assert_eq!(got.record.mounts[1].volume.as_ref(), Some(&data));
+        assert_eq!(node.store.users(&data).unwrap().len(), 2);
+        assert_eq!(got.record.mounts[0].source, src.record.mounts[1].source);
+        assert_eq!(got.record.volumes_from, [src.record.key()]);
+    }
+
+    #[test]
+    fn volumes_from_asks_the_runtime_for_a_source_ocivol_never_prepared() {
+        let node = Node::new();
+        let shared = node.host("srv/cache");
+        let plain = node.bundle(
+            "plain",
+            serde_json::json!([
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/shared", "type": "bind", "source": shared,
+                 "options": ["rbind", "rprivate", "nosuid"]},
+            ]),
+        );
+        let runtime = FakeRuntime(HashMap::from([("plain".to_string(), plain)]));
+        let got = node
+            .prepare(
+                "reader",
+                &[("io.ocivol.volumes-from", "plain")],
+                Some(&runtime),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            planned(&got),
+            [mount("/shared", MountFlags { nosuid: true, ..RW }, None)]
+        );
+        assert!(got.record.mounts[0].engine, "an engine's bind, copied");
+        // Without a runtime to ask (a hook) the source is not found, and nothing is held.
+        let e = node
+            .prepare("reader2", &[("io.ocivol.volumes-from", "plain")], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no container \"plain\" in this scope"), "{e}");
+        assert!(node.record("reader2").is_none());
+    }
+
+    #[test]
+    fn a_refused_entry_gives_back_what_was_taken_and_leaves_no_record() {
+        let mut node = Node::new();
+        node.policy.auto_create = false;
+        // An operator made "data"; "missing" does not exist and may not be made.
+        let req = crate::store::VolumeRequest::shared(Some("data"), None, false);
+        let guard = Guard::new(&node.policy, &[]);
+        node.store.acquire(&req, "op", true, &guard).unwrap();
+        node.store.release("data", "op").unwrap();
+        let e = node
+            .prepare(
+                "web",
+                &[("io.ocivol.volumes", "data:/data;missing:/m")],
+                None,
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(
+                "annotation io.ocivol.volumes: entry \"missing:/m\": volume missing does not exist"
+            ),
+            "names the annotation and the entry: {e}"
+        );
+        assert!(node.store.users("data").unwrap().is_empty(), "given back");
+        assert!(node.record("web").is_none());
+        // A host path outside the policy is refused before anything is taken.
+        let secret = format!("{}:/s", node.host("secret").display());
+        let e = node
+            .prepare("web", &[("io.ocivol.volumes", &secret)], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&secret), "{e}");
+        assert!(node.record("web").is_none());
+    }
+
+    #[test]
+    fn nothing_to_do_for_no_keys_a_sandbox_or_keys_of_other_containers() {
+        let node = Node::new();
+        assert!(node.prepare("plain", &[], None).unwrap().is_none());
+        // A containerd pod: the sandbox gets the pod's keys too, and is left alone; a key for
+        // another container of the pod is no work for this one.
+        let pod = node
+            .dir
+            .path()
+            .join("state/io.containerd.runtime.v2.task/k8s.io");
+        let at = |id: &str, kind: &str, key: &str| {
+            let bundle = pod.join(id);
+            fs::create_dir_all(&bundle).unwrap();
+            node.prepare_at(
+                &bundle,
+                id,
+                &[
+                    (crate::scope::CRI_CONTAINER_TYPE, kind),
+                    (crate::scope::CRI_CONTAINER_NAME, id),
+                    (crate::scope::CRI_SANDBOX_ID, "sb"),
+                    (key, "/scratch"),
+                ],
+                None,
+            )
+        };
+        assert!(at("sb", "sandbox", "io.ocivol.volumes").unwrap().is_none());
+        assert!(
+            at("app", "container", "io.ocivol.volumes/web")
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            at("web", "container", "io.ocivol.volumes/web")
+                .unwrap()
+                .is_some()
+        );
+        // A misspelt key is work: prepare refuses it.
+        let e = at("app", "container", "io.ocivol.volume").unwrap_err();
+        assert!(e.to_string().contains("io.ocivol.volume"), "{e}");
     }
 }

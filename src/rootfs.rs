@@ -105,10 +105,6 @@ impl Made {
             }
         }
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 /// Makes the missing mount points of `wanted` inside `rootfs` (see the module's header).

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::{Mount, MountBuilder};
 use serde_json::Value;
 
+use crate::mounts::flags::MountFlags;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
     #[error("{path}: {source}")]
@@ -153,10 +155,10 @@ impl BundleSpec {
     }
 }
 
-/// A bind mount of `source` on `destination` with the given mount options.
-pub fn bind_mount(source: &Path, destination: &Path, recursive: bool, options: &[String]) -> Mount {
+/// A bind mount of `source` on `destination` with the given mount flags.
+pub fn bind_mount(source: &Path, destination: &Path, recursive: bool, flags: MountFlags) -> Mount {
     let mut opts = vec![if recursive { "rbind" } else { "bind" }.to_string()];
-    opts.extend(options.iter().cloned());
+    opts.extend(flags.oci_options());
     MountBuilder::default()
         .destination(destination)
         .typ("bind")
@@ -187,7 +189,15 @@ mod tests {
     fn unknown_fields_survive_adding_mounts() {
         let mut spec = BundleSpec::parse("config.json".into(), CONFIG.as_bytes()).unwrap();
         assert!(spec.wants_ocivol());
-        let m = bind_mount(Path::new("/vol"), Path::new("/data"), false, &["ro".into()]);
+        let m = bind_mount(
+            Path::new("/vol"),
+            Path::new("/data"),
+            false,
+            MountFlags {
+                readonly: true,
+                ..Default::default()
+            },
+        );
         spec.add_mounts(&[m]).unwrap();
         let out = spec.value;
         let before: Value = serde_json::from_str(CONFIG).unwrap();
@@ -211,11 +221,16 @@ mod tests {
     fn a_spec_without_mounts_gets_some() {
         let mut spec = BundleSpec::parse("c".into(), br#"{"ociVersion":"1.0.2"}"#).unwrap();
         assert!(!spec.wants_ocivol());
-        spec.add_mounts(&[bind_mount(Path::new("/a"), Path::new("/b"), true, &[])])
-            .unwrap();
+        spec.add_mounts(&[bind_mount(
+            Path::new("/a"),
+            Path::new("/b"),
+            true,
+            MountFlags::default(),
+        )])
+        .unwrap();
         assert_eq!(
             spec.value["mounts"][0]["options"],
-            serde_json::json!(["rbind"])
+            serde_json::json!(["rbind", "rw"])
         );
     }
 

@@ -72,7 +72,7 @@ pub fn stage(
             let tree = api::clone_private(
                 pin.fd(),
                 m.volume.is_none(),
-                api::attr_of_options(&m.options),
+                m.flags.mount_attr(),
                 idmap.and_then(|i| i.for_mount(m)),
                 pin.path(),
             )

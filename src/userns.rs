@@ -501,7 +501,7 @@ mod tests {
         let mount = |source: PathBuf, volume: Option<&str>| RecordedMount {
             destination: PathBuf::from("/d"),
             source,
-            options: Vec::new(),
+            flags: Default::default(),
             volume: volume.map(str::to_string),
             engine: false,
         };

@@ -13,12 +13,14 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Mount;
 
-use crate::annotations::{self, AnnotationError, MountFlags, VOLUMES_FROM};
+use crate::annotations::{self, AnnotationError, VOLUMES_FROM};
 use crate::config::{Policy, VolumesFromScope};
-use crate::prepare::check_container_id;
+use crate::container_id::{check_container_id, container_key, hook_key_root};
+use crate::mounts::flags::MountFlags;
+use crate::real_runtime::RuntimeProbe;
 use crate::scope::Scope;
 use crate::spec::BundleSpec;
-use crate::store::{ContainerRecord, Store, container_key, hook_key_root};
+use crate::store::{ContainerRecord, Store};
 
 /// Longest chain of volumes-from that is followed when looking for a cycle.
 pub const MAX_CHAIN: usize = 16;
@@ -46,12 +48,8 @@ pub struct FromEntry {
     pub mode: Mode,
 }
 
-/// Parses `SRC[:ro|:rw]` entries separated by `;`, `,` or newlines.
-pub fn parse(value: &str, max_entries: usize) -> Result<Vec<FromEntry>, AnnotationError> {
-    parse_of(VOLUMES_FROM, value, max_entries)
-}
-
-/// [`parse`] of the value of `key`; errors name `key`.
+/// Parses the value of `key`: `SRC[:ro|:rw]` entries separated by `;`, `,` or newlines. Errors
+/// name `key`.
 pub fn parse_of(
     key: &str,
     value: &str,
@@ -156,7 +154,7 @@ pub fn from_record(rec: &ContainerRecord) -> Vec<SourceMount> {
         .map(|m| SourceMount {
             destination: m.destination.clone(),
             source: m.source.clone(),
-            flags: flags_of(&m.options),
+            flags: m.flags,
             volume: m.volume.clone(),
             engine: m.engine,
             annotation: VOLUMES_FROM.to_string(),
@@ -186,21 +184,11 @@ pub fn from_spec(
                 engine: volume.is_none(),
                 volume,
                 source,
-                flags: flags_of(m.options().as_deref().unwrap_or_default()),
+                flags: MountFlags::from_oci_options(m.options().as_deref().unwrap_or_default()),
                 annotation: VOLUMES_FROM.to_string(),
             })
         })
         .collect()
-}
-
-fn flags_of(options: &[String]) -> MountFlags {
-    let has = |o: &str| options.iter().any(|x| x == o);
-    MountFlags {
-        readonly: has("ro"),
-        nosuid: has("nosuid"),
-        nodev: has("nodev"),
-        noexec: has("noexec"),
-    }
 }
 
 /// Merges the sources' mounts in annotation order: a later source wins a destination over an
@@ -225,12 +213,6 @@ pub fn merge(
         .collect()
 }
 
-/// How a source not prepared by ocivol is found through its runtime.
-pub trait RuntimeState {
-    /// The bundle of container `id`, if the runtime knows it.
-    fn bundle_of(&self, id: &str) -> Option<PathBuf>;
-}
-
 /// The container being prepared.
 pub struct Me<'a> {
     pub id: &'a str,
@@ -252,13 +234,14 @@ pub struct Resolved {
 
 /// Finds every source and its mounts. Errors name the annotation and the entry. A source outside
 /// this container's scope is refused with the same words as one that does not exist, so that a
-/// refusal tells nothing about other scopes.
+/// refusal tells nothing about other scopes. `runtime`: the real runtime, asked for the bundle of
+/// a source ocivol has no record of (`None`: a hook, which has no runtime to ask).
 pub fn resolve(
     store: &Store,
     me: &Me,
     entries: &[FromEntry],
     policy: &Policy,
-    runtime: &dyn RuntimeState,
+    runtime: Option<&dyn RuntimeProbe>,
 ) -> Result<Resolved, AnnotationError> {
     resolve_with(store, store, me, entries, policy, runtime)
 }
@@ -270,7 +253,7 @@ pub fn resolve_with(
     me: &Me,
     entries: &[FromEntry],
     policy: &Policy,
-    runtime: &dyn RuntimeState,
+    runtime: Option<&dyn RuntimeProbe>,
 ) -> Result<Resolved, AnnotationError> {
     let records = Budget::new(records, MAX_RECORDS_READ);
     let mut out = Resolved {
@@ -298,7 +281,7 @@ pub fn resolve_with(
             continue;
         }
         let bundle = runtime
-            .bundle_of(&e.source)
+            .and_then(|r| r.bundle_of(&e.source, me.runtime_root))
             .or_else(|| sibling_bundle(me.bundle, me.id, &e.source))
             .ok_or_else(|| err(not_in_scope(&e.source)))?;
         let spec =
@@ -527,6 +510,10 @@ fn sibling_bundle(bundle: &Path, my_id: &str, source: &str) -> Option<PathBuf> {
 mod tests {
     use super::*;
     use std::fs;
+
+    fn parse(value: &str, max_entries: usize) -> Result<Vec<FromEntry>, AnnotationError> {
+        parse_of(VOLUMES_FROM, value, max_entries)
+    }
 
     fn sm(dest: &str, ro: bool, volume: Option<&str>) -> SourceMount {
         SourceMount {
@@ -774,13 +761,6 @@ mod tests {
         }
     }
 
-    struct NoRuntime;
-    impl RuntimeState for NoRuntime {
-        fn bundle_of(&self, _id: &str) -> Option<PathBuf> {
-            None
-        }
-    }
-
     fn temp_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let paths = crate::config::StatePaths {
@@ -791,15 +771,26 @@ mod tests {
         (dir, store)
     }
 
-    fn me<'a>(id: &'a str, key: &'a str, scope: &'a Scope) -> Me<'a> {
-        Me {
+    /// Resolves `entries` for container `id` of `scope` (no runtime root, the default policy,
+    /// no runtime to ask), reading the records through `records`; the error as its text.
+    fn resolve_as(
+        store: &Store,
+        records: &dyn Records,
+        id: &str,
+        scope: &Scope,
+        entries: &[FromEntry],
+    ) -> Result<Resolved, String> {
+        let key = container_key(id, None);
+        let me = Me {
             id,
-            key,
+            key: &key,
             runtime_root: None,
             key_root: None,
             bundle: Path::new("/nonexistent/bundle"),
             scope,
-        }
+        };
+        resolve_with(store, records, &me, entries, &Policy::default(), None)
+            .map_err(|e| e.to_string())
     }
 
     /// Issue 12, reproduction 4: 64 duplicate entries per level made the cycle check read
@@ -820,33 +811,13 @@ mod tests {
         assert_eq!(entries.len(), 1, "duplicate entries are one");
         let scope = Scope::default();
         let counting = Counting(&chain, Cell::new(0));
-        let key = container_key("new", None);
-        let got = resolve_with(
-            &store,
-            &counting,
-            &me("new", &key, &scope),
-            &entries,
-            &Policy::default(),
-            &NoRuntime,
-        )
-        .map_err(|e| e.to_string())
-        .unwrap();
+        let got = resolve_as(&store, &counting, "new", &scope, &entries).unwrap();
         assert_eq!(got.source_keys, [container_key("n5", None)]);
         assert_eq!(counting.1.get(), 6, "n5 found, then n4 … n0 once each");
 
         // The same chain closing a cycle is refused as cheaply.
         let counting = Counting(&chain, Cell::new(0));
-        let key = container_key("n0", None);
-        let e = resolve_with(
-            &store,
-            &counting,
-            &me("n0", &key, &scope),
-            &entries,
-            &Policy::default(),
-            &NoRuntime,
-        )
-        .map_err(|e| e.to_string())
-        .unwrap_err();
+        let e = resolve_as(&store, &counting, "n0", &scope, &entries).unwrap_err();
         assert!(e.contains("cycle: n1 already gets volumes"), "{e}");
         assert!(counting.1.get() <= 6, "{}", counting.1.get());
     }
@@ -869,17 +840,7 @@ mod tests {
         let entries = parse(&names.join(";"), 64).unwrap();
         let scope = Scope::default();
         let counting = Counting(&records, Cell::new(0));
-        let key = container_key("new", None);
-        let e = resolve_with(
-            &store,
-            &counting,
-            &me("new", &key, &scope),
-            &entries,
-            &Policy::default(),
-            &NoRuntime,
-        )
-        .map_err(|e| e.to_string())
-        .unwrap_err();
+        let e = resolve_as(&store, &counting, "new", &scope, &entries).unwrap_err();
         assert!(e.contains("more than 512 container records"), "{e}");
         assert!(counting.1.get() <= MAX_RECORDS_READ, "{}", counting.1.get());
     }
@@ -928,30 +889,20 @@ mod tests {
         fs::write(dir.path().join("run/names/sb-1/cache"), other.key()).unwrap();
 
         let scope = pod("sb-1", "app");
-        let key = container_key("reader", None);
         let before = crate::store::records_read();
-        let got = resolve(
-            &store,
-            &me("reader", &key, &scope),
-            &parse("db", 64).unwrap(),
-            &Policy::default(),
-            &NoRuntime,
-        )
-        .map_err(|e| e.to_string())
-        .unwrap();
+        let got = resolve_as(&store, &store, "reader", &scope, &parse("db", 64).unwrap()).unwrap();
         assert_eq!(got.source_keys, [db.key()]);
         let read = crate::store::records_read() - before;
         assert!(read <= 3, "{read} record files read");
 
         let before = crate::store::records_read();
-        let e = resolve(
+        let e = resolve_as(
             &store,
-            &me("reader", &key, &scope),
+            &store,
+            "reader",
+            &scope,
             &parse("cache", 64).unwrap(),
-            &Policy::default(),
-            &NoRuntime,
         )
-        .map_err(|e| e.to_string())
         .unwrap_err();
         assert!(e.contains("no container \"cache\" in this scope"), "{e}");
         assert!(crate::store::records_read() - before <= 3);

@@ -5,10 +5,10 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 
+use common::fake_runtime::FakeRuntime;
 use common::{Env, ok, text};
 use serde_json::{Value, json};
 
@@ -20,35 +20,24 @@ fn assert_printable(what: &str, s: &str) {
     );
 }
 
-/// A world without root: a fake runtime that records that it ran, a config, a bundle.
-struct World {
-    dir: tempfile::TempDir,
+/// A world without root: a fake runtime that records that it ran (and fails), a config, a
+/// bundle.
+struct World(FakeRuntime);
+
+impl std::ops::Deref for World {
+    type Target = FakeRuntime;
+    fn deref(&self) -> &FakeRuntime {
+        &self.0
+    }
 }
 
 impl World {
     fn new() -> World {
-        let dir = tempfile::Builder::new()
-            .prefix("ocivol-escape-")
-            .tempdir()
-            .unwrap();
-        let w = World { dir };
-        let runtime = w.path("fake-runc");
-        let script = format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> {}\nexit 1\n",
-            w.path("ran").display()
-        );
-        fs::write(&runtime, script).unwrap();
-        fs::set_permissions(&runtime, fs::Permissions::from_mode(0o755)).unwrap();
+        let w = World(FakeRuntime::new("ocivol-escape-", "exit 1"));
         fs::create_dir_all(w.path("allowed")).unwrap();
         fs::create_dir_all(w.path("bundle")).unwrap();
-        let config =
-            json!({ "runtime": runtime, "policy": {"allowed_bases": [w.path("allowed")]} });
-        fs::write(w.path("config.toml"), common::toml_config(&config)).unwrap();
+        w.write_config(json!({ "policy": {"allowed_bases": [w.path("allowed")]} }));
         w
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
     }
 
     fn spec(&self, volumes: &str) -> Value {
@@ -58,17 +47,6 @@ impl World {
             "root": {"path": "rootfs"},
             "annotations": {"io.ocivol.volumes": volumes},
         })
-    }
-
-    fn ocivol(&self) -> Command {
-        let mut c = Command::new(common::OCIVOL);
-        c.arg("--config")
-            .arg(self.path("config.toml"))
-            .arg("--root")
-            .arg(self.path("state/root"))
-            .arg("--run-root")
-            .arg(self.path("state/run"));
-        c
     }
 }
 
@@ -116,7 +94,7 @@ fn an_annotation_with_control_characters_gives_one_escaped_line_on_stderr_and_in
     let msg = logged["msg"].as_str().unwrap();
     assert_printable("the log's msg", msg);
     assert_eq!(msg, stderr.trim_end(), "the same line in the runtime's log");
-    assert!(!w.path("ran").exists(), "the runtime never ran");
+    assert!(!w.ran(), "the runtime never ran");
 }
 
 #[test]
@@ -163,7 +141,7 @@ fn ps_shows_control_characters_in_scope_strings_escaped_and_json_exact() {
     let root = w.path("runtime-root").display().to_string();
     let namespace = format!("root:{root}\u{1b}[2J\nfake   row");
     let pod = "team\u{7}\u{9b}b";
-    let key = ocivol::store::container_key("esc3", Some(&root));
+    let key = ocivol::container_id::container_key("esc3", Some(&root));
     let record = json!({
         "id": "esc3",
         "runtime_root": root,

@@ -729,9 +729,9 @@ fn precreate_keys_its_record_by_podmans_id_never_by_an_annotation() {
         .collect();
     assert_eq!(
         users,
-        [ocivol::store::container_key(
+        [ocivol::container_id::container_key(
             id,
-            Some(ocivol::store::PRECREATE_KEY_ROOT)
+            Some(ocivol::container_id::PRECREATE_KEY_ROOT)
         )],
         "the user is podman's container ID, never the annotation's value"
     );

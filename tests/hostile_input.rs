@@ -7,32 +7,27 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::{PermissionsExt, symlink};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::symlink;
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use common::fake_runtime::FakeRuntime;
 use serde_json::{Value, json};
 
 /// One test's world: a fake runtime that records that it ran, a policy, a bundle, and two host
 /// directories: `allowed` (in the policy) and `outside` (not).
-struct World {
-    dir: tempfile::TempDir,
+struct World(FakeRuntime);
+
+impl std::ops::Deref for World {
+    type Target = FakeRuntime;
+    fn deref(&self) -> &FakeRuntime {
+        &self.0
+    }
 }
 
 impl World {
     fn new(policy: impl FnOnce(&Path) -> Value) -> World {
-        let dir = tempfile::Builder::new()
-            .prefix("ocivol-hostile-")
-            .tempdir()
-            .unwrap();
-        let w = World { dir };
-        let runtime = w.path("fake-runc");
-        let script = format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> {}\nexit 0\n",
-            w.path("ran").display()
-        );
-        fs::write(&runtime, script).unwrap();
-        fs::set_permissions(&runtime, fs::Permissions::from_mode(0o755)).unwrap();
+        let w = World(FakeRuntime::new("ocivol-hostile-", ""));
         for d in ["allowed/data", "outside/secret", "bundle"] {
             fs::create_dir_all(w.path(d)).unwrap();
         }
@@ -45,13 +40,8 @@ impl World {
         symlink(w.path("allowed/x,upperdir="), w.path("allowed/comma")).unwrap();
         fs::create_dir_all(w.path("allowed/lowerdir=y")).unwrap();
         symlink(w.path("allowed/lowerdir=y"), w.path("allowed/equals")).unwrap();
-        let config = json!({ "runtime": runtime, "policy": policy(&w.path("allowed")) });
-        fs::write(w.path("config.toml"), common::toml_config(&config)).unwrap();
+        w.write_config(json!({ "policy": policy(&w.path("allowed")) }));
         w
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
     }
 
     /// Writes the bundle's config.json with this annotation value and returns its bytes.
@@ -69,15 +59,7 @@ impl World {
     }
 
     fn create(&self, id: &str) -> Output {
-        Command::new(common::OCIVOL)
-            .arg("--config")
-            .arg(self.path("config.toml"))
-            .arg("--root")
-            .arg(self.path("state/root"))
-            .arg("--run-root")
-            .arg(self.path("state/run"))
-            .arg("runtime")
-            .arg("--root")
+        self.runtime(&["--root"])
             .arg(self.path("runtime-root"))
             .arg("--log")
             .arg(self.path("log.json"))
@@ -163,7 +145,7 @@ fn assert_refused(w: &World, id: &str, volumes: &str, entry: &str, reasons: &[&s
         "{what}: log"
     );
 
-    assert!(!w.path("ran").exists(), "{what}: the runtime must not run");
+    assert!(!w.ran(), "{what}: the runtime must not run");
     assert!(
         !w.path("state").exists(),
         "{what}: no state made: {:?}",
@@ -342,7 +324,7 @@ fn ocivol_state_is_never_a_base_or_a_bind_source() {
                 && stderr.contains("overlaps ocivol's state directory"),
             "{entry}: {stderr}"
         );
-        assert!(!w.path("ran").exists());
+        assert!(!w.ran());
         assert_eq!(fs::read(w.path("bundle/config.json")).unwrap(), spec_before);
         assert_eq!(
             fs::read_dir(w.path("state/root/volumes")).unwrap().count(),
@@ -367,7 +349,7 @@ fn a_refusal_from_the_store_releases_what_earlier_entries_took() {
             && stderr.contains("auto_create is false"),
         "{stderr}"
     );
-    assert!(!w.path("ran").exists());
+    assert!(!w.ran());
     assert_eq!(fs::read(w.path("bundle/config.json")).unwrap(), spec_before);
     // The store's directories stay, and the lock file of the volume that was looked for (lock
     // files are never removed while someone may hold them); nothing else.
@@ -399,7 +381,7 @@ fn errors_do_not_tell_which_host_paths_exist_or_where_links_lead() {
     let error = |entry: &str| {
         w.bundle(entry);
         let out = w.create("leak");
-        assert!(!w.path("ran").exists());
+        assert!(!w.ran());
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         // Drop the entry and the path it names: what is left is the reason.
         stderr.replace(entry.split(':').next().unwrap(), "P")
@@ -449,7 +431,7 @@ fn state_roots_with_overlay_option_characters_are_refused() {
             stderr.contains("must be an absolute path without ','"),
             "{stderr}"
         );
-        assert!(!w.path("ran").exists(), "{bad}: the runtime must not run");
+        assert!(!w.ran(), "{bad}: the runtime must not run");
         assert!(!Path::new(bad).exists(), "{bad}: nothing made");
     }
 }

@@ -15,42 +15,35 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use common::fake_runtime::FakeRuntime;
 use serde_json::{Value, json};
 
-/// A fake runtime that prints its environment and then, having exec()ed `ls` so that no
+/// What the fake runtime does: print its environment and then, having exec()ed `ls` so that no
 /// descriptor of the shell's own is open, the descriptors of its process.
-const FAKE: &str = "#!/bin/sh\necho '== env'\nenv\necho '== fds'\nexec ls -l /proc/self/fd\n";
+const FAKE: &str = "echo '== env'\nenv\necho '== fds'\nexec ls -l /proc/self/fd";
 
 /// The fd that the test (the runtime's caller) passes on, as an engine passes a console socket
 /// or `--preserve-fds`.
 const CALLER_FD: i32 = 3;
 
-struct Fake {
-    dir: tempfile::TempDir,
+struct Fake(FakeRuntime);
+
+impl std::ops::Deref for Fake {
+    type Target = FakeRuntime;
+    fn deref(&self) -> &FakeRuntime {
+        &self.0
+    }
 }
 
 impl Fake {
+    /// The fake runtime; the config names `runtime` instead, if given.
     fn new(runtime: Option<&str>) -> Fake {
-        let dir = tempfile::Builder::new()
-            .prefix("ocivol-env-")
-            .tempdir()
-            .unwrap();
-        let f = Fake { dir };
-        let script = f.path("fake-runc");
-        fs::write(&script, FAKE).unwrap();
-        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        let f = Fake(FakeRuntime::new("ocivol-env-", FAKE));
         fs::write(f.path("caller-fd"), "the caller's\n").unwrap();
-        let runtime = runtime.map_or(script, PathBuf::from);
-        fs::write(
-            f.path("config.toml"),
-            common::toml_config(&json!({ "runtime": runtime })),
-        )
-        .unwrap();
+        if let Some(runtime) = runtime {
+            f.write_config(json!({ "runtime": runtime }));
+        }
         f
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
     }
 
     /// A bundle with these annotations and these entries in `process.env`.
@@ -70,17 +63,8 @@ impl Fake {
     /// `ocivol runtime ARGS` with a clean, known environment, the caller's extra fd, and stdout
     /// (where the fake runtime reports) captured.
     fn run(&self, args: &[&str]) -> Output {
-        let mut c = Command::new(common::OCIVOL);
-        c.arg("--config")
-            .arg(self.path("config.toml"))
-            .arg("--root")
-            .arg(self.path("state/root"))
-            .arg("--run-root")
-            .arg(self.path("state/run"))
-            .arg("runtime")
-            .arg("--root")
-            .arg(self.path("runtime-root"))
-            .args(args);
+        let mut c = self.runtime(&["--root"]);
+        c.arg(self.path("runtime-root")).args(args);
         self.output(c)
     }
 
@@ -374,11 +358,7 @@ fn ocivol_refuses_to_run_itself_as_the_real_runtime() {
     let link = f.path("runc");
     std::os::unix::fs::symlink(common::OCIVOL, &link).unwrap();
     for runtime in [PathBuf::from(common::OCIVOL), link] {
-        fs::write(
-            f.path("config.toml"),
-            common::toml_config(&json!({ "runtime": runtime })),
-        )
-        .unwrap();
+        f.write_config(json!({ "runtime": runtime }));
         let out = f.run(&["state", "x"]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{stderr}");

@@ -15,7 +15,7 @@ use super::Global;
 use super::setup::Engine;
 use crate::config::{Config, DEFAULT_CONFIG, ENV_CONFIG};
 use crate::mounts::{Linux, Mounter};
-use crate::runtime::find_runtime;
+use crate::real_runtime;
 use crate::setup::{self, containerd, crio, docker, podman};
 
 /// Where podman and CRI-O read hooks from.
@@ -507,7 +507,7 @@ pub fn runc_has_2025_fixes(version: &str) -> Option<bool> {
 
 fn runtime_check(name: &str) -> Check {
     const NAME: &str = "runtime";
-    let path = match find_runtime(name) {
+    let path = match real_runtime::find(name) {
         Ok(p) => p,
         Err(e) => return Check::new(Level::Fail, NAME, e.to_string()),
     };

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use crate::config::Context;
 use crate::mounts::Linux;
-use crate::runtime::{find_runtime, state::RuntimeProbe};
+use crate::real_runtime::{self, RealRuntime};
 use crate::store::Store;
 
 /// The global options, as given (each command loads the config itself: `doctor` reports a
@@ -40,8 +40,8 @@ impl Global {
 /// container whose state only it could tell is taken as alive, and a warning says so.
 pub fn store(ctx: &Context) -> Store {
     let store = Store::new(&ctx.paths, Box::new(Linux)).with_linger(ctx.config.overlay_linger);
-    match find_runtime(&ctx.config.runtime) {
-        Ok(runtime) => store.with_probe(Box::new(RuntimeProbe::new(runtime))),
+    match real_runtime::find(&ctx.config.runtime) {
+        Ok(runtime) => store.with_probe(Box::new(RealRuntime::new(runtime))),
         Err(e) => {
             eprintln!(
                 "ocivol: warning: {e}; containers whose state only the runtime knows are kept"

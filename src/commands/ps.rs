@@ -6,7 +6,8 @@ use serde::Serialize;
 
 use super::output::table;
 use super::{Format, Global, run, store};
-use crate::store::{ContainerRecord, RecordedMount, RuntimeView, boot_id, storage_name};
+use crate::real_runtime::RuntimeView;
+use crate::store::{ContainerRecord, RecordedMount, boot_id, storage_name};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  ocivol ps\n  ocivol ps --format json")]

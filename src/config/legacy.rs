@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::{AllowedPath, Config, Policy, VolumesFromScope};
-use crate::annotations::MountFlags;
+use crate::mounts::flags::MountFlags;
 
 /// The name the old config had in the config directory.
 pub const LEGACY_FILE: &str = "config.json";

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use toml_edit::{Item, Value};
 
 use super::{AllowedPath, Config, FORCE_OPTIONS, POLICY_KEYS, TOP_KEYS, VolumesFromScope};
-use crate::annotations::MountFlags;
+use crate::mounts::flags::MountFlags;
 
 /// A config text that cannot be used: the line it is on (when the parser knows it) and what is
 /// wrong, naming the key. Always one line.

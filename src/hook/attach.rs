@@ -37,7 +37,7 @@ fn clone_source(m: &RecordedMount, pin: &Pin, idmap: Option<&Idmap>) -> io::Resu
     api::clone_private(
         pin.fd(),
         m.volume.is_none(),
-        api::attr_of_options(&m.options),
+        m.flags.mount_attr(),
         idmap.and_then(|i| i.for_mount(m)),
         &m.destination,
     )

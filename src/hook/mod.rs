@@ -24,13 +24,13 @@ use anyhow::{Context as _, anyhow, bail};
 use serde::Deserialize;
 
 use crate::config::Context;
+use crate::container_id::{PRECREATE_KEY_ROOT, container_key, hook_key_root};
 use crate::mounts::Linux;
-use crate::prepare::{Container, key_of, prepare};
+use crate::prepare::{Container, Resolver, key_of, prepare};
 use crate::process::ProcessId;
 use crate::spec::BundleSpec;
-use crate::store::{PRECREATE_KEY_ROOT, Store, container_key, hook_key_root};
+use crate::store::Store;
 use crate::userns::{Idmap, UserNs};
-use crate::volumes_from::RuntimeState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Stage {
@@ -58,16 +58,6 @@ impl HookState {
             Some(root) => (Some(root), None),
             None => (None, Some(hook_key_root(&self.bundle))),
         }
-    }
-}
-
-/// Hooks have no runtime to ask: volumes-from finds sources in ocivol's records and in the
-/// engines' bundle directories.
-struct NoRuntime;
-
-impl RuntimeState for NoRuntime {
-    fn bundle_of(&self, _id: &str) -> Option<PathBuf> {
-        None
     }
 }
 
@@ -164,7 +154,9 @@ fn precreate(
         // What an earlier start of this container held, if its poststop never ran: podman runs
         // one container of an ID at a time, and precreate only when it starts it.
         store.release_container(&key)?;
-        if let Some(prepared) = prepare(ctx, store, &container, &NoRuntime)? {
+        // Hooks have no runtime to ask (None): volumes-from finds sources in ocivol's records and
+        // in the engines' bundle directories.
+        if let Some(prepared) = prepare(&Resolver::new(ctx, store, None), &container)? {
             // podman hands the spec to its runtime after this process has exited: the staged
             // mounts stay until poststop releases the container.
             let idmap = userns
@@ -288,7 +280,7 @@ fn create_runtime(ctx: &Context, store: Store, state: &HookState) -> anyhow::Res
         }
         store.release_container(&key)?;
     }
-    let Some(prepared) = prepare(ctx, store, &container, &NoRuntime)? else {
+    let Some(prepared) = prepare(&Resolver::new(ctx, store, None), &container)? else {
         return Ok(());
     };
     let idmap = userns

@@ -397,18 +397,3 @@ fn overlay_now(layers: &Layers<'_>, volatile: bool) -> io::Result<OwnedFd> {
 fn context(e: io::Error, what: &str) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {e}"))
 }
-
-/// The `MOUNT_ATTR_*` bits of the OCI mount options `ro`, `nosuid`, `nodev`, `noexec`.
-pub fn attr_of_options(options: &[String]) -> u64 {
-    let mut set = 0;
-    for o in options {
-        set |= match o.as_str() {
-            "ro" => MOUNT_ATTR_RDONLY,
-            "nosuid" => MOUNT_ATTR_NOSUID,
-            "nodev" => MOUNT_ATTR_NODEV,
-            "noexec" => MOUNT_ATTR_NOEXEC,
-            _ => 0,
-        };
-    }
-    set
-}

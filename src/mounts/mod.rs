@@ -4,6 +4,7 @@
 //! [`tests::Recording`]-style fakes let the store's bookkeeping be tested without root.
 
 pub mod api;
+pub mod flags;
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};

@@ -41,8 +41,6 @@ pub struct RuntimeArgs {
     pub detach: bool,
     /// `run --keep`: runc keeps the stopped container, so volumes go on `delete`.
     pub keep: bool,
-    /// `delete --force`.
-    pub force: bool,
 }
 
 /// Splits `--name=value` / `-name=value` into the bare name and the inline value.
@@ -125,7 +123,6 @@ pub fn parse(raw: Vec<OsString>) -> RuntimeArgs {
             ("create" | "run", "pid-file") => out.pid_file = value.clone(),
             ("run", "detach" | "d") => out.detach = truthy(),
             ("run", "keep") => out.keep = truthy(),
-            ("delete", "force" | "f") => out.force = truthy(),
             _ => {}
         }
     }
@@ -272,9 +269,6 @@ mod tests {
         assert!(p("run --detach c").detach);
         assert!(!p("run c").detach);
         assert!(p("run --keep c").keep);
-        assert!(p("delete -f c").force);
-        assert!(p("delete --force=true c").force);
-        assert!(!p("delete --force=false c").force);
         let a = p("--log /l --log-format=json create c");
         assert_eq!(
             (a.log.as_deref(), a.log_format.as_deref()),

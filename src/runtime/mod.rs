@@ -7,7 +7,6 @@
 
 pub mod args;
 pub mod log;
-pub mod state;
 
 use std::ffi::OsString;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -16,30 +15,19 @@ use std::process::{Command, ExitStatus};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, anyhow};
 use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
 
 use crate::config::Context;
+use crate::container_id::{check_container_id, container_key};
 use crate::mounts::Linux;
-use crate::prepare::{Container, check_container_id, prepare};
+use crate::prepare::{Container, Resolver, prepare};
 use crate::process::ProcessId;
+use crate::real_runtime::{self, RealRuntime, RuntimeProbe, RuntimeView};
 use crate::spec::BundleSpec;
-use crate::store::{Store, container_key};
+use crate::store::Store;
 use crate::userns::{Idmap, UserNs};
-use crate::volumes_from::RuntimeState;
 use args::RuntimeArgs;
-use state::RuntimeProbe;
-
-/// Where the real runtime is looked for when the config names it without a path. The caller's
-/// PATH is not used: the wrapper must not be steered to another binary by its environment.
-pub const SYSTEM_PATH: &[&str] = &[
-    "/usr/local/sbin",
-    "/usr/local/bin",
-    "/usr/sbin",
-    "/usr/bin",
-    "/sbin",
-    "/bin",
-];
 
 /// Runs the wrapper; returns the exit code (for the commands it does not exec).
 pub fn main(raw: Vec<OsString>, context: impl FnOnce() -> anyhow::Result<Context>) -> i32 {
@@ -58,47 +46,12 @@ fn run(
     context: impl FnOnce() -> anyhow::Result<Context>,
 ) -> anyhow::Result<i32> {
     let ctx = context()?;
-    let runtime = find_runtime(&ctx.config.runtime)?;
+    let runtime = real_runtime::find(&ctx.config.runtime)?;
     match args.command.as_deref() {
         Some("create" | "run") => create(args, &ctx, &runtime),
         Some("delete") => delete(args, &ctx, &runtime),
         _ => Err(exec(&runtime, args)),
     }
-}
-
-/// The real runtime's binary.
-pub fn find_runtime(name: &str) -> anyhow::Result<PathBuf> {
-    let candidates: Vec<PathBuf> = if name.starts_with('/') {
-        vec![PathBuf::from(name)]
-    } else {
-        SYSTEM_PATH
-            .iter()
-            .map(|d| Path::new(d).join(name))
-            .collect()
-    };
-    let me = std::fs::canonicalize("/proc/self/exe").ok();
-    for c in candidates {
-        if let Ok(meta) = std::fs::metadata(&c) {
-            use std::os::unix::fs::PermissionsExt;
-            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
-                if std::fs::canonicalize(&c).ok() == me {
-                    bail!(
-                        "the configured runtime {} is ocivol itself; set \"runtime\" in the ocivol config to the real runtime (e.g. /usr/sbin/runc)",
-                        c.display()
-                    );
-                }
-                return Ok(c);
-            }
-        }
-    }
-    bail!(
-        "the real runtime {name:?} was not found{}; install it or set \"runtime\" in the ocivol config",
-        if name.starts_with('/') {
-            String::new()
-        } else {
-            format!(" in {}", SYSTEM_PATH.join(":"))
-        }
-    )
 }
 
 /// Replaces this process with the real runtime; returns only on failure.
@@ -110,14 +63,14 @@ fn exec(runtime: &Path, args: &RuntimeArgs) -> anyhow::Error {
 
 /// The runtime's own state directory of a container: it exists while the runtime knows it.
 fn runtime_state_dir(args: &RuntimeArgs, runtime: &Path, id: &str) -> PathBuf {
-    state::state_dir(runtime, args.root.as_deref(), id)
+    real_runtime::state_dir(runtime, args.root.as_deref(), id)
 }
 
 /// The store, able to ask the real runtime whether a user's container is gone.
 fn store_for(ctx: &Context, runtime: &Path) -> Store {
     Store::new(&ctx.paths, Box::new(Linux))
         .with_linger(ctx.config.overlay_linger)
-        .with_probe(Box::new(RuntimeProbe::new(runtime.to_path_buf())))
+        .with_probe(Box::new(RealRuntime::new(runtime.to_path_buf())))
 }
 
 /// Records the init process of a container the runtime has just created, so that its death is
@@ -130,9 +83,8 @@ fn record_init(store: &Store, args: &RuntimeArgs, runtime: &Path, id: &str, key:
             .and_then(|t| t.trim().parse::<i32>().ok())
     });
     let pid = from_file.or_else(|| {
-        let st = state::query(runtime, args.root.as_deref(), id)?;
-        match state::view_of(&st) {
-            crate::store::RuntimeView::Alive { pid, .. } => pid,
+        match RealRuntime::new(runtime.to_path_buf()).state(id, args.root.as_deref()) {
+            RuntimeView::Alive { pid, .. } => pid,
             _ => None,
         }
     });
@@ -194,11 +146,8 @@ fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
         .map(Arc::new);
     let store = store.with_userns(userns.clone());
 
-    let state = RuntimeStateOf {
-        runtime,
-        root: args.root.as_deref(),
-    };
-    let Some(prepared) = prepare(ctx, &store, &container, &state)? else {
+    let real = RealRuntime::new(runtime.to_path_buf());
+    let Some(prepared) = prepare(&Resolver::new(ctx, &store, Some(&real)), &container)? else {
         return Err(exec(runtime, args));
     };
     // runc is told only paths under ocivol's own run root, mounted from what was checked.
@@ -270,13 +219,13 @@ fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
 fn created_anyway(store: &Store, args: &RuntimeArgs, id: &str) -> bool {
     matches!(
         store.probe_state(id, args.root.as_deref()),
-        Some(crate::store::RuntimeView::Alive { .. })
+        Some(RuntimeView::Alive { .. })
     )
 }
 
 /// Clears the way for a create of `id` whose runtime state directory exists but holds a
 /// create of ocivol's that was cut short: the runtime says there is no such container
-/// ([`crate::store::RuntimeView::HalfCreated`]), ocivol has a record of the ID, and nothing that
+/// ([`RuntimeView::HalfCreated`]), ocivol has a record of the ID, and nothing that
 /// record holds is alive (the wrapper that made the directory is dead, and so is the runtime it
 /// ran). runc refuses to create an ID whose directory exists until `runc delete ID` removes it;
 /// that is what is done here, and the create goes on. Any other directory is left to the
@@ -291,19 +240,13 @@ fn clear_half_created(
     let Some(record) = store.load_container(key)? else {
         return Ok(false);
     };
-    if store.probe_state(id, args.root.as_deref()) != Some(crate::store::RuntimeView::HalfCreated)
+    if store.probe_state(id, args.root.as_deref()) != Some(RuntimeView::HalfCreated)
         || store.holder_alive(&record)?
     {
         return Ok(false);
     }
-    let mut cmd = Command::new(runtime);
-    if let Some(root) = &args.root {
-        cmd.args(["--root", root]);
-    }
-    let out = cmd
-        .args(["delete", "--force", id])
-        .stdin(std::process::Stdio::null())
-        .output()
+    let out = RealRuntime::new(runtime.to_path_buf())
+        .force_delete(args.root.as_deref(), id)
         .with_context(|| format!("cannot run {}", runtime.display()))?;
     let cleared = !runtime_state_dir(args, runtime, id).exists();
     if cleared {
@@ -371,32 +314,6 @@ fn delete(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
 fn forget_or_warn(store: &Store, key: &str) {
     if let Err(e) = store.forget_container(key) {
         ::log::error!("release of {key} failed: {e}");
-    }
-}
-
-/// Finds a container's bundle by asking the real runtime: `RUNTIME [--root R] state ID`.
-struct RuntimeStateOf<'a> {
-    runtime: &'a Path,
-    root: Option<&'a str>,
-}
-
-impl RuntimeState for RuntimeStateOf<'_> {
-    fn bundle_of(&self, id: &str) -> Option<PathBuf> {
-        let mut cmd = Command::new(self.runtime);
-        if let Some(root) = self.root {
-            cmd.args(["--root", root]);
-        }
-        let out = cmd
-            .args(["state", id])
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .output()
-            .ok()?;
-        if !out.status.success() {
-            return None;
-        }
-        let state: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        state.get("bundle")?.as_str().map(PathBuf::from)
     }
 }
 

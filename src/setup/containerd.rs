@@ -716,7 +716,7 @@ pub fn parse_major(version_output: &str) -> Option<u64> {
 
 /// The major version of the containerd installed (looked up where systems install it), if any.
 pub fn installed_major() -> Option<u64> {
-    for dir in crate::runtime::SYSTEM_PATH {
+    for dir in crate::real_runtime::SYSTEM_PATH {
         let bin = Path::new(dir).join("containerd");
         if bin.is_file() {
             let out = std::process::Command::new(&bin)

@@ -9,13 +9,17 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{IoContext, Result, StoreError};
+use crate::container_id::container_key;
+use crate::mounts::flags::MountFlags;
 
 /// One mount the container got from ocivol.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordedMount {
     pub destination: PathBuf,
     pub source: PathBuf,
-    pub options: Vec<String>,
+    /// Written as the OCI mount options (`"options": ["rw", "nosuid"]`).
+    #[serde(rename = "options")]
+    pub flags: MountFlags,
     /// The volume behind it; `None` for a bind of a host path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume: Option<String>,
@@ -34,6 +38,9 @@ pub struct ContainerRecord {
     /// What tells this container apart from another of the same ID when there is no runtime
     /// root: [`hook_key_root`] of its bundle for a container prepared by a hook (hooks get no
     /// `--root`), [`PRECREATE_KEY_ROOT`] for one prepared by podman's precreate hook.
+    ///
+    /// [`hook_key_root`]: crate::container_id::hook_key_root
+    /// [`PRECREATE_KEY_ROOT`]: crate::container_id::PRECREATE_KEY_ROOT
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_root: Option<String>,
     pub bundle: PathBuf,
@@ -54,16 +61,6 @@ pub struct ContainerRecord {
     pub init: Option<crate::process::ProcessId>,
 }
 
-/// The key root of a container prepared by a hook: its bundle path, which runc, CRI-O and podman
-/// all give every hook of the container (`bundle` in the OCI state).
-pub fn hook_key_root(bundle: &Path) -> String {
-    format!("bundle:{}", bundle.display())
-}
-
-/// The key root of a container prepared by podman's precreate hook, keyed by the container ID
-/// that podman gives its poststop hook (see hook::precreate).
-pub const PRECREATE_KEY_ROOT: &str = "podman-precreate";
-
 thread_local! {
     /// Container record files read by this thread (see [`records_read`]).
     static RECORDS_READ: Cell<u64> = const { Cell::new(0) };
@@ -73,18 +70,6 @@ thread_local! {
 /// reads a bounded number of them, whatever the number of records on the node.
 pub fn records_read() -> u64 {
     RECORDS_READ.with(Cell::get)
-}
-
-/// The key of a container in ocivol's state: its ID and a hash of the runtime root, as the
-/// same ID may exist under two roots (two containerd namespaces).
-pub fn container_key(id: &str, runtime_root: Option<&str>) -> String {
-    // FNV-1a: stable across versions and platforms, unlike std's hasher.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in runtime_root.unwrap_or("").bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{id}.{h:016x}")
 }
 
 impl ContainerRecord {
@@ -187,15 +172,78 @@ impl ContainerRecord {
 mod tests {
     use super::*;
 
+    /// A record as the version that kept mount options as strings wrote it: it loads with the
+    /// same flags, and is written back the same, so records survive an upgrade and a downgrade.
     #[test]
-    fn same_id_under_two_roots_has_two_keys() {
-        let a = container_key("web", Some("/run/containerd/runc/default"));
-        let b = container_key("web", Some("/run/containerd/runc/k8s.io"));
-        assert_ne!(a, b);
-        assert!(a.starts_with("web."));
+    fn a_record_written_with_string_options_reads_and_writes_the_same() {
+        let old = r#"{
+  "id": "web",
+  "runtime_root": "/run/containerd/runc/default",
+  "bundle": "/run/containerd/io.containerd.runtime.v2.task/default/web",
+  "scope": {
+    "namespace": "containerd/default",
+    "engine": "containerd"
+  },
+  "volumes": [
+    "data@0123456789abcdef"
+  ],
+  "mounts": [
+    {
+      "destination": "/data",
+      "source": "/var/lib/ocivol/volumes/data@0123456789abcdef/data",
+      "options": [
+        "rw"
+      ],
+      "volume": "data@0123456789abcdef"
+    },
+    {
+      "destination": "/etc/app",
+      "source": "/srv/app",
+      "options": [
+        "ro",
+        "nosuid",
+        "nodev",
+        "noexec"
+      ],
+      "engine": true
+    },
+    {
+      "destination": "/cache",
+      "source": "/srv/cache",
+      "options": [
+        "rw",
+        "nodev"
+      ]
+    }
+  ],
+  "boot_id": "b0"
+}"#;
+        let dir = tempfile::tempdir().unwrap();
+        let key = container_key("web", Some("/run/containerd/runc/default"));
+        fs::write(dir.path().join(format!("{key}.json")), old).unwrap();
+        let rec = ContainerRecord::load(dir.path(), &key).unwrap().unwrap();
+        let flags: Vec<MountFlags> = rec.mounts.iter().map(|m| m.flags).collect();
         assert_eq!(
-            a,
-            container_key("web", Some("/run/containerd/runc/default"))
+            flags,
+            [
+                MountFlags::default(),
+                MountFlags {
+                    readonly: true,
+                    nosuid: true,
+                    nodev: true,
+                    noexec: true
+                },
+                MountFlags {
+                    nodev: true,
+                    ..Default::default()
+                },
+            ]
+        );
+        assert_eq!(serde_json::to_string_pretty(&rec).unwrap(), old);
+        rec.save(dir.path()).unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.path().join(format!("{key}.json"))).unwrap(),
+            old
         );
     }
 

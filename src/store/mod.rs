@@ -51,20 +51,20 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use containers::{
-    ContainerRecord, PRECREATE_KEY_ROOT, RecordedMount, container_key, hook_key_root, records_read,
-};
+pub use containers::{ContainerRecord, RecordedMount, records_read};
 pub use diff::{Change, ChangeKind};
 pub use listing::{UserInfo, VolumeInfo, dir_size};
-pub use reconcile::{ContainerProbe, GcAction, RuntimeView, Verdict};
+pub use reconcile::{GcAction, Verdict};
 pub use users::UserRecord;
 pub use volume::{ANY_SCOPE, VolumeDef, VolumeKind, check_scope, is_storage_name, storage_name};
 
-use crate::annotations::{MountFlags, Ownership};
+use crate::annotations::Ownership;
 use crate::config::StatePaths;
 use crate::mounts::Mounter;
+use crate::mounts::flags::MountFlags;
 use crate::pin::{Guard, How, Pin};
 use crate::process::ProcessId;
+use crate::real_runtime::RuntimeProbe;
 use crate::userns::UserNs;
 use lock::VolumeLock;
 
@@ -205,9 +205,7 @@ pub struct Store {
     run_root: PathBuf,
     mounter: Box<dyn Mounter>,
     /// Asks the real runtime whether it still has a container (for reconciliation).
-    probe: Option<Box<dyn ContainerProbe>>,
-    /// Who takes volumes through this store; default: this process.
-    owner: Option<ProcessId>,
+    probe: Option<Box<dyn RuntimeProbe>>,
     /// The container's init, when it is known at acquire time (a createRuntime hook knows it).
     init: Option<ProcessId>,
     /// No process stands for the acquisition (see [`Store::untracked`]).
@@ -226,7 +224,6 @@ impl Store {
             run_root: paths.run_root.clone(),
             mounter,
             probe: None,
-            owner: None,
             init: None,
             untracked: false,
             userns: None,
@@ -250,16 +247,8 @@ impl Store {
 
     /// Lets reconciliation ask the real runtime about containers. Without it, a user whose
     /// liveness only the runtime could tell is kept.
-    pub fn with_probe(mut self, probe: Box<dyn ContainerProbe>) -> Store {
+    pub fn with_probe(mut self, probe: Box<dyn RuntimeProbe>) -> Store {
         self.probe = Some(probe);
-        self
-    }
-
-    /// Records `owner` instead of this process as the one that takes volumes: a way in whose
-    /// own process ends before the container exists (a hook) names the engine process that
-    /// goes on to create it, so that the create in progress is not taken for a crash.
-    pub fn with_owner(mut self, owner: ProcessId) -> Store {
-        self.owner = Some(owner);
         self
     }
 
@@ -278,11 +267,12 @@ impl Store {
         self
     }
 
+    /// Who takes volumes through this store: this process, unless [`Store::untracked`].
     fn owner(&self) -> Option<ProcessId> {
         if self.untracked {
             return None;
         }
-        self.owner.or_else(ProcessId::current)
+        ProcessId::current()
     }
 
     fn volume_dir(&self, name: &str) -> PathBuf {

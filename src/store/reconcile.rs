@@ -31,35 +31,7 @@ use super::lock::VolumeLock;
 use super::users::UserRecord;
 use super::{IoContext, Result, Store, boot_id};
 use crate::process::ProcessId;
-
-/// What the real runtime says about a container.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RuntimeView {
-    /// It has no state for the ID.
-    Absent,
-    /// It has it, stopped (its init has exited).
-    Stopped,
-    /// It has it, created, running or paused; `pid` is its init.
-    Alive { status: String, pid: Option<i32> },
-    /// Its state directory exists, and the runtime itself says there is no such container:
-    /// runc writes its state (`state.json`) only once the container's process is ready, so
-    /// this is a create in progress, or one that was killed half-way and will never finish
-    /// (`runc delete ID` removes the directory; runc refuses to create the ID again until then).
-    HalfCreated,
-    /// Its state directory exists and the runtime cannot say anything about it (it failed
-    /// otherwise, or could not be run).
-    Unreadable,
-}
-
-/// Asks the real runtime about containers.
-pub trait ContainerProbe: Send + Sync {
-    /// The runtime's view of container `id` under its `--root` (`None`: the default root).
-    fn state(&self, id: &str, runtime_root: Option<&str>) -> RuntimeView;
-    /// The bundle's `config.json` of a container, to tell whether an engine still has it.
-    fn bundle_exists(&self, bundle: &std::path::Path) -> bool {
-        bundle.join("config.json").exists()
-    }
-}
+use crate::real_runtime::{RuntimeProbe, RuntimeView};
 
 /// The verdict on one user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +49,7 @@ pub struct World<'a> {
     pub start_time: &'a dyn Fn(i32) -> Option<u64>,
     /// The container record of a key.
     pub record: &'a dyn Fn(&str) -> Option<ContainerRecord>,
-    pub probe: Option<&'a dyn ContainerProbe>,
+    pub probe: Option<&'a dyn RuntimeProbe>,
 }
 
 impl World<'_> {
@@ -467,7 +439,8 @@ impl Store {
         };
         for record in self.containers()? {
             let key = record.key();
-            if held.contains(&key) || probe.bundle_exists(&record.bundle) {
+            // A bundle's config.json: an engine still has the container.
+            if held.contains(&key) || record.bundle.join("config.json").exists() {
                 continue;
             }
             // A half-created state is no container either: its users were judged gone, so
@@ -499,7 +472,10 @@ mod tests {
     use std::sync::Mutex;
 
     struct Probe(Mutex<HashMap<String, RuntimeView>>);
-    impl ContainerProbe for Probe {
+    impl RuntimeProbe for Probe {
+        fn bundle_of(&self, _id: &str, _root: Option<&str>) -> Option<std::path::PathBuf> {
+            None
+        }
         fn state(&self, id: &str, _root: Option<&str>) -> RuntimeView {
             self.0
                 .lock()
@@ -554,7 +530,7 @@ mod tests {
             boot_id: "boot",
             start_time: &procs,
             record: &rec,
-            probe: view.is_some().then_some(&probe as &dyn ContainerProbe),
+            probe: view.is_some().then_some(&probe as &dyn RuntimeProbe),
         };
         judge(u, &world)
     }

@@ -14,7 +14,7 @@ use crate::process::ProcessId;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRecord {
-    /// The container's key (`ID.HASH`, see [`super::container_key`]).
+    /// The container's key (`ID.HASH`, see [`crate::container_id::container_key`]).
     pub container: String,
     /// `/proc/sys/kernel/random/boot_id` when the volume was taken.
     #[serde(default)]

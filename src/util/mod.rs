@@ -1,6 +1,6 @@
 //! Small helpers shared by the store and the spec writer.
 
-mod tree;
+pub(crate) mod tree;
 pub use tree::{empty_dir, remove_tree};
 
 use std::ffi::OsStr;
@@ -48,7 +48,7 @@ pub(crate) fn replace_file(
 /// `.ocivol-PID-START-XXXXXX`, PID and START the writing process (its pid and start time, see
 /// [`crate::process`]), so that one a writer left behind (it was killed before the rename) is
 /// told from one being written: see [`stale_temp`]. No record's name has this form: a record is
-/// named by a container key (`ID.HASH`, see [`crate::store::container_key`]) or a volume, pod or
+/// named by a container key (`ID.HASH`, see [`crate::container_id::container_key`]) or a volume, pod or
 /// container name, and none of those begins with `.ocivol-` and has no further `.`.
 pub const TEMP_PREFIX: &str = ".ocivol-";
 

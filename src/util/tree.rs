@@ -1,4 +1,6 @@
-//! Removing a directory tree that a container filled, with a bounded number of open fds.
+//! Walking a directory tree that a container filled, with a bounded number of open fds: removing
+//! it here, copying an image's directory into a new volume in [`crate::copyup`], which walks the
+//! same way with the pieces below ([`open_dir`], [`id_of`], [`for_each_entry`], [`climb`]).
 //!
 //! std's `remove_dir_all` keeps one fd open per level of the tree, so a container that makes a
 //! tree deeper than the fd limit (`mkdir n && mv t n/t && mv n t` in a loop) made a volume
@@ -77,7 +79,8 @@ fn with_path(e: Errno, path: &Path) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
-fn open_dir<Fd: AsFd>(parent: Fd, name: &OsStr) -> nix::Result<OwnedFd> {
+/// Opens directory `name` of `parent` for reading, never through a symlink.
+pub(crate) fn open_dir<Fd: AsFd>(parent: Fd, name: &OsStr) -> nix::Result<OwnedFd> {
     openat(
         parent,
         name,
@@ -95,9 +98,42 @@ struct Frame {
     scanned: bool,
 }
 
-fn id_of(fd: &OwnedFd) -> io::Result<(u64, u64)> {
+/// The identity of an open file: (device, inode).
+pub(crate) fn id_of(fd: impl AsFd) -> io::Result<(u64, u64)> {
     let st = fstat(fd)?;
     Ok((st.st_dev, st.st_ino))
+}
+
+/// Calls `each` with every entry of the open directory `dir` but `.` and `..`: its name and,
+/// when the filesystem says, its type. The listing is read once, through an fd of its own that
+/// is closed when it is done.
+pub(crate) fn for_each_entry(
+    dir: &OwnedFd,
+    mut each: impl FnMut(&OsStr, Option<Type>) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut listing = Dir::openat(
+        dir,
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    for entry in listing.iter() {
+        let entry = entry?;
+        let name = OsStr::from_bytes(entry.file_name().to_bytes());
+        if name == "." || name == ".." {
+            continue;
+        }
+        each(name, entry.file_type())?;
+    }
+    Ok(())
+}
+
+/// Goes up from the open directory `dir` to its parent, which must be the directory the walk
+/// came down from (`came_from`: its [`id_of`]); `None` if it is not, as when the tree was moved
+/// during the walk, which must then not be led out of it.
+pub(crate) fn climb(dir: &OwnedFd, came_from: (u64, u64)) -> io::Result<Option<OwnedFd>> {
+    let up = open_dir(dir, OsStr::new(".."))?;
+    Ok((id_of(&up)? == came_from).then_some(up))
 }
 
 /// Removes everything inside the open directory `dir`.
@@ -134,14 +170,9 @@ fn empty(dir: OwnedFd) -> io::Result<()> {
             return Ok(());
         }
         let done = stack.pop().expect("more than one frame");
-        let up = open_dir(&cur, OsStr::new(".."))?;
         let parent = stack.last_mut().expect("a parent frame");
-        if id_of(&up)? != parent.id {
-            return Err(io::Error::other(
-                "the tree was moved while it was being removed",
-            ));
-        }
-        cur = up;
+        cur = climb(&cur, parent.id)?
+            .ok_or_else(|| io::Error::other("the tree was moved while it was being removed"))?;
         match unlinkat(&cur, done.name.as_os_str(), UnlinkatFlags::RemoveDir) {
             Ok(()) | Err(Errno::ENOENT) => {}
             // Something was added meanwhile: visit it again.
@@ -153,23 +184,12 @@ fn empty(dir: OwnedFd) -> io::Result<()> {
 
 /// Reads `dir` once: removes its files and empty subdirectories, and lists the others.
 fn scan(dir: &OwnedFd, pending: &mut Vec<OsString>) -> io::Result<()> {
-    let mut listing = Dir::openat(
-        dir,
-        ".",
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    for entry in listing.iter() {
-        let entry = entry?;
-        let name = OsStr::from_bytes(entry.file_name().to_bytes());
-        if name == "." || name == ".." {
-            continue;
-        }
-        let is_dir = match entry.file_type() {
+    for_each_entry(dir, |name, file_type| {
+        let is_dir = match file_type {
             Some(t) => t == Type::Directory,
             None => match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
                 Ok(st) => st.st_mode & libc::S_IFMT == libc::S_IFDIR,
-                Err(Errno::ENOENT) => continue,
+                Err(Errno::ENOENT) => return Ok(()),
                 Err(e) => return Err(e.into()),
             },
         };
@@ -183,8 +203,8 @@ fn scan(dir: &OwnedFd, pending: &mut Vec<OsString>) -> io::Result<()> {
             Err(Errno::ENOTEMPTY) | Err(Errno::EEXIST) if is_dir => pending.push(name.to_owned()),
             Err(e) => return Err(e.into()),
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 pub mod containerd;
 pub mod cri;
+pub mod fake_runtime;
 pub mod pod;
 pub mod releases;
 
@@ -560,19 +561,25 @@ pub fn tree_snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// `ocivol --config CONFIG --root ROOT --run-root RUN_ROOT`, stdin closed.
+pub fn ocivol_at(config: &Path, root: &Path, run_root: &Path) -> Command {
+    let mut c = Command::new(OCIVOL);
+    c.arg("--config")
+        .arg(config)
+        .arg("--root")
+        .arg(root)
+        .arg("--run-root")
+        .arg(run_root)
+        .stdin(Stdio::null());
+    c
+}
+
 /// The operator's commands, against this test's state and config.
 impl Env {
     /// `ocivol --config … --root … --run-root … ARGS…`
     pub fn ocivol_cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(OCIVOL);
-        c.arg("--config")
-            .arg(&self.config)
-            .arg("--root")
-            .arg(&self.root)
-            .arg("--run-root")
-            .arg(&self.run_root)
-            .args(args)
-            .stdin(Stdio::null());
+        let mut c = ocivol_at(&self.config, &self.root, &self.run_root);
+        c.args(args);
         c
     }
 
@@ -598,7 +605,7 @@ impl Env {
 
     /// The key of a container created under this test's runc root.
     pub fn key(&self, id: &str) -> String {
-        ocivol::store::container_key(id, self.runc_root.to_str())
+        ocivol::container_id::container_key(id, self.runc_root.to_str())
     }
 
     /// The path of a volume's user record of a container.

@@ -8,6 +8,7 @@
 //! one for the store's reconciliation; [`crash`] injects crashes in tests.
 
 pub mod annotations;
+pub mod archive;
 pub mod commands;
 pub mod config;
 pub mod copyup;

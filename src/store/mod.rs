@@ -38,6 +38,7 @@
 
 mod admin;
 mod containers;
+mod data;
 mod diff;
 mod listing;
 mod lock;
@@ -904,9 +905,14 @@ const NEW_ROOT: Ownership = Ownership {
 
 /// The owner and mode of an open directory (a base's root), from fstat of its fd: never by name.
 fn root_of(dir: &Pin) -> Result<Ownership> {
-    let st = nix::sys::stat::fstat(dir.fd())
+    root_of_fd(dir.fd(), dir.path())
+}
+
+/// [`root_of`] for any open directory (`path` for messages).
+fn root_of_fd(fd: std::os::fd::BorrowedFd, path: &Path) -> Result<Ownership> {
+    let st = nix::sys::stat::fstat(fd)
         .map_err(io::Error::from)
-        .ctx(|| format!("stat {}", dir.path().display()))?;
+        .ctx(|| format!("stat {}", path.display()))?;
     Ok(Ownership {
         uid: Some(st.st_uid),
         gid: Some(st.st_gid),

@@ -141,6 +141,7 @@ fn write_records(paths: &StatePaths, n: usize) {
                 options: vec!["rw".into()],
                 volume: Some(format!("vol-{}", i % 50)),
                 engine: false,
+                subpath: None,
             }],
             volumes_from: Vec::new(),
             boot_id: String::new(),

@@ -22,6 +22,8 @@ pub enum Planned {
         owner: Ownership,
         /// Not filled from the image if this creates it.
         nocopy: bool,
+        /// `subpath=`: the directory of the volume that is mounted.
+        subpath: Option<PathBuf>,
     },
     /// A host path, open.
     Bind { source: Pin },
@@ -76,6 +78,7 @@ fn plan_one(spec: &VolumeSpec, key: &str, guard: &Guard) -> Result<PlannedMount,
                 volatile: spec.volatile,
                 owner: spec.owner,
                 nocopy: spec.nocopy,
+                subpath: spec.subpath.clone(),
             }
         }
     };

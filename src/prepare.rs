@@ -228,6 +228,16 @@ fn image_dir<'a>(
     })
 }
 
+/// The directory of a volume that `subpath=` names (the volume's root without one).
+fn in_volume(root: Pin, subpath: Option<&Path>) -> std::io::Result<Pin> {
+    match subpath {
+        None => Ok(root),
+        Some(rel) => root
+            .subdir(rel)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("subpath {}: {e}", rel.display()))),
+    }
+}
+
 /// Takes the container's own volumes and joins the copied ones, filling `record` (and `pins`,
 /// the open source of each mount) as it goes so that a failure part-way knows what to give
 /// back; then saves the record.
@@ -252,6 +262,7 @@ fn take(
                 volatile,
                 owner,
                 nocopy,
+                subpath,
             } => {
                 // A name means the volume of the container's scope, or a shared one (see
                 // Store::acquire); an anonymous volume records the scope for `volume ls`.
@@ -282,9 +293,15 @@ fn take(
                     )
                     .map_err(|e| refuse(e.to_string()))?;
                 record.volumes.push(got.name.clone());
-                let pin = Pin::own(&got.source).map_err(|e| refuse(e.to_string()))?;
+                let pin = Pin::own(&got.source)
+                    .and_then(|p| in_volume(p, subpath.as_deref()))
+                    .map_err(|e| refuse(e.to_string()))?;
                 (pin, Some(got.name), m.flags.union(got.force))
             }
+        };
+        let subpath = match &m.what {
+            Planned::Volume { subpath, .. } => subpath.clone(),
+            Planned::Bind { .. } => None,
         };
         record.mounts.push(RecordedMount {
             destination: m.destination.clone(),
@@ -292,6 +309,7 @@ fn take(
             options: flags.oci_options(),
             volume,
             engine: false,
+            subpath,
         });
         pins.push(pin);
     }
@@ -326,7 +344,10 @@ fn take(
             {
                 Some(got) => {
                     record.volumes.push(got.name.clone());
-                    let pin = Pin::own(&got.source).map_err(|e| refuse(e.to_string()))?;
+                    // The source's subpath= is resolved again, inside the volume as it is now.
+                    let pin = Pin::own(&got.source)
+                        .and_then(|p| in_volume(p, m.subpath.as_deref()))
+                        .map_err(|e| refuse(e.to_string()))?;
                     (pin, Some(got.name), m.flags.union(got.force))
                 }
                 None => {
@@ -346,6 +367,7 @@ fn take(
             options: flags.oci_options(),
             volume,
             engine: m.engine,
+            subpath: m.subpath.clone(),
         });
         pins.push(pin);
     }

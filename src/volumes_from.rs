@@ -136,6 +136,8 @@ pub struct SourceMount {
     pub engine: bool,
     /// The volumes-from key that brought it, for errors.
     pub annotation: String,
+    /// `subpath=`: the directory of `volume` the source mounted.
+    pub subpath: Option<PathBuf>,
 }
 
 /// Destinations the engines manage themselves; volumes-from never copies them (DESIGN.md).
@@ -160,6 +162,7 @@ pub fn from_record(rec: &ContainerRecord) -> Vec<SourceMount> {
             volume: m.volume.clone(),
             engine: m.engine,
             annotation: VOLUMES_FROM.to_string(),
+            subpath: m.subpath.clone(),
         })
         .collect()
 }
@@ -188,6 +191,7 @@ pub fn from_spec(
                 source,
                 flags: flags_of(m.options().as_deref().unwrap_or_default()),
                 annotation: VOLUMES_FROM.to_string(),
+                subpath: None,
             })
         })
         .collect()
@@ -539,6 +543,7 @@ mod tests {
             volume: volume.map(str::to_string),
             engine: false,
             annotation: VOLUMES_FROM.into(),
+            subpath: None,
         }
     }
 

@@ -136,6 +136,13 @@ pub struct CreateArgs {
     /// option mode=.
     #[arg(long, value_name = "OCTAL", value_parser = annotations::parse_mode)]
     pub mode: Option<u32>,
+    /// Limit its data (a copy-on-write volume: its changes) to this size (10g, 512m, bytes),
+    /// with a project quota; as the annotation option size=.
+    #[arg(long, value_name = "SIZE", value_parser = crate::store::quota::parse_size)]
+    pub size: Option<u64>,
+    /// Limit its number of files and directories, with a project quota; as inodes=.
+    #[arg(long, value_name = "N")]
+    pub inodes: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -290,6 +297,13 @@ fn create(ctx: &crate::config::Context, a: CreateArgs) -> anyhow::Result<i32> {
         gid: a.gid,
         mode: a.mode,
     };
+    if a.size.is_some() || a.inodes.is_some() {
+        def.quota = Some(crate::store::quota::Quota {
+            size: a.size,
+            inodes: a.inodes,
+            project: crate::store::quota::project_of(&def.name),
+        });
+    }
     store(ctx).create_volume(&def, base.as_ref())?;
     println!("{name}");
     Ok(0)
@@ -375,7 +389,15 @@ fn ls(ctx: &crate::config::Context, a: LsArgs) -> anyhow::Result<i32> {
                             .as_ref()
                             .map_or("-".to_string(), |b| b.display().to_string()),
                         v.users.len().to_string(),
-                        human_size(v.size),
+                        match v
+                            .quota
+                            .and_then(|q| q.size_limit.map(|l| (q.used_bytes, l)))
+                        {
+                            Some((used, limit)) => {
+                                format!("{}/{}", human_size(used), human_size(limit))
+                            }
+                            None => human_size(v.size),
+                        },
                     ]
                 })
                 .collect();

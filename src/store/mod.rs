@@ -43,6 +43,7 @@ mod diff;
 mod listing;
 mod lock;
 mod names;
+pub mod quota;
 mod reconcile;
 mod users;
 mod volume;
@@ -660,6 +661,7 @@ impl Store {
                     make_dir(&self.work_dir(&def.name))?;
                 }
             }
+            self.apply_quota(def)?;
             def.save(&dir)
         })();
         if made.is_err() {

@@ -96,6 +96,9 @@ pub struct VolumeDef {
     /// definition made before these options.
     #[serde(flatten)]
     pub owner: Ownership,
+    /// `size=`, `inodes=`: project-quota limits on its data or changes (see `quota.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<super::quota::Quota>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +121,7 @@ impl VolumeDef {
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
             owner: Ownership::default(),
+            quota: None,
         }
     }
 

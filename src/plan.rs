@@ -24,6 +24,8 @@ pub enum Planned {
         nocopy: bool,
         /// `subpath=`: the directory of the volume that is mounted.
         subpath: Option<PathBuf>,
+        /// `size=`, `inodes=`: limits of the volume if this creates it.
+        limits: annotations::Limits,
     },
     /// A host path, open.
     Bind { source: Pin },
@@ -79,6 +81,7 @@ fn plan_one(spec: &VolumeSpec, key: &str, guard: &Guard) -> Result<PlannedMount,
                 owner: spec.owner,
                 nocopy: spec.nocopy,
                 subpath: spec.subpath.clone(),
+                limits: spec.limits,
             }
         }
     };

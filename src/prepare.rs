@@ -263,6 +263,7 @@ fn take(
                 owner,
                 nocopy,
                 subpath,
+                limits,
             } => {
                 // A name means the volume of the container's scope, or a shared one (see
                 // Store::acquire); an anonymous volume records the scope for `volume ls`.
@@ -275,6 +276,7 @@ fn take(
                         .as_ref()
                         .is_some_and(|n| policy.shared_volumes.contains(n)),
                     owner: *owner,
+                    limits: *limits,
                 };
                 let refuse = |e: String| AnnotationError::new(&m.annotation, &m.entry, e);
                 let image = image_dir(

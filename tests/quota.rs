@@ -94,8 +94,12 @@ fn writing_past_a_size_limit_fails_inside_the_container_and_the_volume_stays_usa
     assert_eq!(inspect[0]["quota"]["size_limit"], 1 << 20);
     assert_eq!(inspect[0]["quota"]["inodes_limit"], 50);
 
-    for (i, name) in ["small", "cowq"].iter().enumerate() {
-        let spec = format!("{name}:/data");
+    for (i, name) in ["small", "cowq", "byannotation"].iter().enumerate() {
+        let spec = if *name == "byannotation" {
+            format!("{name}:/data:size=1m")
+        } else {
+            format!("{name}:/data")
+        };
         let script = "cat /dev/zero > /data/big; echo status=$?; rm /data/big; \
                       echo again > /data/small && cat /data/small";
         let id = format!("ocivol-quota-{i}");
@@ -153,4 +157,21 @@ fn a_limit_on_a_filesystem_without_project_quotas_is_refused_naming_it() {
         "{err}"
     );
     assert_eq!(env.ocivol_ok(&["volume", "ls", "-q"]), "");
+
+    // Asked for by an annotation: the container's creation fails with the same reason.
+    let bundle = env.bundle("q", &["true"], &[(VOLUMES, "auto:/data:size=1m")]);
+    let out = env.runtime(&[
+        "run",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "ocivol-quota-a",
+    ]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("auto:/data:size=1m") && err.contains("need project quotas"),
+        "{err}"
+    );
+    assert_eq!(env.ocivol_ok(&["volume", "ls", "-q"]), "");
+    assert!(env.mounts_here().is_empty());
 }

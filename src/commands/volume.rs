@@ -297,13 +297,11 @@ fn create(ctx: &crate::config::Context, a: CreateArgs) -> anyhow::Result<i32> {
         gid: a.gid,
         mode: a.mode,
     };
-    if a.size.is_some() || a.inodes.is_some() {
-        def.quota = Some(crate::store::quota::Quota {
-            size: a.size,
-            inodes: a.inodes,
-            project: crate::store::quota::project_of(&def.name),
-        });
-    }
+    let limits = annotations::Limits {
+        size: a.size,
+        inodes: a.inodes,
+    };
+    def.quota = crate::store::quota::Quota::of(&limits, &def.name);
     store(ctx).create_volume(&def, base.as_ref())?;
     println!("{name}");
     Ok(0)

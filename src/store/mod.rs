@@ -135,6 +135,9 @@ pub struct VolumeRequest {
     /// `uid=`, `gid=`, `mode=`: the root of a volume this request creates; a volume that exists
     /// must have been created with the same.
     pub owner: Ownership,
+    /// `size=`, `inodes=`: the limits of a volume this request creates (see [`quota`]); a
+    /// volume that exists must have been created with the same.
+    pub limits: crate::annotations::Limits,
 }
 
 /// What fills a new plain volume before anyone uses it (Docker's copy-up, [`crate::copyup`]):
@@ -159,6 +162,7 @@ impl VolumeRequest {
             scope: None,
             create_shared: true,
             owner: Ownership::default(),
+            limits: Default::default(),
         }
     }
 }
@@ -439,6 +443,7 @@ impl Store {
                 let mut def = VolumeDef::new(&storage, base, req.volatile, anonymous);
                 def.scope = target.scope.clone();
                 def.owner = req.owner;
+                def.quota = quota::Quota::of(&req.limits, &storage);
                 self.create(&def, req.base.as_ref(), fill)?;
                 (def, true)
             }
@@ -1291,6 +1296,7 @@ mod tests {
             scope: Some(scope.into()),
             create_shared,
             owner: Ownership::default(),
+            limits: Default::default(),
         }
     }
 

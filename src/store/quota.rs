@@ -60,6 +60,17 @@ pub struct Quota {
     pub project: u32,
 }
 
+impl Quota {
+    /// The quota of a new volume stored as `storage` with `limits` (`None`: no limits).
+    pub fn of(limits: &crate::annotations::Limits, storage: &str) -> Option<Quota> {
+        (!limits.is_empty()).then(|| Quota {
+            size: limits.size,
+            inodes: limits.inodes,
+            project: project_of(storage),
+        })
+    }
+}
+
 /// What a volume uses of its limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct QuotaUse {

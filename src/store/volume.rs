@@ -150,6 +150,19 @@ impl VolumeDef {
 
     /// Whether a request can use this volume as it is; the error says what contradicts it.
     pub fn check_request(&self, req: &VolumeRequest) -> std::result::Result<(), String> {
+        let have = self.quota.map(|q| (q.size, q.inodes)).unwrap_or_default();
+        for (key, have, want) in [
+            ("size", have.0, req.limits.size),
+            ("inodes", have.1, req.limits.inodes),
+        ] {
+            if want.is_some() && want != have {
+                return Err(format!(
+                    "it was created with {}, not {key}={}; an existing volume's limits are not changed: use another name or drop {key}=",
+                    have.map_or(format!("no {key}="), |h| format!("{key}={h}")),
+                    want.unwrap_or_default()
+                ));
+            }
+        }
         self.check_use(
             req.base.as_ref().map(|b| b.path()),
             req.volatile,

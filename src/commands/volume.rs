@@ -28,7 +28,8 @@ pub enum VolumeCommand {
         ocivol volume create --scope containerd/k8s.io,k8s:team-a cache\n  \
         ocivol volume create --scope any dataset --base /srv/datasets/v3 --label team=ml\n  \
         ocivol volume create --scope root:/run/runc scratch --base /srv/template --volatile\n  \
-        ocivol volume create --scope any pgdata --uid 999 --gid 999 --mode 0700")]
+        ocivol volume create --scope any pgdata --uid 999 --gid 999 --mode 0700\n  \
+        ocivol volume create --scope any scratch --size 10g --inodes 100000   # project quota")]
     Create(CreateArgs),
     /// List volumes: name, scope, kind, base, users and the size of their data or changes.
     #[command(

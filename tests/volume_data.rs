@@ -761,3 +761,42 @@ fn a_hostile_archive_never_writes_outside_the_volume_and_changes_nothing() {
     );
     assert_eq!(text(&env.ocivol(&["volume", "ls", "-q"]).stdout), "v\n");
 }
+
+#[test]
+fn export_and_import_keep_a_bounded_number_of_fds_at_any_depth() {
+    let Some(env) = Env::new("export_and_import_keep_a_bounded_number_of_fds_at_any_depth") else {
+        return;
+    };
+    env.ocivol_ok(&["volume", "create", "--scope", "any", "deep"]);
+    env.ocivol_ok(&["volume", "create", "--scope", "any", "deep2"]);
+    let data = env.volume_dir("deep").join("data");
+    // 1500 levels: far more than the 32 fds the commands get below.
+    let rel: PathBuf = std::iter::repeat_n("d", 1500).collect();
+    fs::create_dir_all(data.join(&rel)).unwrap();
+    fs::write(data.join(&rel).join("leaf"), "bottom").unwrap();
+    let tar = env.dir.path().join("deep.tar");
+    let sh = |args: &str| {
+        let cmd = env.ocivol_cmd(&[]);
+        let prefix: Vec<String> = cmd
+            .get_args()
+            .map(|a| format!("'{}'", a.to_string_lossy()))
+            .collect();
+        let script = format!(
+            "ulimit -n 32 && exec '{}' {} {args}",
+            cmd.get_program().to_string_lossy(),
+            prefix.join(" ")
+        );
+        let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+        ok(&out, args)
+    };
+    sh(&format!("volume export deep -o '{}'", tar.display()));
+    assert_eq!(
+        sh(&format!("volume import deep2 '{}'", tar.display())),
+        "deep2\n"
+    );
+    let copy = env.volume_dir("deep2").join("data");
+    assert_eq!(
+        fs::read_to_string(copy.join(&rel).join("leaf")).unwrap(),
+        "bottom"
+    );
+}

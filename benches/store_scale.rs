@@ -154,6 +154,7 @@ fn write_records(paths: &StatePaths, n: usize) {
                 flags: Default::default(),
                 volume: Some(format!("vol-{}", i % 50)),
                 engine: false,
+                subpath: None,
             }],
             volumes_from: Vec::new(),
             boot_id: String::new(),

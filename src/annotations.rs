@@ -127,6 +127,21 @@ pub enum Source {
     HostPath(PathBuf),
 }
 
+/// `size=`, `inodes=`: limits on a new volume's data or changes (project quotas, see
+/// `store/quota.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Limits {
+    /// Bytes.
+    pub size: Option<u64>,
+    pub inodes: Option<u64>,
+}
+
+impl Limits {
+    pub fn is_empty(&self) -> bool {
+        self.size.is_none() && self.inodes.is_none()
+    }
+}
+
 /// One parsed entry of `io.ocivol.volumes`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeSpec {
@@ -143,6 +158,11 @@ pub struct VolumeSpec {
     pub nocopy: bool,
     /// `uid=`, `gid=`, `mode=`: a new volume's root.
     pub owner: Ownership,
+    /// `subpath=DIR`: mount this directory of the volume (relative, no `..`), resolved inside
+    /// the volume with no symlink on its way, made if missing (Docker's `volume-subpath`).
+    pub subpath: Option<PathBuf>,
+    /// `size=`, `inodes=`: a new volume's limits.
+    pub limits: Limits,
 }
 
 impl fmt::Display for VolumeSpec {
@@ -165,6 +185,15 @@ impl fmt::Display for VolumeSpec {
             opts.push("nocopy".to_string());
         }
         opts.extend(self.owner.options());
+        if let Some(s) = &self.subpath {
+            opts.push(format!("subpath={}", s.display()));
+        }
+        if let Some(n) = self.limits.size {
+            opts.push(format!("size={n}"));
+        }
+        if let Some(n) = self.limits.inodes {
+            opts.push(format!("inodes={n}"));
+        }
         if !opts.is_empty() {
             write!(f, ":{}", opts.join(","))?;
         }
@@ -380,6 +409,8 @@ fn parse_entry(entry: &str) -> Result<VolumeSpec, String> {
         volatile: false,
         nocopy: false,
         owner: Ownership::default(),
+        subpath: None,
+        limits: Limits::default(),
     };
     if let Some(options) = options {
         apply_options(&mut spec, options)?;
@@ -406,6 +437,28 @@ fn apply_options(spec: &mut VolumeSpec, options: &str) -> Result<(), String> {
                     }
                     spec.base = Some(check_host_path("base", dir)?);
                 }
+                Some(("size", value)) => {
+                    let n = crate::store::quota::parse_size(value)?;
+                    if spec.limits.size.replace(n).is_some() {
+                        return Err("size= is given twice".into());
+                    }
+                }
+                Some(("inodes", value)) => {
+                    let n: u64 = value
+                        .parse()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| format!("inodes {value:?} is not a positive number"))?;
+                    if spec.limits.inodes.replace(n).is_some() {
+                        return Err("inodes= is given twice".into());
+                    }
+                }
+                Some(("subpath", dir)) => {
+                    if spec.subpath.is_some() {
+                        return Err("subpath= is given twice".into());
+                    }
+                    spec.subpath = Some(check_subpath(dir)?);
+                }
                 Some((key @ ("uid" | "gid" | "mode"), value)) => {
                     let (slot, value) = match key {
                         "uid" => (&mut spec.owner.uid, parse_id(key, value)?),
@@ -418,7 +471,7 @@ fn apply_options(spec: &mut VolumeSpec, options: &str) -> Result<(), String> {
                 }
                 _ => {
                     return Err(format!(
-                        "unknown option {opt:?}; the options are ro, rw, nosuid, nodev, noexec, base=HOSTDIR, volatile, nocopy, uid=N, gid=N, mode=OCTAL"
+                        "unknown option {opt:?}; the options are ro, rw, nosuid, nodev, noexec, base=HOSTDIR, volatile, nocopy, uid=N, gid=N, mode=OCTAL, subpath=DIR, size=BYTES, inodes=N"
                     ));
                 }
             },
@@ -448,8 +501,55 @@ fn apply_options(spec: &mut VolumeSpec, options: &str) -> Result<(), String> {
                 "nocopy applies to a new volume; a bind of a host path is never filled".into(),
             );
         }
+        if !spec.limits.is_empty() {
+            return Err(
+                "size= and inodes= limit a volume; a bind of a host path is not ocivol's to limit"
+                    .into(),
+            );
+        }
+        if spec.subpath.is_some() {
+            return Err(
+                "subpath= picks a directory of a volume; for a host path, bind that directory itself"
+                    .into(),
+            );
+        }
     }
     Ok(())
+}
+
+/// A `subpath=` directory: relative to the volume's root, normalised (no empty, `.` or `..`
+/// component), at most 4096 bytes.
+pub fn check_subpath(dir: &str) -> Result<PathBuf, String> {
+    if dir.starts_with('/') {
+        return Err(format!(
+            "subpath {dir:?} is absolute; it is a directory inside the volume, relative to its root (subpath=a/b)"
+        ));
+    }
+    if dir.len() > 4096 {
+        return Err(format!(
+            "subpath is {} bytes long; at most 4096 are allowed",
+            dir.len()
+        ));
+    }
+    let mut out = PathBuf::new();
+    for c in dir.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                return Err(format!(
+                    "subpath {dir:?} has a `..` component; it must stay inside the volume"
+                ));
+            }
+            c if c.contains('\0') => return Err("subpath contains a NUL byte".into()),
+            c => out.push(c),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        return Err(format!(
+            "subpath {dir:?} names the volume's root; leave subpath= out to mount the whole volume"
+        ));
+    }
+    Ok(out)
 }
 
 /// A volume name as DESIGN.md defines it: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 128 bytes.
@@ -802,6 +902,37 @@ mod tests {
                 },
                 "{text}"
             );
+        }
+    }
+
+    #[test]
+    fn subpath_is_relative_normalised_and_only_for_volumes() {
+        let s = one("v:/d:subpath=./a//b/");
+        assert_eq!(s.subpath.as_deref(), Some(Path::new("a/b")));
+        assert_eq!(s.to_string(), "v:/d:subpath=a/b");
+        assert_eq!(one("/d:subpath=x").subpath.as_deref(), Some(Path::new("x")));
+        let q = one("v:/d:size=10m,inodes=100");
+        assert_eq!(
+            (q.limits.size, q.limits.inodes),
+            (Some(10 << 20), Some(100))
+        );
+        assert_eq!(q.to_string(), "v:/d:size=10485760,inodes=100");
+        for (text, why) in [
+            ("v:/d:subpath=/etc", "is absolute"),
+            ("v:/d:subpath=a/../../b", "has a `..` component"),
+            ("v:/d:subpath=.", "names the volume's root"),
+            ("v:/d:subpath=a,subpath=b", "subpath= is given twice"),
+            ("/h:/d:subpath=a", "bind that directory itself"),
+            (
+                "/h:/d:size=1m",
+                "a bind of a host path is not ocivol's to limit",
+            ),
+            ("v:/d:size=0", "size=0 would forbid every write"),
+            ("v:/d:inodes=-1", "not a positive number"),
+            ("v:/d:size=1m,size=2m", "size= is given twice"),
+        ] {
+            let e = parse_volumes(text, 10).unwrap_err().to_string();
+            assert!(e.contains(why), "{text}: {e}");
         }
     }
 

@@ -52,6 +52,9 @@ use crate::util::tree::{climb, for_each_entry, id_of, open_dir};
 /// further link is copied as a file of its own.
 const MAX_LINKS: usize = 65_536;
 
+/// ioctl FICLONE (linux/fs.h, `_IOW(0x94, 9, int)`): a reflink of a whole file.
+const FICLONE: libc::c_ulong = 0x4004_9409;
+
 /// The image's directory at a volume's destination: what fills the volume if this use creates it.
 #[derive(Debug, Clone, Copy)]
 pub struct ImageDir<'a> {
@@ -85,7 +88,15 @@ impl ImageDir<'_> {
             return Ok(());
         }
         let from = self.destination.display().to_string();
-        copy_tree(src, dst, self.ids).map_err(|e| {
+        copy_tree(
+            src,
+            dst,
+            Opts {
+                ids: self.ids,
+                upper: false,
+            },
+        )
+        .map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("copy {from} from the image into the new volume: {e}"),
@@ -170,11 +181,31 @@ struct Frame {
 #[derive(Default)]
 struct Links(HashMap<(u64, u64), PathBuf>);
 
+/// How a tree is copied.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Opts<'a> {
+    /// See [`ImageDir::ids`].
+    pub ids: Option<&'a Mappings>,
+    /// The tree is an overlay's upper directory, copied as one (a clone of a copy-on-write
+    /// volume's changes): its whiteouts (0:0 character devices) and the overlay's opaque and
+    /// redirect attributes are copied too, which a copy of content never carries.
+    pub upper: bool,
+}
+
+/// Copies the content of the open directory `src` into the empty directory `dst` (both opened
+/// O_RDONLY | O_DIRECTORY, `dst` of ocivol's own), as copy-up does: owners, modes, extended
+/// attributes, times, hard links and holes, never following a symlink, with bounded fds. Data
+/// is cloned (FICLONE, a reflink) where both are on one filesystem that can.
+pub(crate) fn copy_dir(src: OwnedFd, dst: OwnedFd, opts: Opts<'_>) -> io::Result<()> {
+    copy_tree(src, dst, opts)
+}
+
 /// Copies what is in `src_root` into the empty `dst_root`, and its owner, mode, attributes and
 /// times onto `dst_root`.
-fn copy_tree(src_root: OwnedFd, dst_root: OwnedFd, ids: Option<&Mappings>) -> io::Result<()> {
+fn copy_tree(src_root: OwnedFd, dst_root: OwnedFd, opts: Opts<'_>) -> io::Result<()> {
+    let ids = opts.ids;
     let st = owned_as(ids, fstat(&src_root)?);
-    copy_meta(&src_root, &dst_root, &st)?;
+    copy_meta(&src_root, &dst_root, &st, opts.upper)?;
     let mut stack = vec![Frame {
         src_id: (st.st_dev, st.st_ino),
         dst_id: id_of(&dst_root)?,
@@ -196,13 +227,13 @@ fn copy_tree(src_root: OwnedFd, dst_root: OwnedFd, ids: Option<&Mappings>) -> io
                 &rel,
                 &mut top.pending,
                 &mut links,
-                ids,
+                opts,
             )?;
             top.scanned = true;
         }
         if let Some(child) = top.pending.pop() {
             if let Some((s, d, frame)) =
-                enter(&src, &dst, &child, ids).map_err(|e| in_dir(e, &rel.join(&child)))?
+                enter(&src, &dst, &child, opts).map_err(|e| in_dir(e, &rel.join(&child)))?
             {
                 rel.push(&child);
                 stack.push(frame);
@@ -238,8 +269,9 @@ fn scan(
     rel: &Path,
     pending: &mut Vec<OsString>,
     links: &mut Links,
-    ids: Option<&Mappings>,
+    opts: Opts<'_>,
 ) -> io::Result<()> {
+    let ids = opts.ids;
     for_each_entry(src, |name, _| {
         let st = match fstatat(src, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) => owned_as(ids, st),
@@ -254,6 +286,7 @@ fn scan(
             SFlag::S_IFREG => copy_file(src, dst, dst_root, name, &st, rel, links),
             SFlag::S_IFLNK => copy_symlink(src, dst, name, &st),
             SFlag::S_IFIFO => copy_fifo(dst, name, &st),
+            SFlag::S_IFCHR if opts.upper && st.st_rdev == 0 => copy_whiteout(dst, name, &st),
             _ => {
                 log::debug!(
                     "copy-up: {} is a device node or a socket; not copied",
@@ -273,8 +306,9 @@ fn enter(
     src: &OwnedFd,
     dst: &OwnedFd,
     name: &OsStr,
-    ids: Option<&Mappings>,
+    opts: Opts<'_>,
 ) -> io::Result<Option<(OwnedFd, OwnedFd, Frame)>> {
+    let ids = opts.ids;
     let how = OpenHow::new()
         .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
         .resolve(
@@ -295,7 +329,7 @@ fn enter(
     let st = owned_as(ids, fstat(&s)?);
     mkdirat(dst, name, Mode::from_bits_truncate(0o700))?;
     let d = open_dir(dst, name)?;
-    copy_meta(&s, &d, &st)?;
+    copy_meta(&s, &d, &st, opts.upper)?;
     let frame = Frame {
         src_id: (st.st_dev, st.st_ino),
         dst_id: id_of(&d)?,
@@ -360,7 +394,8 @@ fn copy_file(
     )?;
     let (from, to) = (File::from(src), File::from(dst));
     copy_data(&from, &to, now.st_size)?;
-    copy_meta(&from, &to, &now)?;
+    // Opaque and redirect attributes are a directory's: a file carries none worth keeping.
+    copy_meta(&from, &to, &now, false)?;
     futimens(&to, &times_of(&now).0, &times_of(&now).1)?;
     if st.st_nlink > 1 && links.0.len() < MAX_LINKS {
         links.0.insert(key, rel.join(name));
@@ -372,6 +407,11 @@ fn copy_file(
 /// (a terabyte of holes costs an image nothing; it must not become a terabyte of the host's
 /// disk).
 fn copy_data(from: &File, to: &File, size: i64) -> io::Result<()> {
+    // SAFETY: two open fds; FICLONE shares the source's extents (holes included) with the
+    // target, or fails and changes nothing.
+    if unsafe { libc::ioctl(to.as_raw_fd(), FICLONE, from.as_raw_fd()) } == 0 {
+        return Ok(());
+    }
     let mut pos = 0;
     while pos < size {
         let start = match lseek(from, pos, Whence::SeekData) {
@@ -469,6 +509,18 @@ fn own_and_time_at(dst_dir: &OwnedFd, name: &OsStr, st: &FileStat) -> io::Result
     Ok(())
 }
 
+/// An overlay whiteout: a 0:0 character device (see [`Opts::upper`]).
+fn copy_whiteout(dst_dir: &OwnedFd, name: &OsStr, st: &FileStat) -> io::Result<()> {
+    mknodat(
+        dst_dir,
+        name,
+        SFlag::S_IFCHR,
+        Mode::from_bits_truncate(st.st_mode & 0o777),
+        0,
+    )?;
+    own_and_time_at(dst_dir, name, st)
+}
+
 fn copy_fifo(dst_dir: &OwnedFd, name: &OsStr, st: &FileStat) -> io::Result<()> {
     mknodat(
         dst_dir,
@@ -499,26 +551,36 @@ fn owned_as(ids: Option<&Mappings>, mut st: FileStat) -> FileStat {
     st
 }
 
-/// Owner, then mode (a chown clears set-id bits), then extended attributes.
-fn copy_meta(src: impl AsFd, dst: impl AsFd, st: &FileStat) -> io::Result<()> {
+/// Owner, then mode (a chown clears set-id bits), then extended attributes (with `upper`, the
+/// overlay's own too: see [`Opts::upper`]).
+fn copy_meta(src: impl AsFd, dst: impl AsFd, st: &FileStat, upper: bool) -> io::Result<()> {
     fchown(
         &dst,
         Some(Uid::from_raw(st.st_uid)),
         Some(Gid::from_raw(st.st_gid)),
     )?;
     fchmod(&dst, Mode::from_bits_truncate(st.st_mode & 0o7777))?;
-    copy_xattrs(src.as_fd(), dst.as_fd())
+    copy_xattrs(src.as_fd(), dst.as_fd(), upper)
 }
 
-/// Whether an extended attribute travels with the content (see the module's header).
-fn copied_xattr(name: &[u8]) -> bool {
-    name.starts_with(b"user.")
+/// The overlay's attributes that a copy of an upper directory keeps (see [`Opts::upper`]).
+const OVERLAY_XATTRS: [&[u8]; 4] = [
+    b"trusted.overlay.opaque",
+    b"trusted.overlay.redirect",
+    b"user.overlay.opaque",
+    b"user.overlay.redirect",
+];
+
+/// Whether an extended attribute travels with the content (see the module's header). The
+/// overlay's own (`user.overlay.*` in its userxattr mode) never do: they are its bookkeeping.
+pub(crate) fn copied_xattr(name: &[u8]) -> bool {
+    (name.starts_with(b"user.") && !name.starts_with(b"user.overlay."))
         || name == b"security.capability"
         || name == b"system.posix_acl_access"
         || name == b"system.posix_acl_default"
 }
 
-fn copy_xattrs(src: BorrowedFd, dst: BorrowedFd) -> io::Result<()> {
+fn copy_xattrs(src: BorrowedFd, dst: BorrowedFd, upper: bool) -> io::Result<()> {
     let names = match xattr_call(|buf, len| {
         // SAFETY: the kernel writes at most len bytes into buf (none when buf is null).
         unsafe { libc::flistxattr(src.as_raw_fd(), buf.cast(), len) }
@@ -528,7 +590,8 @@ fn copy_xattrs(src: BorrowedFd, dst: BorrowedFd) -> io::Result<()> {
         Err(e) => return Err(e),
     };
     for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
-        if !copied_xattr(name) {
+        let kept = copied_xattr(name) || (upper && OVERLAY_XATTRS.contains(&name));
+        if !kept {
             continue;
         }
         let cname = CString::new(name).map_err(io::Error::other)?;
@@ -564,7 +627,7 @@ fn copy_xattrs(src: BorrowedFd, dst: BorrowedFd) -> io::Result<()> {
 }
 
 /// Calls a list/get xattr function twice: for the size, then for the bytes (again if it grew).
-fn xattr_call(call: impl Fn(*mut u8, usize) -> isize) -> io::Result<Vec<u8>> {
+pub(crate) fn xattr_call(call: impl Fn(*mut u8, usize) -> isize) -> io::Result<Vec<u8>> {
     loop {
         let len = call(std::ptr::null_mut(), 0);
         if len < 0 {

@@ -10,6 +10,7 @@
 //! one for the store's reconciliation; [`crash`] injects crashes in tests.
 
 pub mod annotations;
+pub mod archive;
 pub mod commands;
 pub mod config;
 pub mod container_id;

@@ -59,7 +59,7 @@ enum Cmd {
     /// Writes the man pages of ocivol and its commands into DIR (used by `make install`).
     #[command(hide = true)]
     Man { dir: PathBuf },
-    /// Volumes: create, ls, inspect, rm, prune, diff, reset.
+    /// Volumes: create, ls, inspect, rm, prune, diff, reset, export, import, commit, clone.
     #[command(after_help = "Example:\n  ocivol volume ls")]
     Volume(volume::VolumeArgs),
     /// The containers ocivol knows, with scope, status and volumes.

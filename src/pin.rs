@@ -70,6 +70,70 @@ impl Pin {
             .map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", path.display())))
     }
 
+    /// The directory `rel` (relative, normalised: see [`crate::annotations::check_subpath`])
+    /// inside this one, made (0755, root's) where missing. Each component is opened beneath the
+    /// last with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV`: a symlink on the way
+    /// (a tenant's `dir -> /`) is refused, never followed, and no other mount is entered.
+    pub fn subdir(&self, rel: &Path) -> io::Result<Pin> {
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+            .resolve(
+                ResolveFlag::RESOLVE_BENEATH
+                    | ResolveFlag::RESOLVE_NO_SYMLINKS
+                    | ResolveFlag::RESOLVE_NO_MAGICLINKS
+                    | ResolveFlag::RESOLVE_NO_XDEV,
+            );
+        let mut cur = self.fd().try_clone_to_owned()?;
+        let mut walked = PathBuf::new();
+        for c in rel.components() {
+            let std::path::Component::Normal(name) = c else {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "only plain names may be on its way",
+                ));
+            };
+            walked.push(name);
+            let opened = match openat2(&cur, name, how) {
+                Err(Errno::ENOENT) => {
+                    match nix::sys::stat::mkdirat(
+                        &cur,
+                        name,
+                        nix::sys::stat::Mode::from_bits_truncate(0o755),
+                    ) {
+                        Ok(()) | Err(Errno::EEXIST) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    openat2(&cur, name, how)
+                }
+                other => other,
+            };
+            cur = opened.map_err(|e| {
+                let why = match e {
+                    Errno::ELOOP => {
+                        "is a symlink; a subpath is never resolved through one".to_string()
+                    }
+                    Errno::ENOTDIR => {
+                        let link = nix::sys::stat::fstatat(
+                            &cur,
+                            name,
+                            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+                        )
+                        .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK);
+                        if link {
+                            "is a symlink; a subpath is never resolved through one".to_string()
+                        } else {
+                            "is not a directory".to_string()
+                        }
+                    }
+                    Errno::EXDEV => "is another mount".to_string(),
+                    e => io::Error::from(e).to_string(),
+                };
+                io::Error::other(format!("{} {why}", walked.display()))
+            })?;
+        }
+        Pin::from_fd(cur, self.force())
+    }
+
     fn from_fd(fd: OwnedFd, force: MountFlags) -> io::Result<Pin> {
         let st = nix::sys::stat::fstat(&fd).map_err(io::Error::from)?;
         let path = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;

@@ -23,6 +23,10 @@ pub enum Planned {
         owner: Ownership,
         /// Not filled from the image if this creates it.
         nocopy: bool,
+        /// `subpath=`: the directory of the volume that is mounted.
+        subpath: Option<PathBuf>,
+        /// `size=`, `inodes=`: limits of the volume if this creates it.
+        limits: annotations::Limits,
     },
     /// A host path, open.
     Bind { source: Pin },
@@ -77,6 +81,8 @@ fn plan_one(spec: &VolumeSpec, key: &str, guard: &Guard) -> Result<PlannedMount,
                 volatile: spec.volatile,
                 owner: spec.owner,
                 nocopy: spec.nocopy,
+                subpath: spec.subpath.clone(),
+                limits: spec.limits,
             }
         }
     };

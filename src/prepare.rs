@@ -234,6 +234,16 @@ fn image_dir<'a>(
     })
 }
 
+/// The directory of a volume that `subpath=` names (the volume's root without one).
+fn in_volume(root: Pin, subpath: Option<&Path>) -> std::io::Result<Pin> {
+    match subpath {
+        None => Ok(root),
+        Some(rel) => root
+            .subdir(rel)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("subpath {}: {e}", rel.display()))),
+    }
+}
+
 /// Takes the container's own volumes and joins the copied ones, filling `record` (and `pins`,
 /// the open source of each mount) as it goes so that a failure part-way knows what to give
 /// back; then saves the record.
@@ -258,6 +268,8 @@ fn take(
                 volatile,
                 owner,
                 nocopy,
+                subpath,
+                limits,
             } => {
                 // A name means the volume of the container's scope, or a shared one (see
                 // Store::acquire); an anonymous volume records the scope for `volume ls`.
@@ -270,6 +282,7 @@ fn take(
                         .as_ref()
                         .is_some_and(|n| policy.shared_volumes.contains(n)),
                     owner: *owner,
+                    limits: *limits,
                 };
                 let refuse = |e: String| AnnotationError::new(&m.annotation, &m.entry, e);
                 let image = image_dir(
@@ -288,9 +301,15 @@ fn take(
                     )
                     .map_err(|e| refuse(e.to_string()))?;
                 record.volumes.push(got.name.clone());
-                let pin = Pin::own(&got.source).map_err(|e| refuse(e.to_string()))?;
+                let pin = Pin::own(&got.source)
+                    .and_then(|p| in_volume(p, subpath.as_deref()))
+                    .map_err(|e| refuse(e.to_string()))?;
                 (pin, Some(got.name), m.flags.union(got.force))
             }
+        };
+        let subpath = match &m.what {
+            Planned::Volume { subpath, .. } => subpath.clone(),
+            Planned::Bind { .. } => None,
         };
         record.mounts.push(RecordedMount {
             destination: m.destination.clone(),
@@ -298,6 +317,7 @@ fn take(
             flags,
             volume,
             engine: false,
+            subpath,
         });
         pins.push(pin);
     }
@@ -332,7 +352,10 @@ fn take(
             {
                 Some(got) => {
                     record.volumes.push(got.name.clone());
-                    let pin = Pin::own(&got.source).map_err(|e| refuse(e.to_string()))?;
+                    // The source's subpath= is resolved again, inside the volume as it is now.
+                    let pin = Pin::own(&got.source)
+                        .and_then(|p| in_volume(p, m.subpath.as_deref()))
+                        .map_err(|e| refuse(e.to_string()))?;
                     (pin, Some(got.name), m.flags.union(got.force))
                 }
                 None => {
@@ -352,6 +375,7 @@ fn take(
             flags,
             volume,
             engine: m.engine,
+            subpath: m.subpath.clone(),
         });
         pins.push(pin);
     }

@@ -504,6 +504,7 @@ mod tests {
             flags: Default::default(),
             volume: volume.map(str::to_string),
             engine: false,
+            subpath: None,
         };
         let overlay = mount(run_root.join("volumes/c/merged"), Some("c"));
         assert!(idmap.for_mount(&overlay).is_none());

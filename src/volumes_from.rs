@@ -134,6 +134,8 @@ pub struct SourceMount {
     pub engine: bool,
     /// The volumes-from key that brought it, for errors.
     pub annotation: String,
+    /// `subpath=`: the directory of `volume` the source mounted.
+    pub subpath: Option<PathBuf>,
 }
 
 /// Destinations the engines manage themselves; volumes-from never copies them (DESIGN.md).
@@ -158,6 +160,7 @@ pub fn from_record(rec: &ContainerRecord) -> Vec<SourceMount> {
             volume: m.volume.clone(),
             engine: m.engine,
             annotation: VOLUMES_FROM.to_string(),
+            subpath: m.subpath.clone(),
         })
         .collect()
 }
@@ -186,6 +189,7 @@ pub fn from_spec(
                 source,
                 flags: MountFlags::from_oci_options(m.options().as_deref().unwrap_or_default()),
                 annotation: VOLUMES_FROM.to_string(),
+                subpath: None,
             })
         })
         .collect()
@@ -526,6 +530,7 @@ mod tests {
             volume: volume.map(str::to_string),
             engine: false,
             annotation: VOLUMES_FROM.into(),
+            subpath: None,
         }
     }
 

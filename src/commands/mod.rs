@@ -9,6 +9,7 @@ pub mod output;
 pub mod ps;
 pub mod setup;
 pub mod volume;
+pub mod volume_data;
 
 use std::path::PathBuf;
 

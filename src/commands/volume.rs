@@ -1,4 +1,5 @@
-//! `ocivol volume create|ls|inspect|rm|prune|diff|reset`: the volume lifecycle for operators.
+//! `ocivol volume create|ls|inspect|rm|prune|diff|reset`: the volume lifecycle for operators
+//! (`export|import|commit|clone`, the volume's data, are in `volume_data.rs`).
 
 use std::path::PathBuf;
 
@@ -6,7 +7,7 @@ use anyhow::anyhow;
 use clap::{Args, Subcommand};
 
 use super::output::{escape, escape_path, human_size, table};
-use super::{Format, Global, run, store};
+use super::{Format, Global, run, store, volume_data};
 use crate::annotations::{self, Ownership};
 use crate::pin::{Guard, How, Pin};
 use crate::plan;
@@ -27,7 +28,8 @@ pub enum VolumeCommand {
         ocivol volume create --scope containerd/k8s.io,k8s:team-a cache\n  \
         ocivol volume create --scope any dataset --base /srv/datasets/v3 --label team=ml\n  \
         ocivol volume create --scope root:/run/runc scratch --base /srv/template --volatile\n  \
-        ocivol volume create --scope any pgdata --uid 999 --gid 999 --mode 0700")]
+        ocivol volume create --scope any pgdata --uid 999 --gid 999 --mode 0700\n  \
+        ocivol volume create --scope any scratch --size 10g --inodes 100000   # project quota")]
     Create(CreateArgs),
     /// List volumes: name, scope, kind, base, users and the size of their data or changes.
     #[command(
@@ -67,6 +69,34 @@ pub enum VolumeCommand {
     /// Discard the changes of a copy-on-write volume that no container uses.
     #[command(after_help = "Example:\n  ocivol volume reset dataset")]
     Reset(ResetArgs),
+    /// Write a volume's content as its containers see it (a copy-on-write volume: base +
+    /// changes) as a tar archive, or with --changes only its changes as an OCI image layer.
+    /// A volume in use is refused.
+    #[command(after_help = "Examples:\n  \
+        ocivol volume export cache -o cache.tar\n  \
+        ocivol volume export dataset | gzip > dataset.tar.gz\n  \
+        ocivol volume export --changes dataset -o changes.tar   # an OCI layer over its base")]
+    Export(volume_data::ExportArgs),
+    /// Replace a volume's content with a tar archive's (podman volume export, ocivol volume
+    /// export), or with --changes apply an OCI image layer over it; all or nothing. A volume in
+    /// use is refused.
+    #[command(after_help = "Examples:\n  \
+        ocivol volume import cache cache.tar\n  \
+        zcat dataset.tar.gz | ocivol volume import dataset -\n  \
+        ocivol volume import --changes dataset changes.tar")]
+    Import(volume_data::ImportArgs),
+    /// Write a volume's base + changes into a new directory under an allowed base, atomically,
+    /// to use as the next base; --reset discards the changes afterwards.
+    #[command(after_help = "Examples:\n  \
+        ocivol volume commit dataset /srv/datasets/v4\n  \
+        ocivol volume commit --reset dataset /srv/datasets/v4")]
+    Commit(volume_data::CommitArgs),
+    /// Make a new volume from a copy of another: the same base and a copy of its changes, or a
+    /// copy of a plain volume's data (reflinked where the filesystem can).
+    #[command(after_help = "Examples:\n  \
+        ocivol volume clone dataset dataset-experiment\n  \
+        ocivol volume clone --scope containerd/default cache cache-backup")]
+    Clone(volume_data::CloneArgs),
 }
 
 /// The `--scope` of the commands that act on existing volumes.
@@ -107,6 +137,13 @@ pub struct CreateArgs {
     /// option mode=.
     #[arg(long, value_name = "OCTAL", value_parser = annotations::parse_mode)]
     pub mode: Option<u32>,
+    /// Limit its data (a copy-on-write volume: its changes) to this size (10g, 512m, bytes),
+    /// with a project quota; as the annotation option size=.
+    #[arg(long, value_name = "SIZE", value_parser = crate::store::quota::parse_size)]
+    pub size: Option<u64>,
+    /// Limit its number of files and directories, with a project quota; as inodes=.
+    #[arg(long, value_name = "N")]
+    pub inodes: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -223,6 +260,10 @@ pub fn exec(g: &Global, args: VolumeArgs) -> i32 {
             VolumeCommand::Prune(a) => prune(&ctx, a),
             VolumeCommand::Diff(a) => diff(&ctx, a),
             VolumeCommand::Reset(a) => reset(&ctx, a),
+            VolumeCommand::Export(a) => volume_data::export(&ctx, a),
+            VolumeCommand::Import(a) => volume_data::import(&ctx, a),
+            VolumeCommand::Commit(a) => volume_data::commit(&ctx, a),
+            VolumeCommand::Clone(a) => volume_data::clone(&ctx, a),
         }
     })
 }
@@ -257,6 +298,11 @@ fn create(ctx: &crate::config::Context, a: CreateArgs) -> anyhow::Result<i32> {
         gid: a.gid,
         mode: a.mode,
     };
+    let limits = annotations::Limits {
+        size: a.size,
+        inodes: a.inodes,
+    };
+    def.quota = crate::store::quota::Quota::of(&limits, &def.name);
     store(ctx).create_volume(&def, base.as_ref())?;
     println!("{name}");
     Ok(0)
@@ -264,7 +310,7 @@ fn create(ctx: &crate::config::Context, a: CreateArgs) -> anyhow::Result<i32> {
 
 /// Why a name given to an operator command picks no volume, or more than one.
 #[derive(Debug, thiserror::Error)]
-enum Pick {
+pub(super) enum Pick {
     #[error("volume {0} does not exist")]
     Missing(String),
     #[error("volume {0} does not exist in scope {1}")]
@@ -278,7 +324,7 @@ enum Pick {
 /// The one volume `name` (optionally in `scope`) means: a storage name (`NAME@HASH`, what
 /// `ls -q` prints) is that volume; a bare name is the volume of that name in `scope`, or the
 /// only volume of that name in any scope.
-fn pick(store: &Store, name: &str, scope: Option<&str>) -> Result<VolumeDef, Pick> {
+pub(super) fn pick(store: &Store, name: &str, scope: Option<&str>) -> Result<VolumeDef, Pick> {
     if let Some(s) = scope {
         check_scope(s).map_err(|e| {
             Pick::Store(StoreError::Conflict {
@@ -342,7 +388,15 @@ fn ls(ctx: &crate::config::Context, a: LsArgs) -> anyhow::Result<i32> {
                             .as_ref()
                             .map_or("-".to_string(), |b| b.display().to_string()),
                         v.users.len().to_string(),
-                        human_size(v.size),
+                        match v
+                            .quota
+                            .and_then(|q| q.size_limit.map(|l| (q.used_bytes, l)))
+                        {
+                            Some((used, limit)) => {
+                                format!("{}/{}", human_size(used), human_size(limit))
+                            }
+                            None => human_size(v.size),
+                        },
                     ]
                 })
                 .collect();

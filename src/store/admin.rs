@@ -118,7 +118,7 @@ impl Store {
         Ok(freed)
     }
 
-    fn unmount_if_mounted(&self, def: &VolumeDef) -> Result<()> {
+    pub(super) fn unmount_if_mounted(&self, def: &VolumeDef) -> Result<()> {
         use super::IoContext;
         let target = self.overlay_target(&def.name);
         if def.base.is_some() && self.mounter.is_mounted(&target) {
@@ -129,7 +129,7 @@ impl Store {
         self.forget_lingering_locked(&def.name)
     }
 
-    fn in_use(&self, name: &str, keys: &[String], hint: &str) -> StoreError {
+    pub(super) fn in_use(&self, name: &str, keys: &[String], hint: &str) -> StoreError {
         StoreError::InUse {
             name: name.to_string(),
             users: keys.iter().map(|k| self.container_name(k)).collect(),

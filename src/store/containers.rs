@@ -27,6 +27,9 @@ pub struct RecordedMount {
     /// annotation asked for: it is not held to `allowed_bind_sources` when copied again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub engine: bool,
+    /// `subpath=`: the directory of `volume` that is mounted (`source` is that directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subpath: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

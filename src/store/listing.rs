@@ -35,6 +35,9 @@ pub struct VolumeInfo {
     /// Bytes of its data (plain) or of its changes (copy-on-write).
     pub size: u64,
     pub users: Vec<UserInfo>,
+    /// Its `size=`/`inodes=` limits and what it uses of them (project quota).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota: Option<super::quota::QuotaUse>,
     /// Where its pieces are on the host.
     pub paths: BTreeMap<&'static str, PathBuf>,
 }
@@ -187,6 +190,7 @@ impl Store {
             mounted: def.base.is_some() && self.is_mounted(&def.name),
             size: self.volume_size(def),
             users,
+            quota: self.quota_use(def),
             paths,
         })
     }

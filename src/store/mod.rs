@@ -38,11 +38,13 @@
 
 mod admin;
 mod containers;
+mod data;
 mod diff;
 mod linger;
 mod listing;
 mod lock;
 mod names;
+pub mod quota;
 mod reconcile;
 mod users;
 mod volume;
@@ -134,6 +136,9 @@ pub struct VolumeRequest {
     /// `uid=`, `gid=`, `mode=`: the root of a volume this request creates; a volume that exists
     /// must have been created with the same.
     pub owner: Ownership,
+    /// `size=`, `inodes=`: the limits of a volume this request creates (see [`quota`]); a
+    /// volume that exists must have been created with the same.
+    pub limits: crate::annotations::Limits,
 }
 
 /// What fills a new plain volume before anyone uses it (Docker's copy-up, [`crate::copyup`]):
@@ -158,6 +163,7 @@ impl VolumeRequest {
             scope: None,
             create_shared: true,
             owner: Ownership::default(),
+            limits: Default::default(),
         }
     }
 }
@@ -431,6 +437,7 @@ impl Store {
                 let mut def = VolumeDef::new(&storage, base, req.volatile, anonymous);
                 def.scope = target.scope.clone();
                 def.owner = req.owner;
+                def.quota = quota::Quota::of(&req.limits, &storage);
                 self.create(&def, req.base.as_ref(), fill)?;
                 (def, true)
             }
@@ -659,6 +666,7 @@ impl Store {
                     make_dir(&self.work_dir(&def.name))?;
                 }
             }
+            self.apply_quota(def)?;
             def.save(&dir)
         })();
         if made.is_err() {
@@ -914,9 +922,14 @@ const NEW_ROOT: Ownership = Ownership {
 
 /// The owner and mode of an open directory (a base's root), from fstat of its fd: never by name.
 fn root_of(dir: &Pin) -> Result<Ownership> {
-    let st = nix::sys::stat::fstat(dir.fd())
+    root_of_fd(dir.fd(), dir.path())
+}
+
+/// [`root_of`] for any open directory (`path` for messages).
+fn root_of_fd(fd: std::os::fd::BorrowedFd, path: &Path) -> Result<Ownership> {
+    let st = nix::sys::stat::fstat(fd)
         .map_err(io::Error::from)
-        .ctx(|| format!("stat {}", dir.path().display()))?;
+        .ctx(|| format!("stat {}", path.display()))?;
     Ok(Ownership {
         uid: Some(st.st_uid),
         gid: Some(st.st_gid),
@@ -1293,6 +1306,7 @@ mod tests {
             scope: Some(scope.into()),
             create_shared,
             owner: Ownership::default(),
+            limits: Default::default(),
         }
     }
 

@@ -96,6 +96,9 @@ pub struct VolumeDef {
     /// definition made before these options.
     #[serde(flatten)]
     pub owner: Ownership,
+    /// `size=`, `inodes=`: project-quota limits on its data or changes (see `quota.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<super::quota::Quota>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +121,7 @@ impl VolumeDef {
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
             owner: Ownership::default(),
+            quota: None,
         }
     }
 
@@ -146,6 +150,19 @@ impl VolumeDef {
 
     /// Whether a request can use this volume as it is; the error says what contradicts it.
     pub fn check_request(&self, req: &VolumeRequest) -> std::result::Result<(), String> {
+        let have = self.quota.map(|q| (q.size, q.inodes)).unwrap_or_default();
+        for (key, have, want) in [
+            ("size", have.0, req.limits.size),
+            ("inodes", have.1, req.limits.inodes),
+        ] {
+            if want.is_some() && want != have {
+                return Err(format!(
+                    "it was created with {}, not {key}={}; an existing volume's limits are not changed: use another name or drop {key}=",
+                    have.map_or(format!("no {key}="), |h| format!("{key}={h}")),
+                    want.unwrap_or_default()
+                ));
+            }
+        }
         self.check_use(
             req.base.as_ref().map(|b| b.path()),
             req.volatile,

@@ -1,7 +1,7 @@
 //! Small helpers shared by the store and the spec writer.
 
 pub(crate) mod tree;
-pub use tree::{empty_dir, remove_tree};
+pub use tree::{empty_dir, remove_tree, remove_tree_at};
 
 use std::ffi::OsStr;
 use std::io::{self, Write};

@@ -40,17 +40,22 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
         Mode::empty(),
     )
     .map_err(|e| with_path(e, parent))?;
-    let st =
-        fstatat(&parent, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(|e| with_path(e, path))?;
+    remove_tree_at(&parent, name, path)
+}
+
+/// Removes `name` in the open directory `parent` (a directory and everything in it, or a file),
+/// never following a symlink; `path` names it in errors. NotFound if it does not exist.
+pub fn remove_tree_at(parent: &OwnedFd, name: &OsStr, path: &Path) -> io::Result<()> {
+    let st = fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(|e| with_path(e, path))?;
     if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
-        return unlinkat(&parent, name, UnlinkatFlags::NoRemoveDir).map_err(|e| with_path(e, path));
+        return unlinkat(parent, name, UnlinkatFlags::NoRemoveDir).map_err(|e| with_path(e, path));
     }
     // Something may still be writing into it; a few rounds settle that.
     for _ in 0..8 {
-        let dir = open_dir(&parent, name).map_err(|e| with_path(e, path))?;
+        let dir = open_dir(parent, name).map_err(|e| with_path(e, path))?;
         empty(dir)
             .map_err(|e| io::Error::new(e.kind(), format!("empty {}: {e}", path.display())))?;
-        match unlinkat(&parent, name, UnlinkatFlags::RemoveDir) {
+        match unlinkat(parent, name, UnlinkatFlags::RemoveDir) {
             Ok(()) | Err(Errno::ENOENT) => return Ok(()),
             Err(Errno::ENOTEMPTY) | Err(Errno::EEXIST) => continue,
             Err(e) => return Err(with_path(e, path)),

@@ -4,6 +4,11 @@
 //! bind mounts before the real runtime sees it; on `delete` the volumes are released after the
 //! real runtime deleted the container; everything else is exec()ed straight into the real
 //! runtime, so the wrapper costs those commands nothing but one exec.
+//!
+//! A `create` or `run` is exec()ed untouched too (same argv, same environment, same process)
+//! when it asks for help (`-h`/`--help` anywhere runc sees it), when the bundle has no readable
+//! config.json (runc says so in its own words), and when the spec has no `io.ocivol.` annotation
+//! ([`crate::spec::has_ocivol_key`]: a byte search, nothing parsed for almost every spec).
 
 pub mod args;
 pub mod log;
@@ -47,6 +52,9 @@ fn run(
 ) -> anyhow::Result<i32> {
     let ctx = context()?;
     let runtime = real_runtime::find(&ctx.config.runtime)?;
+    if args.help {
+        return Err(exec(&runtime, args));
+    }
     match args.command.as_deref() {
         Some("create" | "run") => create(args, &ctx, &runtime),
         Some("delete") => delete(args, &ctx, &runtime),
@@ -103,7 +111,20 @@ fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
         None => std::env::current_dir()
             .context("the bundle is the working directory, which cannot be read")?,
     };
-    let mut spec = BundleSpec::load(&bundle)?;
+    let path = bundle.join(crate::spec::CONFIG_FILE);
+    // No readable config.json: runc refuses the command with its own message.
+    let Ok(text) = std::fs::read(&path) else {
+        return Err(exec(runtime, args));
+    };
+    let wanted =
+        crate::spec::has_ocivol_key(&text).map_err(|message| crate::spec::SpecError::Invalid {
+            path: path.clone(),
+            message,
+        })?;
+    if !wanted {
+        return Err(exec(runtime, args));
+    }
+    let mut spec = BundleSpec::parse(path, &text)?;
     if !spec.wants_ocivol() {
         return Err(exec(runtime, args));
     }

@@ -343,3 +343,194 @@ fn an_error_prints_each_cause_once() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert_eq!(stderr.matches("os error 2").count(), 1, "{stderr}");
 }
+
+/// How a foreground `run` is started in the signal tests.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Way {
+    /// Plain runc.
+    Runc,
+    /// `ocivol runtime` with an ocivol volume: ocivol runs runc as its child and forwards.
+    Ocivol,
+    /// `ocivol runtime` without an ocivol key: ocivol exec()s runc, nothing to forward.
+    OcivolNoKey,
+}
+
+const SIGNALS: [(nix::sys::signal::Signal, &str, i32); 4] = [
+    (nix::sys::signal::Signal::SIGINT, "INT", 101),
+    (nix::sys::signal::Signal::SIGTERM, "TERM", 102),
+    (nix::sys::signal::Signal::SIGHUP, "HUP", 103),
+    (nix::sys::signal::Signal::SIGUSR1, "USR1", 104),
+];
+
+/// A container whose shell writes which signal it got to /out/got and exits with that
+/// signal's status (PID 1 of a pid namespace ignores a signal it has no handler for, so each
+/// has a trap); /out/ready says the traps are set.
+fn trapping_bundle(env: &Env, name: &str, way: Way, out: &Path) -> PathBuf {
+    let mut script = String::new();
+    for (_, sig, status) in SIGNALS {
+        script.push_str(&format!(
+            "trap 'echo {sig} > /out/got; exit {status}' {sig}; "
+        ));
+    }
+    script.push_str("echo ready > /out/ready; while true; do sleep 1 & wait $!; done");
+    let ann: &[(&str, &str)] = match way {
+        Way::Ocivol => &[(VOLUMES, "v:/v")],
+        _ => &[],
+    };
+    let b = env.bundle(name, &["sh", "-c", &script], ann);
+    let path = b.join("config.json");
+    let mut s: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    s["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/out", "type": "bind", "source": out, "options": ["rbind", "rw"]
+    }));
+    fs::write(&path, s.to_string()).unwrap();
+    b
+}
+
+/// Starts a foreground `run` of the bundle the given way; stdio is /dev/null.
+fn spawn_run(env: &Env, way: Way, bundle: &Path, id: &str) -> std::process::Child {
+    let args = ["run", "--bundle", bundle.to_str().unwrap(), id];
+    let mut cmd = match way {
+        Way::Runc => env.runc_cmd(&args),
+        _ => env.runtime_cmd(&args),
+    };
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for a file to appear.
+fn wait_for(path: &Path, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !path.exists() {
+        assert!(std::time::Instant::now() < deadline, "{what}: timed out");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Waits for a child; one that has not ended after 30 s is killed and the test fails (a signal
+/// that never reached the container would otherwise hang it).
+fn wait_or_fail(child: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: did not end");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn pid_of(child: &std::process::Child) -> nix::unistd::Pid {
+    nix::unistd::Pid::from_raw(child.id() as i32)
+}
+
+#[test]
+fn signals_to_a_foreground_run_reach_the_container_as_with_runc() {
+    let Some(env) = Env::new("signals_to_a_foreground_run_reach_the_container_as_with_runc") else {
+        return;
+    };
+    for (sig, name, status) in SIGNALS {
+        let mut statuses = Vec::new();
+        for way in [Way::Runc, Way::Ocivol, Way::OcivolNoKey] {
+            let tag = format!("{name}-{way:?}").to_lowercase();
+            let out = env.dir.path().join(format!("out-{tag}"));
+            fs::create_dir(&out).unwrap();
+            let b = trapping_bundle(&env, &tag, way, &out);
+            let id = format!("parity-sig-{tag}");
+            let mut child = spawn_run(&env, way, &b, &id);
+            wait_for(&out.join("ready"), &id);
+            if way == Way::Ocivol {
+                assert_eq!(env.users("v"), 1, "{id}: the volume is held while it runs");
+            }
+            nix::sys::signal::kill(pid_of(&child), sig).unwrap();
+            let st = wait_or_fail(&mut child, &id);
+            let got = fs::read_to_string(out.join("got")).unwrap_or_default();
+            assert_eq!(got, format!("{name}\n"), "{id}: the container got {name}");
+            assert_eq!(st.code(), Some(status), "{id}: runc's status: {st:?}");
+            statuses.push(st);
+            assert!(env.runc_state(&id).is_none(), "{id}: runc deleted it");
+        }
+        assert!(statuses.windows(2).all(|w| w[0] == w[1]), "{statuses:?}");
+        assert_eq!(env.users("v"), 0, "{name}: the volume is released");
+    }
+    assert!(env.mounts_here().is_empty(), "{:?}", env.mounts_here());
+}
+
+/// The container's init killed from outside (runc reports 128+signal), and runc itself killed
+/// (the caller sees the same signal): the same through ocivol as with plain runc.
+#[test]
+fn a_container_or_runtime_killed_by_a_signal_ends_as_with_runc() {
+    let Some(env) = Env::new("a_container_or_runtime_killed_by_a_signal_ends_as_with_runc") else {
+        return;
+    };
+    let mut container_killed = Vec::new();
+    let mut runtime_killed = Vec::new();
+    for way in [Way::Runc, Way::Ocivol] {
+        for kill_runtime in [false, true] {
+            let tag = format!("{way:?}-{kill_runtime}").to_lowercase();
+            let out = env.dir.path().join(format!("out-{tag}"));
+            fs::create_dir(&out).unwrap();
+            let b = trapping_bundle(&env, &tag, way, &out);
+            let id = format!("parity-kill-{tag}");
+            let mut child = spawn_run(&env, way, &b, &id);
+            wait_for(&out.join("ready"), &id);
+            let init = nix::unistd::Pid::from_raw(env.init_pid(&id));
+            if kill_runtime {
+                // runc is the child itself, or ocivol's child.
+                let runc = match way {
+                    Way::Runc => pid_of(&child),
+                    _ => {
+                        let children = fs::read_to_string(format!(
+                            "/proc/{}/task/{}/children",
+                            child.id(),
+                            child.id()
+                        ))
+                        .unwrap();
+                        let pid: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+                        nix::unistd::Pid::from_raw(pid)
+                    }
+                };
+                nix::sys::signal::kill(runc, nix::sys::signal::Signal::SIGKILL).unwrap();
+                let st = wait_or_fail(&mut child, &id);
+                runtime_killed.push((
+                    st.code(),
+                    std::os::unix::process::ExitStatusExt::signal(&st),
+                ));
+                // The container outlives its runtime, as with plain runc, and keeps its volume.
+                assert!(env.runc_state(&id).is_some(), "{id}: still there");
+                if way == Way::Ocivol {
+                    assert_eq!(
+                        env.users("v"),
+                        1,
+                        "{id}: the running container keeps its volume"
+                    );
+                }
+                nix::sys::signal::kill(init, nix::sys::signal::Signal::SIGKILL).unwrap();
+                let del = match way {
+                    Way::Runc => env.runc_cmd(&["delete", "--force", &id]).output().unwrap(),
+                    _ => env.delete(&id),
+                };
+                ok(&del, "delete");
+            } else {
+                nix::sys::signal::kill(init, nix::sys::signal::Signal::SIGKILL).unwrap();
+                let st = wait_or_fail(&mut child, &id);
+                container_killed.push((
+                    st.code(),
+                    std::os::unix::process::ExitStatusExt::signal(&st),
+                ));
+            }
+            assert_eq!(env.users("v"), 0, "{id}: released");
+        }
+    }
+    assert_eq!(container_killed[0], (Some(137), None), "runc: 128+SIGKILL");
+    assert_eq!(container_killed[1], container_killed[0], "ocivol as runc");
+    assert_eq!(runtime_killed[0], (None, Some(9)), "runc dies of SIGKILL");
+    assert_eq!(runtime_killed[1], runtime_killed[0], "ocivol as runc");
+    assert!(env.mounts_here().is_empty(), "{:?}", env.mounts_here());
+}

@@ -713,6 +713,15 @@ mod tests {
         );
     }
 
+    /// What Go reads only because it skips unknown fields is refused with serde's message.
+    #[test]
+    fn json_serde_cannot_hold_is_refused() {
+        let e = decode(br#"{"vendor.x": 1e400}"#).unwrap_err();
+        assert!(e.contains("number out of range"), "{e}");
+        let deep = format!("{{\"x\": {}{}}}", "[".repeat(200), "]".repeat(200));
+        assert!(decode(deep.as_bytes()).is_err());
+    }
+
     #[test]
     fn bad_utf8_and_lone_surrogates_become_replacement_characters() {
         let v = decode(b"{\"hostname\": \"a\xffb\xe2\x82c\"}").unwrap();

@@ -68,6 +68,7 @@ TESTDATA=$SRC/tests/integration/testdata
 arch=$(go env GOARCH)
 if [ ! -e "$TESTDATA/busybox-$arch.tar.xz" ]; then
 	img=$(mktemp -d)
+	chmod 0755 "$img" # the image's root: its users other than root must get through it
 	mkdir -p "$img/bin" "$img/etc" "$img/dev" "$img/proc" "$img/sys" "$img/tmp" "$img/root"
 	cp /bin/busybox "$img/bin/busybox"
 	for a in $("$img/bin/busybox" --list); do [ -e "$img/bin/$a" ] || ln -s busybox "$img/bin/$a"; done

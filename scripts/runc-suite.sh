@@ -83,7 +83,7 @@ fi
 STATE=$WORK/state-$MODE
 rm -rf "$STATE"
 mkdir -p "$STATE"
-echo '{"runtime": "/usr/sbin/runc"}' >"$STATE/config.json"
+echo 'runtime = "/usr/sbin/runc"' >"$STATE/config.toml"
 WRAPPER=$WORK/runc-$MODE
 {
 	echo '#!/bin/bash'
@@ -110,7 +110,7 @@ if [ "$cmd" = create ] || [ "$cmd" = run ]; then
 fi
 EOF
 	fi
-	echo "exec $OCIVOL --config $STATE/config.json --root $STATE/root --run-root $STATE/run runtime \"\$@\""
+	echo "exec $OCIVOL --config $STATE/config.toml --root $STATE/root --run-root $STATE/run runtime \"\$@\""
 } >"$WRAPPER"
 chmod +x "$WRAPPER"
 [ "$MODE" != runc ] || WRAPPER=/usr/sbin/runc

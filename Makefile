@@ -38,7 +38,7 @@ INSTALLED := $(BINDIR)/ocivol $(BINDIR)/ocivol-runtime \
 	$(DATADIR)/bash-completion/completions/ocivol $(DATADIR)/zsh/site-functions/_ocivol \
 	$(DATADIR)/fish/vendor_completions.d/ocivol.fish
 
-.PHONY: all deps bench-deps build release demo test lint unit clean install uninstall deb bench bench-smoke stress chaos
+.PHONY: all deps bench-deps build release demo test lint unit clean install uninstall deb bench bench-smoke stress chaos runc-suite
 
 all: build
 
@@ -168,6 +168,24 @@ stress: deps build
 chaos: deps build
 	CHAOS_N=$${CHAOS_N:-100} CHAOS_SEEDS=$${CHAOS_SEEDS:-1..5} $(CARGO) test --test chaos -- \
 	  --nocapture --test-threads=1
+
+## runc-suite: runc's own bats integration suite (from Debian's runc 1.1.5 source package) with
+## the suite's runc replaced by `ocivol runtime`, twice: the specs as they are (no ocivol key:
+## every command must reach runc untouched) and with an ocivol volume added to each spec; first
+## with plain runc as the baseline of this machine. The pass/fail counts and every test whose
+## result differs from plain runc's are printed last; RUNC_SUITE_TESTS picks .bats files.
+RUNC_SUITE_PACKAGES := runc busybox-static bats jq gawk xz-utils golang-go \
+	golang-github-containerd-console-dev golang-github-urfave-cli-dev golang-golang-x-sys-dev \
+	golang-github-cyphar-filepath-securejoin-dev
+runc-suite: build
+	@missing=""; for p in $(RUNC_SUITE_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "make runc-suite: missing$$missing; run as root to install them" >&2; exit 1; fi; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	fi
+	@status=0; for mode in runc plain volumes; do bash scripts/runc-suite.sh $(BIN) $$mode || status=1; done; \
+	cat target/runc-suite/summary-runc.txt target/runc-suite/summary-plain.txt target/runc-suite/summary-volumes.txt; \
+	exit $$status
 
 clean:
 	$(CARGO) clean

@@ -4,6 +4,13 @@
 //! version of oci-spec does not know (a newer runtime-spec key, a vendor extension) must come out
 //! of the wrapper exactly as it went in. Only the `mounts` array is touched, with mounts built
 //! by oci-spec's types.
+//!
+//! It is read as runc reads it (see [`gojson`]): whatever runc takes, ocivol takes, or refuses
+//! with a line saying why; [`has_ocivol_key`] tells whether a spec is ocivol's business at all.
+
+mod gojson;
+
+pub use gojson::has_ocivol_key;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -46,9 +53,9 @@ impl BundleSpec {
     }
 
     pub fn parse(path: PathBuf, text: &[u8]) -> Result<BundleSpec> {
-        let value: Value = serde_json::from_slice(text).map_err(|e| SpecError::Invalid {
+        let value = gojson::decode(text).map_err(|message| SpecError::Invalid {
             path: path.clone(),
-            message: e.to_string(),
+            message,
         })?;
         if !value.is_object() {
             return Err(SpecError::Invalid {

@@ -81,10 +81,22 @@ fn escape_char(c: char, out: &mut String) {
     }
 }
 
-/// An error and its causes joined with `: `, not yet escaped.
+/// An error and its causes joined with `: `, not yet escaped. A cause whose message the line
+/// already ends with is left out: an error that shows its source in its own message (a
+/// thiserror `"{path}: {source}"` with a `source` field, an anyhow context written as
+/// `format!("…: {e}")`) is also followed by that source in the chain, and the line must not
+/// say it twice.
 pub fn error_chain(e: &anyhow::Error) -> String {
-    let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-    chain.join(": ")
+    let mut line = String::new();
+    for cause in e.chain().map(|c| c.to_string()) {
+        if line.is_empty() {
+            line = cause;
+        } else if !line.ends_with(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
 }
 
 /// An error and its causes on one escaped line: what ocivol prints after `ocivol: ` on stderr.
@@ -194,6 +206,27 @@ mod tests {
             error_line(&e),
             "annotation x: entry \"a\\033b\": bad\\nline"
         );
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("{path}: {source}")]
+        struct Shows {
+            path: String,
+            source: std::io::Error,
+        }
+        let io = || std::io::Error::from_raw_os_error(2);
+        let e = anyhow::Error::from(Shows {
+            path: "/x".into(),
+            source: io(),
+        })
+        .context("load the spec");
+        let line = error_chain(&e);
+        assert_eq!(line, format!("load the spec: /x: {}", io()));
+        // A cause that is not at the end of the line is still shown.
+        let e = anyhow::Error::from(io()).context(format!("open /y ({})", io()));
+        assert_eq!(error_chain(&e).matches("os error 2").count(), 2);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use crate::container_id::{PRECREATE_KEY_ROOT, container_key, hook_key_root};
 use crate::mounts::Linux;
 use crate::prepare::{Container, Resolver, key_of, prepare};
 use crate::process::ProcessId;
-use crate::spec::BundleSpec;
+use crate::spec::{BundleSpec, SpecError};
 use crate::store::Store;
 use crate::userns::{Idmap, UserNs};
 
@@ -133,6 +133,16 @@ fn precreate(
     text: &[u8],
     output: &mut dyn Write,
 ) -> anyhow::Result<()> {
+    // No ocivol key: the config goes back byte for byte.
+    if !crate::spec::has_ocivol_key(text).map_err(|message| SpecError::Invalid {
+        path: PathBuf::from("<stdin>"),
+        message,
+    })? {
+        output
+            .write_all(text)
+            .context("write the config to stdout")?;
+        return output.flush().context("write the config to stdout");
+    }
     let mut spec = BundleSpec::parse(PathBuf::from("<stdin>"), text)?;
     if spec.wants_ocivol() {
         let (id, userdata) = podman_container(&spec)?;
@@ -236,11 +246,23 @@ fn storage_container_dir(path: &Path) -> Option<(String, PathBuf)> {
 }
 
 fn create_runtime(ctx: &Context, store: Store, state: &HookState) -> anyhow::Result<()> {
+    let path = state.bundle.join(crate::spec::CONFIG_FILE);
+    let text = std::fs::read(&path).map_err(|source| SpecError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    // No ocivol key: nothing to do, and nothing else of the spec is read.
+    if !crate::spec::has_ocivol_key(&text).map_err(|message| SpecError::Invalid {
+        path: path.clone(),
+        message,
+    })? {
+        return Ok(());
+    }
     let pid = state
         .pid
         .filter(|p| *p > 0)
         .ok_or_else(|| anyhow!("createRuntime: the OCI state has no pid"))?;
-    let spec = BundleSpec::load(&state.bundle)?;
+    let spec = BundleSpec::parse(path, &text)?;
     if !spec.wants_ocivol() {
         return Ok(());
     }

@@ -5,7 +5,11 @@
 //!
 //! runc (urfave/cli) accepts `-flag` and `--flag`, `--flag value` and `--flag=value`; a flag
 //! that takes a value swallows the next argument even if it looks like a subcommand (a bundle
-//! named `create`).
+//! named `create`). Before parsing a subcommand's flags, urfave/cli 1.22 (runc 1.1) moves every
+//! argument that starts with `-`, with the argument after it unless that one starts with `-`
+//! too, in front of the others, up to a `--`: `create c1 --bundle /b` is `create --bundle /b
+//! c1`, and `run c1 -h` asks for help. The same is done here, so that the wrapper reads the
+//! bundle and the ID runc will use, and sees every `-h`/`--help` that makes runc print its help.
 
 use std::ffi::OsString;
 
@@ -41,6 +45,43 @@ pub struct RuntimeArgs {
     pub detach: bool,
     /// `run --keep`: runc keeps the stopped container, so volumes go on `delete`.
     pub keep: bool,
+    /// `-h`/`--help` (or `-help`, `--h`) among the flags: runc prints its help and does nothing
+    /// else, so the wrapper hands the command over untouched.
+    pub help: bool,
+}
+
+/// Whether a flag is urfave/cli's help flag (`help, h`), with no value or a true one.
+fn is_help(name: &str, inline: Option<&str>) -> bool {
+    matches!(name, "h" | "help") && inline.is_none_or(|v| v != "false")
+}
+
+/// urfave/cli 1.22's reordering of a subcommand's arguments (its `reorderArgs`): every argument
+/// that starts with `-` (but is not `-`), and the one after it if that does not start with `-`
+/// and the flag has no `=value`, goes first, in order; the rest follow; a `--` and everything
+/// after it stay last.
+fn reorder(args: &[String]) -> Vec<String> {
+    let (mut flags, mut others) = (Vec::new(), Vec::new());
+    let mut value_may_follow = false;
+    for (i, arg) in args.iter().enumerate() {
+        if arg == "--" {
+            others.extend_from_slice(&args[i..]);
+            break;
+        }
+        if value_may_follow && !arg.starts_with('-') {
+            value_may_follow = false;
+            flags.push(arg.clone());
+            continue;
+        }
+        value_may_follow = false;
+        if arg != "-" && arg.starts_with('-') {
+            flags.push(arg.clone());
+            value_may_follow = !arg.contains('=');
+        } else {
+            others.push(arg.clone());
+        }
+    }
+    flags.extend(others);
+    flags
 }
 
 /// Splits `--name=value` / `-name=value` into the bare name and the inline value.
@@ -75,6 +116,9 @@ pub fn parse(raw: Vec<OsString>) -> RuntimeArgs {
             }
             break;
         };
+        if is_help(name, inline) {
+            out.help = true;
+        }
         if !GLOBAL_WITH_VALUE.contains(&name) {
             continue;
         }
@@ -99,7 +143,14 @@ pub fn parse(raw: Vec<OsString>) -> RuntimeArgs {
         "create" | "run" => CREATE_WITH_VALUE,
         _ => &[],
     };
-    // Subcommand flags, then the ID (urfave/cli stops at the first positional argument).
+    // runc's `exec` alone skips the reordering; the wrapper reads no other command's flags.
+    let args = if matches!(command.as_str(), "create" | "run" | "delete") {
+        reorder(&args[i..])
+    } else {
+        args[i..].to_vec()
+    };
+    let mut i = 0;
+    // Subcommand flags, then the ID (Go's flag package stops at the first positional argument).
     while i < args.len() {
         let arg = &args[i];
         i += 1;
@@ -118,6 +169,9 @@ pub fn parse(raw: Vec<OsString>) -> RuntimeArgs {
             inline.map(str::to_string)
         };
         let truthy = || value.as_deref().is_none_or(|v| v != "false");
+        if is_help(name, inline) {
+            out.help = true;
+        }
         match (command.as_str(), name) {
             ("create" | "run", "bundle" | "b") => out.bundle = value.clone(),
             ("create" | "run", "pid-file") => out.pid_file = value.clone(),
@@ -260,6 +314,66 @@ mod tests {
                 "raw args are kept: {}",
                 c.line
             );
+        }
+    }
+
+    /// runc reorders a subcommand's arguments before parsing them: flags after the ID count.
+    #[test]
+    fn flags_after_the_id_count_as_runc_reorders_them() {
+        // line, id, bundle, pid file
+        type Case = (
+            &'static str,
+            Option<&'static str>,
+            Option<&'static str>,
+            Option<&'static str>,
+        );
+        let cases: &[Case] = &[
+            ("create c1 --bundle /b", Some("c1"), Some("/b"), None),
+            (
+                "create c1 -b=/b --pid-file /p",
+                Some("c1"),
+                Some("/b"),
+                Some("/p"),
+            ),
+            ("run c1 --bundle /b -d", Some("c1"), Some("/b"), None),
+            // `-d` takes the next word along, which stays the ID after it.
+            ("run -d c1", Some("c1"), None, None),
+            // Nothing after a `--` moves.
+            ("create -- c1 --bundle /b", Some("c1"), None, None),
+        ];
+        for (line, id, bundle, pid_file) in cases {
+            let a = p(line);
+            assert_eq!(a.id.as_deref(), *id, "{line}");
+            assert_eq!(a.bundle.as_deref(), *bundle, "{line}");
+            assert_eq!(a.pid_file.as_deref(), *pid_file, "{line}");
+        }
+        assert!(p("run c1 -d").detach);
+    }
+
+    #[test]
+    fn help_is_seen_wherever_runc_sees_it() {
+        for line in [
+            "--help",
+            "-h",
+            "--root /r -help create c1",
+            "run -h",
+            "create --help",
+            "run c1 -h",
+            "create --bundle /b c1 --help",
+            "delete -h",
+            "run --help=true c1",
+        ] {
+            assert!(p(line).help, "{line} asks for help");
+        }
+        for line in [
+            "run c1",
+            "create --help=false c1",
+            // The value of --bundle, not a flag.
+            "create --bundle -h c1",
+            "create -- -h",
+            "--root -h list",
+        ] {
+            assert!(!p(line).help, "{line} does not ask for help");
         }
     }
 

@@ -4,6 +4,11 @@
 //! bind mounts before the real runtime sees it; on `delete` the volumes are released after the
 //! real runtime deleted the container; everything else is exec()ed straight into the real
 //! runtime, so the wrapper costs those commands nothing but one exec.
+//!
+//! A `create` or `run` is exec()ed untouched too (same argv, same environment, same process)
+//! when it asks for help (`-h`/`--help` anywhere runc sees it), when the bundle has no readable
+//! config.json (runc says so in its own words), and when the spec has no `io.ocivol.` annotation
+//! ([`crate::spec::has_ocivol_key`]: a byte search, nothing parsed for almost every spec).
 
 pub mod args;
 pub mod log;
@@ -16,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use anyhow::{Context as _, anyhow};
-use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
 
 use crate::config::Context;
 use crate::container_id::{check_container_id, container_key};
@@ -47,6 +52,9 @@ fn run(
 ) -> anyhow::Result<i32> {
     let ctx = context()?;
     let runtime = real_runtime::find(&ctx.config.runtime)?;
+    if args.help {
+        return Err(exec(&runtime, args));
+    }
     match args.command.as_deref() {
         Some("create" | "run") => create(args, &ctx, &runtime),
         Some("delete") => delete(args, &ctx, &runtime),
@@ -103,7 +111,20 @@ fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
         None => std::env::current_dir()
             .context("the bundle is the working directory, which cannot be read")?,
     };
-    let mut spec = BundleSpec::load(&bundle)?;
+    let path = bundle.join(crate::spec::CONFIG_FILE);
+    // No readable config.json: runc refuses the command with its own message.
+    let Ok(text) = std::fs::read(&path) else {
+        return Err(exec(runtime, args));
+    };
+    let wanted =
+        crate::spec::has_ocivol_key(&text).map_err(|message| crate::spec::SpecError::Invalid {
+            path: path.clone(),
+            message,
+        })?;
+    if !wanted {
+        return Err(exec(runtime, args));
+    }
+    let mut spec = BundleSpec::parse(path, &text)?;
     if !spec.wants_ocivol() {
         return Err(exec(runtime, args));
     }
@@ -195,9 +216,10 @@ fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
         }
     };
     let foreground = args.command.as_deref() == Some("run") && !args.detach;
-    if !status.success() && !foreground && created_anyway(&store, args, id) {
+    if !status.success() && created_anyway(&store, args, id) {
         // Killed (by a signal) after it had created the container, which exists and holds
-        // the volumes: they stay its own, as after a create that succeeded.
+        // the volumes: they stay its own, as after a create that succeeded. A foreground
+        // `run` whose runc is killed leaves its container running, as plain runc does.
         ::log::warn!("container {id}: the runtime failed ({status}) but has created it");
         record_init(&store, args, runtime, id, &key);
     } else if !status.success() {
@@ -213,9 +235,10 @@ fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
     Ok(pass_on(status))
 }
 
-/// Whether the runtime has the container after a `create` (or `run --detach`) that failed: a
-/// runtime killed by a signal may have created it (runc writes its state before it returns) and
-/// left it there, created or running. Any other failure leaves none (runc removes what it made).
+/// Whether the runtime has the container after a `create` or `run` that failed: a runtime
+/// killed by a signal may have created it (runc writes its state before it returns) and left it
+/// there, created or running. Any other failure leaves none (runc removes what it made, and a
+/// foreground `run` deletes its container when it ends, whatever its status).
 fn created_anyway(store: &Store, args: &RuntimeArgs, id: &str) -> bool {
     matches!(
         store.probe_state(id, args.root.as_deref()),
@@ -363,10 +386,22 @@ fn spawn_and_wait(runtime: &Path, args: &RuntimeArgs) -> anyhow::Result<ExitStat
     if creates {
         tie_to_parent(&mut cmd);
     }
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("cannot run {}", runtime.display()))?;
-    CHILD.store(child.id() as i32, Ordering::SeqCst);
+    // A signal that arrives between the spawn and the store below would find no child to
+    // forward to: hold them back until the child is known.
+    let mut forwarded = SigSet::empty();
+    for sig in FORWARDED {
+        forwarded.add(*sig);
+    }
+    let before = forwarded
+        .thread_swap_mask(SigmaskHow::SIG_BLOCK)
+        .context("block signals")?;
+    restore_signals_in_child(&mut cmd, before);
+    let spawned = cmd.spawn();
+    if let Ok(child) = &spawned {
+        CHILD.store(child.id() as i32, Ordering::SeqCst);
+    }
+    before.thread_set_mask().context("unblock signals")?;
+    let mut child = spawned.with_context(|| format!("cannot run {}", runtime.display()))?;
     // The record, definitions and config.json this start wrote are synced while the runtime
     // creates the container, not before (see crate::durable).
     let syncing = crate::durable::flush_in_background();
@@ -376,6 +411,32 @@ fn spawn_and_wait(runtime: &Path, args: &RuntimeArgs) -> anyhow::Result<ExitStat
         let _ = s.join();
     }
     status.with_context(|| format!("wait for {}", runtime.display()))
+}
+
+/// The runtime must start with the signal mask and dispositions ocivol was given: std's
+/// `Command` keeps the mask of the spawning thread, and runc (Go) hands the mask it starts with
+/// down to the container's process, where a blocked SIGUSR1 would never reach a trap. So the
+/// child, before exec, puts the forwarded signals back to their default action (a signal that
+/// reaches it before runc has its own handlers then does what it does to plain runc; the
+/// inherited handler would only drop it) and then restores the mask.
+fn restore_signals_in_child(cmd: &mut Command, mask: SigSet) {
+    let mask = *mask.as_ref();
+    let signals: Vec<libc::c_int> = FORWARDED.iter().map(|s| *s as libc::c_int).collect();
+    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
+    // signal(2) and sigprocmask(2) on values prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            for sig in &signals {
+                if libc::signal(*sig, libc::SIG_DFL) == libc::SIG_ERR {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            if libc::sigprocmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Makes a `create` die with the wrapper (PR_SET_PDEATHSIG): once the wrapper is dead, no

@@ -29,7 +29,13 @@ mixed_volumes() {
     printf '%s' "${p}n1:/v4;${p}n2:/v5;${p}n3:/v6:ro;${p}n4:/v7;/v8;/v9;$HOSTBIND:/v10"
 }
 ann() { jq -nc --arg k "$1" --arg v "$2" '{($k): $v}'; }
-rt() { printf '%s' "$1 --config $CONFIG --root $T/st-$2/root --run-root $RUNFS/st-$2 runtime --root $RUNC_ROOT"; }
+# A binary of before config.toml (issue 15) reads the same settings as JSON.
+jq -n --arg runtime "${RUNTIME:-$RUNC}" --arg bases "$BASES" --arg hb "$HOSTBIND" \
+    '{runtime: $runtime, policy: {allowed_bases: [$bases], allowed_bind_sources: [$hb]}}' >"$T/config.json"
+config_for() {
+    if "$1" config --help >/dev/null 2>&1; then printf '%s' "$CONFIG"; else printf '%s' "$T/config.json"; fi
+}
+rt() { printf '%s' "$1 --config $(config_for "$1") --root $T/st-$2/root --run-root $RUNFS/st-$2 runtime --root $RUNC_ROOT"; }
 declare -A RT=([old]=$(rt "$OLD" old) [new]=$(rt "$NEW" new))
 
 cow=$(make_bundle cow "bc-$TAG" '["true"]' "$(ann io.ocivol.volumes "cow:/data:base=$BASE")")

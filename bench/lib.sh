@@ -115,17 +115,26 @@ HOSTBIND=$T/hostbind  # the policy's allowed_bind_sources
 ROOTFS=$T/rootfs
 
 # The runc drop-in, pointed at our state, config and runc root.
+# An operator command on the benchmarks' state.
+ocivol_cmd() {
+    "$OCIVOL" --config "$CONFIG" --root "$ST_ROOT" --run-root "$ST_RUN" "$@" </dev/null
+}
 ocivol_rt() {
     "$OCIVOL" --config "$CONFIG" --root "$ST_ROOT" --run-root "$ST_RUN" runtime --root "$RUNC_ROOT" "$@"
 }
 # The same as a word list, for hyperfine -N and xargs.
 OCIVOL_RT="$OCIVOL --config $CONFIG --root $ST_ROOT --run-root $ST_RUN runtime --root $RUNC_ROOT"
+# The same config with overlay_linger: the cases of containers started one after another.
+LINGER=${BENCH_LINGER:-60s}
+CONFIG_LINGER=$T/config-linger.toml
+OCIVOL_RT_LINGER="$OCIVOL --config $CONFIG_LINGER --root $ST_ROOT --run-root $ST_RUN runtime --root $RUNC_ROOT"
 RUNC_RT="$RUNC --root $RUNC_ROOT"
 
 # ocivol's config.toml (a JSON string, as jq's @json writes it, is a TOML basic string too).
 write_config_toml() {
     jq -nr --arg runtime "$RUNC" --arg bases "$BASES" --arg hb "$HOSTBIND" \
         '"runtime = \($runtime | @json)\n[policy]\nallowed_bases = [\($bases | @json)]\nallowed_bind_sources = [\($hb | @json)]"' >"$CONFIG"
+    { printf 'overlay_linger = "%s"\n' "$LINGER"; cat "$CONFIG"; } >"$CONFIG_LINGER"
 }
 
 make_rootfs() {

@@ -132,6 +132,16 @@ bench_start() {
         "ocivol runtime run" "runc run, the same overlay mounted and unmounted around it"
     start_row "1 copy-on-write volume, later user (bind only)" start-cow1 0 3 1.04 "ocivol runtime run"
 
+    # The same first user with overlay_linger: one container after another on the volume, each
+    # the only user while it runs; the overlay stays mounted between them.
+    b=$(make_bundle cow-linger "bcl-$TAG" "$TRUE" "$(ann_volumes "cowlinger:/data:base=$BASE")")
+    hyperfine_rounds start-cow1-linger -n "runc, 1 bind" \
+        -n "ocivol, 1 cow volume, one container after another, overlay_linger $LINGER" -- \
+        "$RUNC_RT run --bundle $floor1 bf1-$TAG" \
+        "$OCIVOL_RT_LINGER run --bundle $b bcl-$TAG"
+    start_row "1 copy-on-write volume, one container after another, overlay_linger $LINGER" \
+        start-cow1-linger 0 1 1.06 "ocivol runtime run"
+
     # 10 mixed volumes.
     b=$(make_bundle mixed "bm-$TAG" "$TRUE" "$(ann_volumes "$(mixed_volumes m)")")
     hyperfine_rounds start-mixed10 -n "runc, 10 binds" -n "ocivol, 10 mixed volumes" -- \
@@ -159,6 +169,19 @@ bench_start() {
         "$RUNC_RT run --bundle $b bh-$TAG"
     start_row "hooks: 1 copy-on-write volume (first user)" start-hooks 0 1 1.10 \
         "runc + createRuntime/poststop hooks"
+    b=$(make_bundle hook-linger "bhl-$TAG" "$TRUE" "$(ann_volumes "hooklinger:/data:base=$BASE")" '[]' \
+        "$(CONFIG=$CONFIG_LINGER hooks_json)")
+    hyperfine_rounds start-hooks-linger -n "runc, 1 bind" \
+        -n "runc + ocivol hooks, 1 cow volume, overlay_linger $LINGER" -- \
+        "$RUNC_RT run --bundle $floor1 bf1-$TAG" \
+        "$RUNC_RT run --bundle $b bhl-$TAG"
+    start_row "hooks: 1 copy-on-write volume, one container after another, overlay_linger $LINGER" \
+        start-hooks-linger 0 1 1.10 "runc + createRuntime/poststop hooks"
+    # What lingers is unmounted by the operator's reset (it is no user's).
+    local v
+    for v in cowlinger hooklinger; do
+        ocivol_cmd volume reset "$v" >/dev/null || fail "reset $v"
+    done
 
     for v in cowfirst cowheld mc1 sc1 hookcow; do
         [ "$(users_of "$v")" = 0 ] && [ "$(overlays_of "$v")" = 0 ] ||
@@ -401,20 +424,27 @@ bench_podman() {
             - - "none (reported)" - "skipped: podman is not installed"
         return 0
     fi
-    mkdir -p "$PODMAN_DIR/hooks"
-    jq --arg p "$OCIVOL" --arg c "OCIVOL_CONFIG=$CONFIG" --arg r "OCIVOL_ROOT=$ST_ROOT" \
-        --arg rr "OCIVOL_RUN_ROOT=$ST_RUN" '.hook.path = $p | .hook.env = [$c, $r, $rr]' \
-        "$REPO/hooks.d/ocivol.json" >"$PODMAN_DIR/hooks/ocivol.json"
+    mkdir -p "$PODMAN_DIR/hooks" "$PODMAN_DIR/hooks-linger"
+    local dir cfg
+    for dir in hooks hooks-linger; do
+        cfg=$CONFIG
+        [ "$dir" = hooks-linger ] && cfg=$CONFIG_LINGER
+        jq --arg p "$OCIVOL" --arg c "OCIVOL_CONFIG=$cfg" --arg r "OCIVOL_ROOT=$ST_ROOT" \
+            --arg rr "OCIVOL_RUN_ROOT=$ST_RUN" '.hook.path = $p | .hook.env = [$c, $r, $rr]' \
+            "$REPO/hooks.d/ocivol.json" >"$PODMAN_DIR/$dir/ocivol.json"
+    done
     PODMAN_USED=1
     local P="podman --root $PODMAN_DIR/storage --runroot $PODMAN_DIR/runroot --tmpdir $PODMAN_DIR/tmp"
     P+=" --storage-driver vfs --cgroup-manager=cgroupfs --events-backend=file --runtime $RUNC"
-    P+=" --hooks-dir $PODMAN_DIR/hooks run --rm --network=none --ulimit nofile=1024:1024"
+    P+=" --hooks-dir $PODMAN_DIR/HOOKS run --rm --network=none --ulimit nofile=1024:1024"
     P+=" --ulimit nproc=1024:1024"
     local saved_runs=$RUNS
     RUNS=$BENCH_PODMAN_RUNS
-    hyperfine_rounds podman -n "podman -v BASE:/data:O" -n "podman + ocivol hook" -- \
-        "$P -v $BASE:/data:O --rootfs $ROOTFS true" \
-        "$P --annotation io.ocivol.volumes=pod:/data:base=$BASE --rootfs $ROOTFS true"
+    hyperfine_rounds podman -n "podman -v BASE:/data:O" -n "podman + ocivol hook" \
+        -n "podman + ocivol hook, overlay_linger $LINGER" -- \
+        "${P/HOOKS/hooks} -v $BASE:/data:O --rootfs $ROOTFS true" \
+        "${P/HOOKS/hooks} --annotation io.ocivol.volumes=pod:/data:base=$BASE --rootfs $ROOTFS true" \
+        "${P/HOOKS/hooks-linger} --annotation io.ocivol.volumes=podl:/data:base=$BASE --rootfs $ROOTFS true"
     RUNS=$saved_runs
     [ "$(users_of pod)" = 0 ] && [ "$(overlays_of pod)" = 0 ] || fail "podman left a user or an overlay"
     local base subj
@@ -423,6 +453,11 @@ bench_podman() {
     row 6 "podman run --rm of true, 1 copy-on-write volume over the same base" "podman :O" \
         "$(calc "$base")" "podman + ocivol hook" "$(calc "$subj")" ms "$(calc "$subj / $base")" \
         "$(calc "$subj - $base")" "<= 1.00" "$(holds "$subj / $base <= 1.00")"
+    subj=$(median_ms "$OUT/raw/podman.json" 2)
+    row 6 "podman run --rm of true, 1 copy-on-write volume, overlay_linger $LINGER" "podman :O" \
+        "$(calc "$base")" "podman + ocivol hook" "$(calc "$subj")" ms "$(calc "$subj / $base")" \
+        "$(calc "$subj - $base")" "<= 1.00" "$(holds "$subj / $base <= 1.00")"
+    ocivol_cmd volume reset podl >/dev/null || fail "reset podl"
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -113,6 +113,49 @@ fn clear_environment() {
     }
 }
 
+/// The global flags and the runc arguments of `ocivol [--config F] [--root D] [--run-root D]
+/// runtime ARGS…`; `None` for any other command line (clap then parses it, errors included).
+/// A flag given twice or with an empty value is left to clap too.
+#[allow(clippy::type_complexity)]
+fn runtime_command(
+    args: &[OsString],
+) -> Option<(
+    Option<PathBuf>,
+    Option<PathBuf>,
+    Option<PathBuf>,
+    Vec<OsString>,
+)> {
+    let mut flags: [Option<PathBuf>; 3] = [None, None, None];
+    let mut i = 0;
+    while i < args.len() {
+        let arg = args[i].to_str()?;
+        if arg == "runtime" {
+            let [config, root, run_root] = flags;
+            return Some((config, root, run_root, args[i + 1..].to_vec()));
+        }
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (arg, None),
+        };
+        let slot = ["--config", "--root", "--run-root"]
+            .iter()
+            .position(|f| *f == name)?;
+        let value = match inline {
+            Some(v) => PathBuf::from(v),
+            None => {
+                i += 1;
+                PathBuf::from(args.get(i)?)
+            }
+        };
+        if flags[slot].is_some() || value.as_os_str().is_empty() {
+            return None;
+        }
+        flags[slot] = Some(value);
+        i += 1;
+    }
+    None
+}
+
 fn main() {
     let mut argv = std::env::args_os();
     let argv0 = argv.next().unwrap_or_default();
@@ -127,7 +170,16 @@ fn main() {
         ocivol::durable::flush_or_warn();
         std::process::exit(code);
     }
-    let cli = Cli::parse();
+    let rest: Vec<OsString> = argv.collect();
+    if let Some((config, root, run_root, args)) = runtime_command(&rest) {
+        // Straight to the wrapper: clap's parse of the whole command tree would cost every
+        // command passed through to runc (state, kill, start…) about 0.2 ms (docs/PERFORMANCE.md).
+        init_logger();
+        let code = ocivol::runtime::main(args, || Ok(Context::from_parts(config, root, run_root)?));
+        ocivol::durable::flush_or_warn();
+        std::process::exit(code);
+    }
+    let cli = Cli::parse_from(std::iter::once(argv0).chain(rest));
     if matches!(cli.command, Cmd::Hook { .. }) {
         clear_environment();
     }
@@ -177,4 +229,46 @@ fn main() {
     // What a command wrote through ocivol::durable is on disk before it returns.
     ocivol::durable::flush_or_warn();
     std::process::exit(code);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn only_global_flags_then_runtime_skip_clap() {
+        let (c, r, rr, a) = runtime_command(&os(&[
+            "--config",
+            "/c.toml",
+            "--root=/r",
+            "runtime",
+            "--root",
+            "/x",
+            "state",
+            "id",
+        ]))
+        .unwrap();
+        assert_eq!(c, Some(PathBuf::from("/c.toml")));
+        assert_eq!(r, Some(PathBuf::from("/r")));
+        assert_eq!(rr, None);
+        assert_eq!(a, os(&["--root", "/x", "state", "id"]));
+        assert_eq!(runtime_command(&os(&["runtime"])).unwrap().3, os(&[]));
+        for left_to_clap in [
+            &["volume", "ls"][..],
+            &["--root", "/a", "--root", "/b", "runtime", "state"],
+            &["--config=", "runtime", "state"],
+            &["--config"],
+            &["--verbose", "runtime", "state"],
+            &["hook", "runtime"],
+        ] {
+            assert!(
+                runtime_command(&os(left_to_clap)).is_none(),
+                "{left_to_clap:?}"
+            );
+        }
+    }
 }

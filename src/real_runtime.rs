@@ -34,12 +34,17 @@ pub fn find(name: &str) -> anyhow::Result<PathBuf> {
             .map(|d| Path::new(d).join(name))
             .collect()
     };
-    let me = std::fs::canonicalize("/proc/self/exe").ok();
+    use std::os::unix::fs::MetadataExt;
+    // The same file, by device and inode (a symlink or a hard link to ocivol is ocivol): one
+    // stat, where comparing canonical paths read every component of both.
+    let me = std::fs::metadata("/proc/self/exe")
+        .ok()
+        .map(|m| (m.dev(), m.ino()));
     for c in candidates {
         if let Ok(meta) = std::fs::metadata(&c) {
             use std::os::unix::fs::PermissionsExt;
             if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
-                if std::fs::canonicalize(&c).ok() == me {
+                if Some((meta.dev(), meta.ino())) == me {
                     bail!(
                         "the configured runtime {} is ocivol itself; set \"runtime\" in the ocivol config to the real runtime (e.g. /usr/sbin/runc)",
                         c.display()

@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 
 use crate::userns::Mappings;
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2};
+use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat};
 use nix::sys::stat::{
     FchmodatFlags, FileStat, Mode, SFlag, UtimensatFlags, fchmod, fchmodat, fstat, fstatat,
     futimens, mkdirat, mknodat, utimensat,
@@ -133,7 +133,7 @@ impl ImageDir<'_> {
                     | ResolveFlag::RESOLVE_NO_MAGICLINKS
                     | ResolveFlag::RESOLVE_NO_XDEV,
             );
-        let dir = match openat2(&root, rel, how) {
+        let dir = match crate::util::openat2(&root, rel, how) {
             Ok(fd) => fd,
             // Nothing there, or not a directory (the runtime will say so when it mounts).
             Err(Errno::ENOENT | Errno::ENOTDIR) => return Ok(None),
@@ -317,7 +317,7 @@ fn enter(
                 | ResolveFlag::RESOLVE_NO_MAGICLINKS
                 | ResolveFlag::RESOLVE_NO_XDEV,
         );
-    let s = match openat2(src, name, how) {
+    let s = match crate::util::openat2(src, name, how) {
         Ok(fd) => fd,
         Err(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP) => return Ok(None),
         Err(Errno::EXDEV) => {

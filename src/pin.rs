@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 
 use crate::config::{AllowedPath, Policy};
 use crate::mounts::flags::MountFlags;
@@ -93,7 +93,7 @@ impl Pin {
                 ));
             };
             walked.push(name);
-            let opened = match openat2(&cur, name, how) {
+            let opened = match crate::util::openat2(&cur, name, how) {
                 Err(Errno::ENOENT) => {
                     match nix::sys::stat::mkdirat(
                         &cur,
@@ -103,7 +103,7 @@ impl Pin {
                         Ok(()) | Err(Errno::EEXIST) => {}
                         Err(e) => return Err(e.into()),
                     }
-                    openat2(&cur, name, how)
+                    crate::util::openat2(&cur, name, how)
                 }
                 other => other,
             };
@@ -171,7 +171,7 @@ fn open_no_symlinks(path: &Path) -> io::Result<OwnedFd> {
     let how = OpenHow::new()
         .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    openat2(nix::fcntl::AT_FDCWD, path, how).map_err(io::Error::from)
+    crate::util::openat2(nix::fcntl::AT_FDCWD, path, how).map_err(io::Error::from)
 }
 
 /// The policy's host-path rules, with ocivol's own state directories that nothing may reach.
@@ -275,7 +275,7 @@ impl Guard {
         let open = OpenHow::new()
             .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
             .resolve(resolve);
-        let fd = openat2(&root, rel, open).map_err(|e| match e {
+        let fd = crate::util::openat2(&root, rel, open).map_err(|e| match e {
             Errno::EXDEV => refuse(" (it resolves to a path outside them)"),
             Errno::ELOOP if how == How::Stored => format!(
                 "{what} {} has changed since ocivol resolved it (a symlink is on its way now); it is not used",

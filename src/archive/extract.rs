@@ -12,7 +12,7 @@ use std::path::Path;
 
 use nix::dir::Dir;
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2};
+use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat};
 use nix::sys::stat::{
     FchmodatFlags, Mode, SFlag, UtimensatFlags, fchmod, fchmodat, fstatat, futimens, mkdirat,
     mknodat, utimensat,
@@ -499,7 +499,7 @@ fn open_beneath(dir: &OwnedFd, name: &OsStr) -> nix::Result<OwnedFd> {
                 | ResolveFlag::RESOLVE_NO_MAGICLINKS
                 | ResolveFlag::RESOLVE_NO_XDEV,
         );
-    openat2(dir, name, how)
+    crate::util::openat2(dir, name, how)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use nix::dir::Dir;
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2};
+use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
 use tar::{EntryType, Header};
 
@@ -399,7 +399,7 @@ fn open_beneath(dir: &OwnedFd, name: &OsStr) -> nix::Result<OwnedFd> {
                 | ResolveFlag::RESOLVE_NO_MAGICLINKS
                 | ResolveFlag::RESOLVE_NO_XDEV,
         );
-    openat2(dir, name, how)
+    crate::util::openat2(dir, name, how)
 }
 
 fn open_dir<Fd: AsFd>(parent: Fd, name: &OsStr) -> nix::Result<OwnedFd> {

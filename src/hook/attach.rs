@@ -19,7 +19,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
-use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::sched::{CloneFlags, setns};
 use nix::sys::stat::Mode;
 
@@ -62,7 +62,7 @@ fn in_root(root: &OwnedFd, rel: &Path) -> nix::Result<OwnedFd> {
     } else {
         rel
     };
-    openat2(root, rel, how)
+    crate::util::openat2(root, rel, how)
 }
 
 /// Resolves `dest` inside the rootfs (creating missing directories), refusing a target that is

@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::mount::MntFlags;
 
 use crate::pin::Pin;
@@ -161,7 +161,7 @@ fn idmapped_overlay(
         let how = OpenHow::new()
             .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
             .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
-        openat2(&dir_tree, Path::new(name), how).map_err(|e| {
+        crate::util::openat2(&dir_tree, Path::new(name), how).map_err(|e| {
             io::Error::new(
                 io::Error::from(e).kind(),
                 format!("open {}: {e}", dir.join(name).display()),

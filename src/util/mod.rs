@@ -44,6 +44,24 @@ pub(crate) fn replace_file(
     tmp.persist(path).map_err(|e| e.error)
 }
 
+/// openat2(2), tried again while the kernel answers EAGAIN: with `RESOLVE_IN_ROOT` or
+/// `RESOLVE_BENEATH` it does so when a rename anywhere on the system raced its resolution of
+/// `..`, and asks the caller to retry (openat2(2)). A tenant renaming in a loop can make it fail
+/// every time: after 64 tries the EAGAIN is the caller's.
+pub fn openat2<P: ?Sized + nix::NixPath, Fd: std::os::fd::AsFd>(
+    dirfd: Fd,
+    path: &P,
+    how: nix::fcntl::OpenHow,
+) -> nix::Result<std::os::fd::OwnedFd> {
+    let mut tries = 0;
+    loop {
+        match nix::fcntl::openat2(dirfd.as_fd(), path, how) {
+            Err(nix::errno::Errno::EAGAIN) if tries < 64 => tries += 1,
+            done => return done,
+        }
+    }
+}
+
 /// How every temporary file of ocivol's state begins: [`write_atomic_unsynced`] and [`crate::durable::write`] name them
 /// `.ocivol-PID-START-XXXXXX`, PID and START the writing process (its pid and start time, see
 /// [`crate::process`]), so that one a writer left behind (it was killed before the rename) is
@@ -308,6 +326,35 @@ mod tests {
         let made = temp_dir_in(dir.path()).unwrap();
         assert!(made.is_dir() && is_temp_name(made.file_name().unwrap()));
         assert!(!stale_temp(&made), "its maker lives");
+    }
+
+    #[test]
+    fn openat2_resolving_dotdot_while_renames_race_it_is_tried_again() {
+        use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        std::fs::write(dir.path().join("a/f"), "").unwrap();
+        let root = std::fs::File::open(dir.path()).unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            // Renames anywhere make the kernel's ".." resolution answer EAGAIN now and then.
+            s.spawn(|| {
+                let (x, y) = (dir.path().join("x"), dir.path().join("y"));
+                std::fs::write(&x, "").unwrap();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::fs::rename(&x, &y).unwrap();
+                    std::fs::rename(&y, &x).unwrap();
+                }
+            });
+            let how = OpenHow::new()
+                .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+                .resolve(ResolveFlag::RESOLVE_BENEATH);
+            let failed = (0..20_000)
+                .filter_map(|_| openat2(&root, "a/b/../f", how).err())
+                .collect::<Vec<_>>();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            assert!(failed.is_empty(), "EAGAIN tried again: {:?}", &failed[..1]);
+        });
     }
 
     #[test]

@@ -9,9 +9,9 @@
 //!
 //! [`write`] replaces a file atomically (a temporary file, renamed over it: a reader sees the
 //! old file or the new one) without the fsync, and keeps the file and its directory open in a
-//! list of this process. [`flush`] fsyncs them. The runtime wrapper flushes on a thread while the
-//! real runtime creates the container ([`flush_in_background`]), so the sync costs the start
-//! nothing; every other command flushes before it exits ([`flush`] from `main`), so an operator
+//! list of this process. [`flush`] fsyncs them. The runtime wrapper flushes once it has started
+//! the real runtime and before it waits for it, so the sync runs while the runtime creates the
+//! container and costs the start nothing; every other command flushes before it exits ([`flush`] from `main`), so an operator
 //! command still returns with its writes on disk.
 //!
 //! What a crash can do in between: a SIGKILL loses nothing (the page cache has the files). A
@@ -95,25 +95,6 @@ pub fn flush() -> io::Result<()> {
     first_err.map_or(Ok(()), Err)
 }
 
-/// [`flush`] on a thread of its own, when something is pending: for the runtime wrapper, while
-/// the real runtime runs. Join the handle before exiting.
-pub fn flush_in_background() -> Option<std::thread::JoinHandle<()>> {
-    if !is_pending() {
-        return None;
-    }
-    match std::thread::Builder::new()
-        .name("ocivol-sync".into())
-        .spawn(flush_or_warn)
-    {
-        Ok(handle) => Some(handle),
-        Err(e) => {
-            log::warn!("sync ocivol's state on a thread: {e}; syncing now");
-            flush_or_warn();
-            None
-        }
-    }
-}
-
 /// [`flush`] in a forked child that outlives this process, for a hook: its caller (runc, crun,
 /// podman, CRI-O) waits for the hook to exit, and for its stdout and stderr to close, before the
 /// container goes on; the child closes them first. Only for a single-threaded process (the
@@ -175,9 +156,7 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
         flush().unwrap();
         write(&dir.path().join("b"), b"b", "test-point").unwrap();
-        if let Some(h) = flush_in_background() {
-            h.join().unwrap();
-        }
+        flush_or_warn();
         assert_eq!(std::fs::read_to_string(dir.path().join("b")).unwrap(), "b");
         let mut left = crate::util::dir_first_entries(dir.path(), 10).unwrap();
         left.sort();

@@ -403,13 +403,11 @@ fn spawn_and_wait(runtime: &Path, args: &RuntimeArgs) -> anyhow::Result<ExitStat
     before.thread_set_mask().context("unblock signals")?;
     let mut child = spawned.with_context(|| format!("cannot run {}", runtime.display()))?;
     // The record, definitions and config.json this start wrote are synced while the runtime
-    // creates the container, not before (see crate::durable).
-    let syncing = crate::durable::flush_in_background();
+    // creates the container, not before (see crate::durable): here, before waiting for it (a
+    // thread for it cost a 2 MiB stack and its page faults).
+    crate::durable::flush_or_warn();
     let status = child.wait();
     CHILD.store(0, Ordering::SeqCst);
-    if let Some(s) = syncing {
-        let _ = s.join();
-    }
     status.with_context(|| format!("wait for {}", runtime.display()))
 }
 

@@ -2,8 +2,6 @@
 //! before the real runtime runs, so that a delete (or a crash recovery) knows what to release.
 
 use std::cell::Cell;
-use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -100,28 +98,22 @@ impl ContainerRecord {
     pub fn load(dir: &Path, key: &str) -> Result<Option<ContainerRecord>> {
         let path = Self::path(dir, key);
         RECORDS_READ.with(|n| n.set(n.get() + 1));
-        match fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt {
-                    path,
-                    message: e.to_string(),
-                }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).ctx(|| format!("read {}", path.display())),
-        }
+        let Some(text) = super::fsio::read_opt(&path)? else {
+            return Ok(None);
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                path,
+                message: e.to_string(),
+            })
     }
 
     /// Every record in `dir`; a record that cannot be read is skipped with a warning.
     pub fn load_all(dir: &Path) -> Result<Vec<ContainerRecord>> {
-        let entries = match fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).ctx(|| format!("read {}", dir.display())),
-        };
         let mut out = Vec::new();
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
+        for name in super::fsio::names_in(dir)? {
+            let name = name.to_string_lossy().into_owned();
             let Some(key) = name.strip_suffix(".json") else {
                 continue;
             };
@@ -137,14 +129,8 @@ impl ContainerRecord {
     /// The keys of the records in `dir` of containers with this ID: `ID.HASH.json` with HASH the
     /// 16 hex digits of [`container_key`]. Reads file names only.
     pub fn keys_of_id(dir: &Path, id: &str) -> Result<Vec<String>> {
-        let entries = match fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).ctx(|| format!("read {}", dir.display())),
-        };
         let mut keys = Vec::new();
-        for entry in entries.flatten() {
-            let name = entry.file_name();
+        for name in super::fsio::names_in(dir)? {
             let Some(key) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
                 continue;
             };
@@ -161,19 +147,14 @@ impl ContainerRecord {
     }
 
     pub fn remove(dir: &Path, key: &str) -> Result<()> {
-        let path = Self::path(dir, key);
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                Err(e).ctx(|| format!("remove {}", path.display()))
-            }
-            _ => Ok(()),
-        }
+        super::fsio::remove_file_if_present(&Self::path(dir, key))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     /// A record as the version that kept mount options as strings wrote it: it loads with the
     /// same flags, and is written back the same, so records survive an upgrade and a downgrade.

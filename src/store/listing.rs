@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
-use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -76,15 +75,10 @@ impl Store {
     /// Every volume's definition, sorted by name.
     pub fn volumes(&self) -> Result<Vec<VolumeDef>> {
         let dir = self.root.join("volumes");
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).ctx(|| format!("read {}", dir.display())),
-        };
+        let entries = super::fsio::names_in(&dir)?;
         let mut out = Vec::new();
-        for entry in entries {
-            let entry = entry.ctx(|| format!("read {}", dir.display()))?;
-            if let Some(def) = VolumeDef::load(&entry.path())? {
+        for file in entries {
+            if let Some(def) = VolumeDef::load(&dir.join(file))? {
                 out.push(def);
             }
         }
@@ -97,20 +91,14 @@ impl Store {
     /// the definitions of those volumes only.
     pub fn volumes_named(&self, name: &str) -> Result<Vec<VolumeDef>> {
         let dir = self.root.join("volumes");
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).ctx(|| format!("read {}", dir.display())),
-        };
+        let entries = super::fsio::names_in(&dir)?;
         let scoped_prefix = format!("{name}@");
         let mut out = Vec::new();
-        for entry in entries {
-            let entry = entry.ctx(|| format!("read {}", dir.display()))?;
-            let file = entry.file_name();
+        for file in entries {
             let Some(file) = file.to_str() else { continue };
             if (file == name || (!name.contains('@') && file.starts_with(&scoped_prefix)))
                 && super::is_storage_name(file)
-                && let Some(def) = VolumeDef::load(&entry.path())?
+                && let Some(def) = VolumeDef::load(&dir.join(file))?
             {
                 out.push(def);
             }

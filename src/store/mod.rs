@@ -40,6 +40,7 @@ mod admin;
 mod containers;
 mod data;
 mod diff;
+mod fsio;
 mod linger;
 mod listing;
 mod lock;
@@ -206,16 +207,27 @@ impl Target {
     }
 }
 
+/// Who holds the volumes a store takes: what its users' records say, and so how
+/// reconciliation tells that a user is gone (see [`reconcile`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holder {
+    /// This process (the runtime wrapper until the runtime has created the container; its
+    /// init is recorded afterwards with [`Store::record_init`]).
+    ThisProcess,
+    /// This process, and the container's init, known already (a createRuntime hook).
+    ThisProcessAndInit(ProcessId),
+    /// No process that lives until the container does (podman's precreate hook).
+    Untracked,
+}
+
 pub struct Store {
     root: PathBuf,
     run_root: PathBuf,
     mounter: Box<dyn Mounter>,
     /// Asks the real runtime whether it still has a container (for reconciliation).
     probe: Option<Box<dyn RuntimeProbe>>,
-    /// The container's init, when it is known at acquire time (a createRuntime hook knows it).
-    init: Option<ProcessId>,
-    /// No process stands for the acquisition (see [`Store::untracked`]).
-    untracked: bool,
+    /// Who holds the volumes this store takes, as their users' records will say.
+    holder: Holder,
     /// The user namespace of the container taking volumes, if it has one (see
     /// [`Store::with_userns`]).
     userns: Option<std::sync::Arc<UserNs>>,
@@ -230,8 +242,7 @@ impl Store {
             run_root: paths.run_root.clone(),
             mounter,
             probe: None,
-            init: None,
-            untracked: false,
+            holder: Holder::ThisProcess,
             userns: None,
             linger: std::time::Duration::ZERO,
         }
@@ -260,7 +271,7 @@ impl Store {
 
     /// Records the container's init process with every user taken (when it is known already).
     pub fn with_init(mut self, init: ProcessId) -> Store {
-        self.init = Some(init);
+        self.holder = Holder::ThisProcessAndInit(init);
         self
     }
 
@@ -269,16 +280,16 @@ impl Store {
     /// Such a user is released only by its container's release, a reboot, or `volume rm
     /// --force`; reconciliation never guesses it away.
     pub fn untracked(mut self) -> Store {
-        self.untracked = true;
+        self.holder = Holder::Untracked;
         self
     }
 
     /// Who takes volumes through this store: this process, unless [`Store::untracked`].
     fn owner(&self) -> Option<ProcessId> {
-        if self.untracked {
-            return None;
+        match self.holder {
+            Holder::Untracked => None,
+            Holder::ThisProcess | Holder::ThisProcessAndInit(_) => ProcessId::current(),
         }
-        ProcessId::current()
     }
 
     fn volume_dir(&self, name: &str) -> PathBuf {
@@ -312,7 +323,10 @@ impl Store {
 
     /// The container's init process this store records with the users it takes, if known.
     pub fn init_process(&self) -> Option<ProcessId> {
-        self.init
+        match self.holder {
+            Holder::ThisProcessAndInit(init) => Some(init),
+            Holder::ThisProcess | Holder::Untracked => None,
+        }
     }
 
     /// The definition of a volume, if it exists.
@@ -322,20 +336,12 @@ impl Store {
 
     /// The keys of the containers using a volume.
     pub fn users(&self, name: &str) -> Result<Vec<String>> {
-        let dir = self.users_dir(name);
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).ctx(|| format!("read {}", dir.display())),
-        };
-        let mut users = Vec::new();
-        for entry in entries {
-            let entry = entry.ctx(|| format!("read {}", dir.display()))?;
+        let mut users: Vec<String> = fsio::names_in(&self.users_dir(name))?
+            .into_iter()
             // A record whose write was cut short (see util::write_atomic_unsynced) is no user.
-            if !crate::util::is_temp_name(&entry.file_name()) {
-                users.push(entry.file_name().to_string_lossy().into_owned());
-            }
-        }
+            .filter(|n| !crate::util::is_temp_name(n))
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect();
         users.sort();
         Ok(users)
     }
@@ -588,12 +594,7 @@ impl Store {
             return Ok(());
         }
         let _lock = VolumeLock::take(&self.lock_path(name))?;
-        let record = self.users_dir(name).join(user);
-        match fs::remove_file(&record) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).ctx(|| format!("remove {}", record.display())),
-        }
+        fsio::remove_file_if_present(&self.users_dir(name).join(user))?;
         crate::crash::point("after-user-removed");
         self.reconcile_users_locked(name, true, Some(reconcile::HOT_PATH_JUDGED))?;
         if self.has_users(name)? {
@@ -733,11 +734,9 @@ impl Store {
         if self.mounter.is_mounted(&target) {
             self.forget_lingering_locked(&def.name)?;
             // Written with every mount; none (an overlay of an older ocivol) is no mapping.
-            let mounted_for = match fs::read_to_string(&view_file) {
-                Ok(text) => Some(text.trim().to_string()).filter(|t| !t.is_empty()),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-                Err(e) => return Err(e).ctx(|| format!("read {}", view_file.display())),
-            };
+            let mounted_for = fsio::read_opt(&view_file)?
+                .map(|text| text.trim().to_string())
+                .filter(|t| !t.is_empty());
             if mounted_for != view && !self.has_users(&def.name)? {
                 // A lingering overlay of another view: nobody uses it, mount this one's.
                 self.mounter
@@ -789,7 +788,7 @@ impl Store {
             container: user.to_string(),
             boot_id: boot_id(),
             owner: self.owner(),
-            init: self.init,
+            init: self.init_process(),
         }
         .save(&dir.join(user))
     }
@@ -976,15 +975,7 @@ fn wipe_dir(path: &Path) -> Result<()> {
     }
 }
 
-/// Removes a file or a directory tree, if it is there.
-pub(super) fn remove_if_present(path: &Path) -> Result<()> {
-    match crate::util::remove_tree(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => {
-            Err(e).ctx(|| format!("remove {}", path.display()))
-        }
-        _ => Ok(()),
-    }
-}
+pub(super) use fsio::remove_if_present;
 
 /// In a volume's run directory: the mappings its overlay was mounted for (see
 /// [`Store::with_userns`]).

@@ -8,7 +8,6 @@
 //! indexed (the engines' are: 64 hex digits, and DNS labels).
 
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use super::{IoContext, Result};
@@ -42,11 +41,7 @@ pub(super) fn get(dir: &Path, sandbox: &str, name: &str) -> Result<Option<String
     let Some(path) = entry(dir, sandbox, name) else {
         return Ok(None);
     };
-    match fs::read_to_string(&path) {
-        Ok(key) => Ok(Some(key)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).ctx(|| format!("read {}", path.display())),
-    }
+    super::fsio::read_opt(&path)
 }
 
 /// Removes the entry if it still points at `key` (a newer container of the same name keeps its
@@ -58,12 +53,7 @@ pub(super) fn remove(dir: &Path, sandbox: &str, name: &str, key: &str) -> Result
     if get(dir, sandbox, name)?.as_deref() != Some(key) {
         return Ok(());
     }
-    match fs::remove_file(&path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => {
-            return Err(e).ctx(|| format!("remove {}", path.display()));
-        }
-        _ => {}
-    }
+    super::fsio::remove_file_if_present(&path)?;
     if let Some(parent) = path.parent() {
         // Fails while another container of the pod is indexed: that is fine.
         let _ = fs::remove_dir(parent);

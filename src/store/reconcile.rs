@@ -230,12 +230,7 @@ impl Store {
                 Verdict::Alive => left.push(key),
                 Verdict::Gone(reason) => {
                     if apply {
-                        match fs::remove_file(&path) {
-                            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                                return Err(e).ctx(|| format!("remove {}", path.display()));
-                            }
-                            _ => {}
-                        }
+                        super::fsio::remove_file_if_present(&path)?;
                         log::info!("volume {name}: released user {key}: {reason}");
                     }
                     released.push(GcAction::Release {

@@ -16,8 +16,6 @@
 //! - an anonymous volume: its random name; it records the scope of its container, for `ls`.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -233,10 +231,8 @@ impl VolumeDef {
 
     pub fn load(dir: &Path) -> Result<Option<VolumeDef>> {
         let path = dir.join(FILE);
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).ctx(|| format!("read {}", path.display())),
+        let Some(text) = super::fsio::read_opt(&path)? else {
+            return Ok(None);
         };
         serde_json::from_str(&text)
             .map(Some)

@@ -106,16 +106,12 @@ pub fn flush_detached() {
     // SAFETY: the hook is single-threaded; the child only closes its stdio, fsyncs and exits.
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
-            if let Ok(null) = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/null")
-            {
-                use std::os::fd::AsRawFd;
-                for fd in 0..3 {
-                    // SAFETY: dup2 onto the standard descriptors, which nothing else uses here.
-                    unsafe { libc::dup2(null.as_raw_fd(), fd) };
-                }
+            // Closed, not pointed at /dev/null: a hook may end in the container's mount
+            // namespace, and the child opens nothing by path (the files and directories to sync
+            // are open already).
+            for fd in 0..3 {
+                // SAFETY: the standard descriptors, which nothing in the child uses.
+                unsafe { libc::close(fd) };
             }
             let _ = nix::unistd::setsid();
             let code = i32::from(flush().is_err());

@@ -309,15 +309,7 @@ fn enter(
     opts: Opts<'_>,
 ) -> io::Result<Option<(OwnedFd, OwnedFd, Frame)>> {
     let ids = opts.ids;
-    let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
-        .resolve(
-            ResolveFlag::RESOLVE_BENEATH
-                | ResolveFlag::RESOLVE_NO_SYMLINKS
-                | ResolveFlag::RESOLVE_NO_MAGICLINKS
-                | ResolveFlag::RESOLVE_NO_XDEV,
-        );
-    let s = match crate::util::openat2(src, name, how) {
+    let s = match crate::util::tree::open_dir_beneath(src, name) {
         Ok(fd) => fd,
         Err(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP) => return Ok(None),
         Err(Errno::EXDEV) => {
@@ -603,24 +595,32 @@ fn copy_xattrs(src: BorrowedFd, dst: BorrowedFd, upper: bool) -> io::Result<()> 
             Err(e) if e.raw_os_error() == Some(libc::ENODATA) => continue,
             Err(e) => return Err(e),
         };
-        // SAFETY: cname is NUL-terminated; value's own pointer and length.
-        let r = unsafe {
-            libc::fsetxattr(
-                dst.as_raw_fd(),
-                cname.as_ptr(),
-                value.as_ptr().cast(),
-                value.len(),
-                0,
-            )
-        };
-        if r != 0 {
-            let e = io::Error::last_os_error();
-            if !unsupported(&e) {
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!("set {}: {e}", String::from_utf8_lossy(name)),
-                ));
-            }
+        set_xattr(dst.as_fd(), name, &value)?;
+    }
+    Ok(())
+}
+
+/// Sets extended attribute `name` of `fd`; a filesystem without extended attributes (ENOTSUP,
+/// ENOSYS) is no error. Any other error names the attribute.
+pub(crate) fn set_xattr(fd: BorrowedFd, name: &[u8], value: &[u8]) -> io::Result<()> {
+    let cname = CString::new(name).map_err(io::Error::other)?;
+    // SAFETY: cname is NUL-terminated; value's own pointer and length.
+    let r = unsafe {
+        libc::fsetxattr(
+            fd.as_raw_fd(),
+            cname.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if r != 0 {
+        let e = io::Error::last_os_error();
+        if !unsupported(&e) {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("set {}: {e}", String::from_utf8_lossy(name)),
+            ));
         }
     }
     Ok(())

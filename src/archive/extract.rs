@@ -2,17 +2,17 @@
 //! rules that keep every entry inside it).
 
 use std::collections::HashSet;
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use nix::dir::Dir;
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat};
+use nix::fcntl::{AtFlags, OFlag, openat};
 use nix::sys::stat::{
     FchmodatFlags, Mode, SFlag, UtimensatFlags, fchmod, fchmodat, fstatat, futimens, mkdirat,
     mknodat, utimensat,
@@ -152,7 +152,7 @@ impl Extractor<'_> {
                 if !is_dir {
                     mkdirat(&parent, name, Mode::from_bits_truncate(0o700))?;
                 }
-                let dir = open_beneath(&parent, name)?;
+                let dir = crate::util::tree::open_dir_beneath(&parent, name)?;
                 self.apply_meta(dir.as_fd(), entry.header(), &xattrs)?;
                 self.dirs.push((comps.to_vec(), mtime_of(entry.header())?));
             }
@@ -314,14 +314,14 @@ impl Extractor<'_> {
         for (i, c) in parents.iter().enumerate() {
             let c = OsStr::from_bytes(c);
             let shown = || String::from_utf8_lossy(&parents[..=i].join(&b'/')).into_owned();
-            cur = match open_beneath(&cur, c) {
+            cur = match crate::util::tree::open_dir_beneath(&cur, c) {
                 Ok(fd) => fd,
                 Err(Errno::ENOENT) if create => {
                     mkdirat(&cur, c, Mode::from_bits_truncate(0o755))?;
                     if self.track {
                         self.created.insert(parents[..=i].join(&b'/'));
                     }
-                    open_beneath(&cur, c)?
+                    crate::util::tree::open_dir_beneath(&cur, c)?
                 }
                 Err(Errno::ENOENT) => return Ok(None),
                 Err(Errno::ELOOP) => {
@@ -367,26 +367,7 @@ impl Extractor<'_> {
         fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))?;
         fchmod(fd, Mode::from_bits_truncate(h.mode()? & 0o7777))?;
         for (name, value) in xattrs {
-            let cname = CString::new(name.clone()).map_err(io::Error::other)?;
-            // SAFETY: cname is NUL-terminated; value's own pointer and length.
-            let r = unsafe {
-                libc::fsetxattr(
-                    fd.as_raw_fd(),
-                    cname.as_ptr(),
-                    value.as_ptr().cast(),
-                    value.len(),
-                    0,
-                )
-            };
-            if r != 0 {
-                let e = io::Error::last_os_error();
-                if !matches!(e.raw_os_error(), Some(libc::ENOTSUP | libc::ENOSYS)) {
-                    return Err(io::Error::new(
-                        e.kind(),
-                        format!("set {}: {e}", String::from_utf8_lossy(name)),
-                    ));
-                }
-            }
+            crate::copyup::set_xattr(fd, name, value)?;
         }
         Ok(())
     }
@@ -487,19 +468,6 @@ fn remove_at(parent: &OwnedFd, name: &OsStr) -> io::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         other => other,
     }
-}
-
-/// Opens directory `name` of `dir`: never through a symlink, never into another mount.
-fn open_beneath(dir: &OwnedFd, name: &OsStr) -> nix::Result<OwnedFd> {
-    let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
-        .resolve(
-            ResolveFlag::RESOLVE_BENEATH
-                | ResolveFlag::RESOLVE_NO_SYMLINKS
-                | ResolveFlag::RESOLVE_NO_MAGICLINKS
-                | ResolveFlag::RESOLVE_NO_XDEV,
-        );
-    crate::util::openat2(dir, name, how)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use nix::dir::Dir;
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat};
+use nix::fcntl::{AtFlags, OFlag, openat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
 use tar::{EntryType, Header};
 
@@ -47,7 +47,7 @@ pub fn write<W: Write>(root: OwnedFd, out: W, kind: Kind) -> io::Result<W> {
             top.scanned = true;
         }
         if let Some(child) = top.pending.pop() {
-            let fd = match open_beneath(&cur, &child) {
+            let fd = match crate::util::tree::open_dir_beneath(&cur, &child) {
                 Ok(fd) => fd,
                 // Gone, or no longer a directory, or another mount: not ours to write.
                 Err(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP | Errno::EXDEV) => continue,
@@ -386,20 +386,6 @@ fn content_xattrs(fd: BorrowedFd) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
         }
     }
     Ok(out)
-}
-
-/// Opens subdirectory `name` of `dir` for reading: never through a symlink, never into another
-/// mount.
-fn open_beneath(dir: &OwnedFd, name: &OsStr) -> nix::Result<OwnedFd> {
-    let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
-        .resolve(
-            ResolveFlag::RESOLVE_BENEATH
-                | ResolveFlag::RESOLVE_NO_SYMLINKS
-                | ResolveFlag::RESOLVE_NO_MAGICLINKS
-                | ResolveFlag::RESOLVE_NO_XDEV,
-        );
-    crate::util::openat2(dir, name, how)
 }
 
 fn open_dir<Fd: AsFd>(parent: Fd, name: &OsStr) -> nix::Result<OwnedFd> {

@@ -94,6 +94,21 @@ pub(crate) fn open_dir<Fd: AsFd>(parent: Fd, name: &OsStr) -> nix::Result<OwnedF
     )
 }
 
+/// Opens directory `name` of `dir` (one component) for reading: never through a symlink, never
+/// into another mount (EXDEV), never out of `dir`; EAGAIN tried again (see [`super::openat2`]).
+pub(crate) fn open_dir_beneath<Fd: AsFd>(dir: Fd, name: &OsStr) -> nix::Result<OwnedFd> {
+    use nix::fcntl::{OpenHow, ResolveFlag};
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+        .resolve(
+            ResolveFlag::RESOLVE_BENEATH
+                | ResolveFlag::RESOLVE_NO_SYMLINKS
+                | ResolveFlag::RESOLVE_NO_MAGICLINKS
+                | ResolveFlag::RESOLVE_NO_XDEV,
+        );
+    super::openat2(dir, name, how)
+}
+
 /// One directory on the way down: its name in its parent, its identity, and the non-empty
 /// subdirectories still to visit.
 struct Frame {

@@ -156,6 +156,20 @@ fn runtime_command(
     None
 }
 
+/// The runc wrapper with runc's arguments `args`, then exit with its code (what it wrote through
+/// ocivol::durable synced first).
+fn wrapper(
+    args: Vec<OsString>,
+    config: Option<PathBuf>,
+    root: Option<PathBuf>,
+    run_root: Option<PathBuf>,
+) -> ! {
+    init_logger();
+    let code = ocivol::runtime::main(args, || Ok(Context::from_parts(config, root, run_root)?));
+    ocivol::durable::flush_or_warn();
+    std::process::exit(code);
+}
+
 fn main() {
     let mut argv = std::env::args_os();
     let argv0 = argv.next().unwrap_or_default();
@@ -163,21 +177,13 @@ fn main() {
         .file_name()
         .is_some_and(|n| n == "ocivol-runtime")
     {
-        init_logger();
-        let code = ocivol::runtime::main(argv.collect(), || {
-            Ok(Context::from_parts(None, None, None)?)
-        });
-        ocivol::durable::flush_or_warn();
-        std::process::exit(code);
+        wrapper(argv.collect(), None, None, None);
     }
     let rest: Vec<OsString> = argv.collect();
     if let Some((config, root, run_root, args)) = runtime_command(&rest) {
         // Straight to the wrapper: clap's parse of the whole command tree would cost every
         // command passed through to runc (state, kill, start…) about 0.2 ms (docs/PERFORMANCE.md).
-        init_logger();
-        let code = ocivol::runtime::main(args, || Ok(Context::from_parts(config, root, run_root)?));
-        ocivol::durable::flush_or_warn();
-        std::process::exit(code);
+        wrapper(args, config, root, run_root);
     }
     let cli = Cli::parse_from(std::iter::once(argv0).chain(rest));
     if matches!(cli.command, Cmd::Hook { .. }) {

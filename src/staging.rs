@@ -29,6 +29,8 @@ use crate::store::RecordedMount;
 use crate::userns::Idmap;
 
 const OWNER: &str = "owner";
+/// The pid file the wrapper asks the runtime for (see `runtime::create`).
+const PID: &str = "pid";
 
 /// `RUN_ROOT/mnt`.
 pub fn staging_root(run_root: &Path) -> PathBuf {
@@ -37,6 +39,12 @@ pub fn staging_root(run_root: &Path) -> PathBuf {
 
 fn dir_of(run_root: &Path, key: &str) -> PathBuf {
     staging_root(run_root).join(key)
+}
+
+/// `RUN_ROOT/mnt/KEY/pid`: where the runtime writes the container's init pid when the caller
+/// asked for no pid file. It goes with the staging ([`unstage`], or gc's [`abandoned`]).
+pub fn pid_file(run_root: &Path, key: &str) -> PathBuf {
+    dir_of(run_root, key).join(PID)
 }
 
 /// Attaches each pinned source at `RUN_ROOT/mnt/KEY/N` with the mount's own flags, private, and
@@ -144,6 +152,10 @@ pub fn unstage(run_root: &Path, key: &str) -> io::Result<()> {
     for entry in entries {
         let path = entry?.path();
         if path.file_name().is_some_and(|n| n == OWNER) {
+            continue;
+        }
+        if path.file_name().is_some_and(|n| n == PID) {
+            remove(&path)?;
             continue;
         }
         // The container keeps its own copy: detaching ours never touches it.

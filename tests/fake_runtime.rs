@@ -104,10 +104,17 @@ fn a_runtime_killed_by_a_signal_is_passed_on_and_the_volumes_are_released() {
         f.dir.path(),
     );
     assert_eq!(out.status.signal(), Some(15), "{out:?}");
+    // As given, with a pid file in the container's staging directory (the caller gave none).
+    let key = ocivol::container_id::container_key("id3", Some("/rr"));
+    let pid_file = f.path("state/run/mnt").join(key).join("pid");
     assert_eq!(
         f.argv_log(),
-        [format!("--root /rr create --bundle {} id3", b.display())],
-        "the runtime gets the arguments as given"
+        [format!(
+            "--root /rr create --pid-file {} --bundle {} id3",
+            pid_file.display(),
+            b.display()
+        )],
+        "the runtime gets the arguments as given, and a pid file"
     );
     let spec: serde_json::Value =
         serde_json::from_slice(&fs::read(b.join("config.json")).unwrap()).unwrap();

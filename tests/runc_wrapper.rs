@@ -455,3 +455,107 @@ fn exit_codes_and_signals_pass_through() {
     assert!(status.signal().is_none());
     assert_eq!(env.users("v"), 0);
 }
+
+/// The user record of `volume` for container `id`, as JSON.
+fn user_record(env: &Env, volume: &str, id: &str) -> serde_json::Value {
+    serde_json::from_slice(&fs::read(env.user_record_path(volume, id)).unwrap()).unwrap()
+}
+
+#[test]
+fn a_create_records_its_init_from_a_pid_file_without_asking_the_runtime_again() {
+    let Some(env) =
+        Env::new("a_create_records_its_init_from_a_pid_file_without_asking_the_runtime_again")
+    else {
+        return;
+    };
+    // The real runc behind a script that logs every command line it is given.
+    let log = env.dir.path().join("runtime.log");
+    let script = env.dir.path().join("logging-runc");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec {} \"$@\"\n",
+            log.display(),
+            common::RUNC
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    env.write_config(json!({ "runtime": script, "policy": { "allowed_bases": [env.base] } }));
+    let ann = cow_annotation(&env, "pidvol", "");
+    let take_log = || {
+        let lines: Vec<String> = fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let _ = fs::remove_file(&log);
+        lines
+    };
+    let staging = env.run_root.join("mnt");
+
+    // create and run --detach without a pid file: the wrapper asks for one in the staging
+    // directory, reads the init from it, and never runs `state`.
+    for (id, how) in [("ocivol-pf-a", "create"), ("ocivol-pf-b", "run --detach")] {
+        let b = env.bundle(id, &["sleep", "600"], &[(VOLUMES, &ann)]);
+        let out = if how == "create" {
+            env.create(id, &b)
+        } else {
+            env.start(id, &b)
+        };
+        ok(&out, how);
+        let lines = take_log();
+        let own = format!("--pid-file {}/{}/pid", staging.display(), env.key(id));
+        assert_eq!(
+            lines.len(),
+            1,
+            "{how}: one runtime command, no state: {lines:?}"
+        );
+        assert!(lines[0].contains(&own), "{how}: {lines:?}");
+        assert_eq!(
+            user_record(&env, "pidvol", id)["init"]["pid"],
+            env.init_pid(id),
+            "{how}: the init is recorded"
+        );
+    }
+    assert_eq!(
+        fs::read_dir(&staging).unwrap().count(),
+        0,
+        "the pid files went with the staging"
+    );
+
+    // The caller's own pid file: used as it is, nothing added.
+    let id = "ocivol-pf-c";
+    let b = env.bundle(id, &["sleep", "600"], &[(VOLUMES, &ann)]);
+    let pid_file = env.dir.path().join("caller.pid");
+    // The container keeps the stdio it is given: a file, not a pipe that would never close.
+    let stdio = fs::File::create(env.dir.path().join("caller.out")).unwrap();
+    let out = env
+        .runtime_cmd(&[
+            "create",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            "--bundle",
+            b.to_str().unwrap(),
+            id,
+        ])
+        .stdout(stdio.try_clone().unwrap())
+        .stderr(stdio)
+        .output()
+        .unwrap();
+    ok(&out, "create with the caller's pid file");
+    let lines = take_log();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0].matches("--pid-file").count(), 1, "{lines:?}");
+    let pid: i32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(pid, env.init_pid(id));
+    assert_eq!(user_record(&env, "pidvol", id)["init"]["pid"], pid);
+    for id in ["ocivol-pf-a", "ocivol-pf-b", "ocivol-pf-c"] {
+        ok(&env.runtime(&["delete", "--force", id]), "delete");
+    }
+    assert_eq!(env.users("pidvol"), 0);
+}

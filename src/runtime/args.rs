@@ -35,6 +35,8 @@ pub struct RuntimeArgs {
     pub log_format: Option<String>,
     /// The subcommand (`create`, `run`, `delete`, …), if any.
     pub command: Option<String>,
+    /// Where the subcommand is in `raw`.
+    command_at: Option<usize>,
     /// The container ID: the first positional argument after the subcommand.
     pub id: Option<String>,
     /// `--bundle`/`-b` of create and run.
@@ -96,6 +98,20 @@ fn flag_name(arg: &str) -> Option<(&str, Option<&str>)> {
     })
 }
 
+impl RuntimeArgs {
+    /// The arguments with `--pid-file PATH` added as the subcommand's first flag (where runc,
+    /// crun and youki all read it), or `None` if there is no subcommand to add it to.
+    pub fn with_pid_file(&self, path: &std::path::Path) -> Option<Vec<OsString>> {
+        let at = self.command_at? + 1;
+        let mut out = Vec::with_capacity(self.raw.len() + 2);
+        out.extend_from_slice(&self.raw[..at]);
+        out.push("--pid-file".into());
+        out.push(path.into());
+        out.extend_from_slice(&self.raw[at..]);
+        Some(out)
+    }
+}
+
 pub fn parse(raw: Vec<OsString>) -> RuntimeArgs {
     let args: Vec<String> = raw
         .iter()
@@ -113,6 +129,7 @@ pub fn parse(raw: Vec<OsString>) -> RuntimeArgs {
         let Some((name, inline)) = flag_name(arg) else {
             if arg != "--" {
                 out.command = Some(arg.clone());
+                out.command_at = Some(i - 1);
             }
             break;
         };
@@ -388,5 +405,37 @@ mod tests {
             (a.log.as_deref(), a.log_format.as_deref()),
             (Some("/l"), Some("json"))
         );
+    }
+
+    #[test]
+    fn a_pid_file_goes_right_after_the_subcommand() {
+        let show = |a: Option<Vec<OsString>>| {
+            a.map(|v| {
+                v.iter()
+                    .map(|s| s.to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+        };
+        let p_file = std::path::Path::new("/run/ocivol/mnt/k/pid");
+        for (line, want) in [
+            (
+                "--root /r create --bundle /b c1",
+                Some("--root /r create --pid-file /run/ocivol/mnt/k/pid --bundle /b c1"),
+            ),
+            (
+                "--log=/l run -d c2 --bundle /b",
+                Some("--log=/l run --pid-file /run/ocivol/mnt/k/pid -d c2 --bundle /b"),
+            ),
+            // A global flag's value that looks like a subcommand is not one.
+            (
+                "--root create create c3",
+                Some("--root create create --pid-file /run/ocivol/mnt/k/pid c3"),
+            ),
+            ("--root /r", None),
+        ] {
+            let a = p(line);
+            assert_eq!(show(a.with_pid_file(p_file)).as_deref(), want, "{line}");
+        }
     }
 }

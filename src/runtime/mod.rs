@@ -82,14 +82,17 @@ fn store_for(ctx: &Context, runtime: &Path) -> Store {
 }
 
 /// Records the init process of a container the runtime has just created, so that its death is
-/// noticed without asking the runtime. Its pid comes from the `--pid-file` the caller passed,
-/// else from `RUNTIME state`. A failure only costs that later checks ask the runtime instead.
-fn record_init(store: &Store, args: &RuntimeArgs, runtime: &Path, id: &str, key: &str) {
-    let from_file = args.pid_file.as_deref().and_then(|f| {
-        std::fs::read_to_string(f)
-            .ok()
-            .and_then(|t| t.trim().parse::<i32>().ok())
-    });
+/// noticed without asking the runtime. Its pid comes from the pid file the runtime wrote (the
+/// caller's `--pid-file`, or the wrapper's own, see [`create`]), else from `RUNTIME state`. A
+/// failure only costs that later checks ask the runtime instead.
+fn record_init(
+    store: &Store,
+    from_file: Option<i32>,
+    args: &RuntimeArgs,
+    runtime: &Path,
+    id: &str,
+    key: &str,
+) {
     let pid = from_file.or_else(|| {
         match RealRuntime::new(runtime.to_path_buf()).state(id, args.root.as_deref()) {
             RuntimeView::Alive { pid, .. } => pid,
@@ -103,6 +106,11 @@ fn record_init(store: &Store, args: &RuntimeArgs, runtime: &Path, id: &str, key:
     if let Err(e) = store.record_init(key, init) {
         ::log::warn!("container {id}: recording its init process failed: {e}");
     }
+}
+
+/// The pid a runtime wrote to a pid file, if it did.
+fn read_pid(path: Option<&Path>) -> Option<i32> {
+    std::fs::read_to_string(path?).ok()?.trim().parse().ok()
 }
 
 fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i32> {
@@ -203,7 +211,24 @@ fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
         return Err(e);
     }
     crate::crash::point("before-runtime");
-    let status = spawn_and_wait(runtime, args);
+    // A create (or detached run) leaves a container whose init is recorded. Without a pid file
+    // of the caller's, the runtime is asked for one in the staging directory, which goes with
+    // the staging: one `RUNTIME state` less (a second Go runtime start, about as costly as the
+    // create's own work in ocivol). containerd, podman and CRI-O always pass their own.
+    let leaves_container = args.command.as_deref() == Some("create") || args.detach;
+    let own_pid_file = (leaves_container && args.pid_file.is_none())
+        .then(|| crate::staging::pid_file(&ctx.paths.run_root, &key));
+    let argv = own_pid_file
+        .as_deref()
+        .and_then(|p| args.with_pid_file(p))
+        .unwrap_or_else(|| args.raw.clone());
+    let status = spawn_and_wait(runtime, &argv, args);
+    let from_file = read_pid(
+        args.pid_file
+            .as_deref()
+            .map(Path::new)
+            .or(own_pid_file.as_deref()),
+    );
     // The container has its own copies of the staged mounts by now (or never will): ours go.
     if let Err(e) = crate::staging::unstage(&ctx.paths.run_root, &key) {
         ::log::warn!("container {id}: remove its staged mounts: {e}");
@@ -221,7 +246,7 @@ fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
         // the volumes: they stay its own, as after a create that succeeded. A foreground
         // `run` whose runc is killed leaves its container running, as plain runc does.
         ::log::warn!("container {id}: the runtime failed ({status}) but has created it");
-        record_init(&store, args, runtime, id, &key);
+        record_init(&store, from_file, args, runtime, id, &key);
     } else if !status.success() {
         // The runtime did not create the container: give back what it held, and forget it.
         store.forget_container(&key)?;
@@ -230,7 +255,7 @@ fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
         store.release_container(&key)?;
     } else if !foreground {
         crate::crash::point("after-create");
-        record_init(&store, args, runtime, id, &key);
+        record_init(&store, from_file, args, runtime, id, &key);
     }
     Ok(pass_on(status))
 }
@@ -318,7 +343,7 @@ fn mount_points(
 }
 
 fn delete(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i32> {
-    let status = spawn_and_wait(runtime, args)?;
+    let status = spawn_and_wait(runtime, &args.raw, args)?;
     let Some(id) = args.id.as_deref() else {
         return Ok(pass_on(status));
     };
@@ -363,9 +388,14 @@ const FORWARDED: &[Signal] = &[
     Signal::SIGWINCH,
 ];
 
-/// Runs the real runtime with the same arguments and stdio, forwarding the signals a caller
-/// sends to it (runc's `run` passes them on to the container), and waits for it.
-fn spawn_and_wait(runtime: &Path, args: &RuntimeArgs) -> anyhow::Result<ExitStatus> {
+/// Runs the real runtime with the arguments `argv` (the caller's, or with the wrapper's pid
+/// file) and the same stdio, forwarding the signals a caller sends to it (runc's `run` passes
+/// them on to the container), and waits for it.
+fn spawn_and_wait(
+    runtime: &Path,
+    argv: &[std::ffi::OsString],
+    args: &RuntimeArgs,
+) -> anyhow::Result<ExitStatus> {
     let action = SigAction::new(
         SigHandler::Handler(forward),
         SaFlags::SA_RESTART,
@@ -377,7 +407,7 @@ fn spawn_and_wait(runtime: &Path, args: &RuntimeArgs) -> anyhow::Result<ExitStat
             .with_context(|| format!("install a handler for {sig}"))?;
     }
     let mut cmd = Command::new(runtime);
-    cmd.args(&args.raw);
+    cmd.args(argv);
     let creates = match args.command.as_deref() {
         Some("create") => true,
         Some("run") => args.detach,

@@ -6,6 +6,7 @@
 //! records apart.
 
 use std::fs;
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -23,9 +24,17 @@ impl ProcessId {
         start_time(pid).map(|start| ProcessId { pid, start })
     }
 
-    /// This process.
+    /// This process. Read once per process (a start then names itself in every record it
+    /// writes); a forked child, whose pid differs, reads its own.
     pub fn current() -> Option<ProcessId> {
-        ProcessId::of(std::process::id() as i32)
+        static CURRENT: OnceLock<(u32, Option<ProcessId>)> = OnceLock::new();
+        let pid = std::process::id();
+        let (read_for, id) = *CURRENT.get_or_init(|| (pid, ProcessId::of(pid as i32)));
+        if read_for == pid {
+            id
+        } else {
+            ProcessId::of(pid as i32)
+        }
     }
 
     /// Whether this very process still runs: same pid and same start time.

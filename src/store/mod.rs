@@ -233,6 +233,8 @@ pub struct Store {
     userns: Option<std::sync::Arc<UserNs>>,
     /// How long an overlay stays mounted after its last user (see [`linger`]).
     linger: std::time::Duration,
+    /// Set once the state directories exist: made once per store, not once per volume.
+    dirs_made: std::sync::OnceLock<()>,
 }
 
 impl Store {
@@ -245,6 +247,7 @@ impl Store {
             holder: Holder::ThisProcess,
             userns: None,
             linger: std::time::Duration::ZERO,
+            dirs_made: std::sync::OnceLock::new(),
         }
     }
 
@@ -635,6 +638,9 @@ impl Store {
     }
 
     fn make_state_dirs(&self) -> Result<()> {
+        if self.dirs_made.get().is_some() {
+            return Ok(());
+        }
         for d in [
             self.root.join("volumes"),
             self.containers_dir(),
@@ -643,6 +649,7 @@ impl Store {
         ] {
             make_dir(&d)?;
         }
+        let _ = self.dirs_made.set(());
         Ok(())
     }
 
@@ -994,9 +1001,16 @@ pub(crate) fn random_name() -> Result<String> {
 
 /// This boot's ID, so a record from an earlier boot can be told apart.
 pub fn boot_id() -> String {
-    fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+    // It cannot change while this process lives: read once (a start with ten volumes asked 35
+    // times).
+    static BOOT_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BOOT_ID
+        .get_or_init(|| {
+            fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default()
+        })
+        .clone()
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ CARGO ?= cargo
 # CRI client of tests/kubernetes.rs (the k8s-cri crate compiles Kubernetes' api.proto).
 DEB_PACKAGES := runc containerd busybox-static podman crun gcc protobuf-compiler
 # The benchmarks (make bench): hyperfine, GNU time (peak RSS), jq (results), podman (row 6), gcc
-# (bench/floor.c, the floor of row 1).
+# (bench/floor.c and bench/hop.c, the floors of rows 1 and 8).
 BENCH_PACKAGES := runc busybox-static podman hyperfine time jq gcc
 
 # The build target is set in .cargo/config.toml (a static binary, see there).

@@ -102,10 +102,20 @@ build_floor() {
         fail "build bench/floor.c: $(cat "$T/floor.err")"
 }
 
+# The floor of a process between the engine and runc, and of a hook (bench/hop.c): static with
+# glibc, as ocivol is.
+build_hop() {
+    [ -n "${HOP:-}" ] && return 0
+    HOP=$T/hop-bin
+    gcc -O2 -static -o "$HOP" "$REPO/bench/hop.c" 2>"$T/hop.err" ||
+        fail "build bench/hop.c: $(cat "$T/hop.err")"
+}
+
 bench_start() {
     section "1. start cost: runc run of true, runc vs ocivol"
     local floor1 floor10 b fl=$T/floor-ov
     build_floor
+    build_hop
     mkdir -p "$fl/upper" "$fl/work" "$fl/merged"
     floor1=$(make_bundle floor1 "bf1-$TAG" "$TRUE" '{}' "$(binds_json "$BASE:/data")")
     floor10=$(make_bundle floor10 "bf10-$TAG" "$TRUE" '{}' "$(mixed_binds)")
@@ -163,12 +173,22 @@ bench_start() {
     start_row "volumes-from a running source with 10 volumes" start-vfrom 0 1 1.10 "ocivol runtime run"
 
     # The createRuntime/poststop hooks under plain runc, 1 copy-on-write volume (first user).
+    # The floor of hook mode: the same two hooks running a program that does nothing.
+    local noop_hooks
+    noop_hooks=$(make_bundle hook-noop "bhn-$TAG" "$TRUE" '{}' "$(binds_json "$BASE:/data")" \
+        "$(jq -nc --arg p "$HOP" '{createRuntime: [{path: $p}], poststop: [{path: $p}]}')")
     b=$(make_bundle hook "bh-$TAG" "$TRUE" "$(ann_volumes "hookcow:/data:base=$BASE")" '[]' "$(hooks_json)")
-    hyperfine_rounds start-hooks -n "runc, 1 bind" -n "runc + ocivol hooks, 1 cow volume" -- \
+    hyperfine_rounds start-hooks -n "runc, 1 bind" -n "runc + ocivol hooks, 1 cow volume" \
+        -n "runc, 1 bind, two hooks that do nothing" -- \
         "$RUNC_RT run --bundle $floor1 bf1-$TAG" \
-        "$RUNC_RT run --bundle $b bh-$TAG"
+        "$RUNC_RT run --bundle $b bh-$TAG" \
+        "$RUNC_RT run --bundle $noop_hooks bhn-$TAG"
     start_row "hooks: 1 copy-on-write volume (first user)" start-hooks 0 1 1.10 \
         "runc + createRuntime/poststop hooks"
+    start_row "hooks: two hooks that do nothing (the floor of hook mode)" start-hooks 0 2 "" \
+        "runc + two no-op static hooks (bench/hop.c)"
+    start_row "hooks: 1 copy-on-write volume, against two hooks that do nothing" start-hooks 2 1 "" \
+        "runc + createRuntime/poststop hooks" "runc + two no-op static hooks (bench/hop.c)"
     b=$(make_bundle hook-linger "bhl-$TAG" "$TRUE" "$(ann_volumes "hooklinger:/data:base=$BASE")" '[]' \
         "$(CONFIG=$CONFIG_LINGER hooks_json)")
     hyperfine_rounds start-hooks-linger -n "runc, 1 bind" \
@@ -202,8 +222,10 @@ bench_passthrough() {
     b=$(make_bundle pass "$id" "$SLEEP" '{}')
     "$RUNC" --root "$RUNC_ROOT" run --detach --bundle "$b" "$id" </dev/null >/dev/null 2>&1 ||
         fail "start the container of row 8"
-    hyperfine_rounds pass-state -n "runc state" -n "ocivol runtime state" -- \
-        "$RUNC_RT state $id" "$OCIVOL_RT state $id"
+    build_hop
+    hyperfine_rounds pass-state -n "runc state" -n "ocivol runtime state" \
+        -n "runc state through a process that does nothing" -- \
+        "$RUNC_RT state $id" "$OCIVOL_RT state $id" "$HOP $RUNC_RT state $id"
     hyperfine_rounds pass-kill -n "runc kill" -n "ocivol runtime kill" -- \
         "$RUNC_RT kill $id WINCH" "$OCIVOL_RT kill $id WINCH"
     "$RUNC" --root "$RUNC_ROOT" delete --force "$id" >/dev/null 2>&1 || true
@@ -221,6 +243,17 @@ bench_passthrough() {
         row 8 "runtime $c, passed through" "runc $c" "$(calc "$base")" "ocivol runtime $c" \
             "$(calc "$subj")" ms "$ratio" "$(calc "$subj - $base")" "<= 1.03" "$(holds "$ratio <= 1.03")"
     done
+    # The floor of any wrapper: runc exec'd by a static program that does nothing else.
+    local f=$OUT/raw/pass-state.json hop
+    base=$(median_ms "$f" 0)
+    hop=$(median_ms "$f" 2)
+    subj=$(median_ms "$f" 1)
+    row 8 "runtime state through a process that does nothing (the floor of a wrapper)" "runc state" \
+        "$(calc "$base")" "bench/hop.c, then runc state" "$(calc "$hop")" ms "$(calc "$hop / $base")" \
+        "$(calc "$hop - $base")" "none (reported)" -
+    row 8 "runtime state, passed through, against the floor of a wrapper" \
+        "bench/hop.c, then runc state" "$(calc "$hop")" "ocivol runtime state" "$(calc "$subj")" ms \
+        "$(calc "$subj / $hop")" "$(calc "$subj - $hop")" "none (reported)" -
 }
 
 # ---------------------------------------------------------------------------------------------

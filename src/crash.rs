@@ -15,7 +15,9 @@
 //! config.json, likewise), `before-deferred-sync` (the records, definitions and config.json of
 //! a start written and renamed into place, not yet synced: see [`crate::durable`]; in the
 //! runtime wrapper, the real runtime is running), `mid-unstage` (the staged mounts of a
-//! container: the first one detached and removed, the others and the owner file not yet).
+//! container: the first one detached and removed, the others and the owner file not yet),
+//! `mid-import` (`volume import`: the archive extracted beside the volume's data or changes,
+//! not yet exchanged with them).
 
 /// The environment variable naming the points to crash at.
 pub const ENV: &str = "OCIVOL_TEST_CRASH";

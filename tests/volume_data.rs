@@ -800,3 +800,78 @@ fn export_and_import_keep_a_bounded_number_of_fds_at_any_depth() {
         "bottom"
     );
 }
+
+#[test]
+fn an_import_killed_half_way_changes_nothing_and_gc_removes_what_it_left() {
+    let Some(env) =
+        Env::new("an_import_killed_half_way_changes_nothing_and_gc_removes_what_it_left")
+    else {
+        return;
+    };
+    // The archive: one file, from a plain volume's export.
+    env.ocivol_ok(&["volume", "create", "--scope", "any", "src"]);
+    fs::write(env.volume_dir("src").join("data/new.txt"), "imported\n").unwrap();
+    let tar = env.dir.path().join("src.tar");
+    export_to(&env, &["src"], &tar);
+    env.ocivol_ok(&["volume", "create", "--scope", "any", "plain"]);
+    fs::write(env.volume_dir("plain").join("data/old.txt"), "old\n").unwrap();
+    let base = env.base.to_str().unwrap();
+    env.ocivol_ok(&["volume", "create", "--scope", "any", "cow", "--base", base]);
+    fs::write(env.volume_dir("cow").join("upper/old.txt"), "old\n").unwrap();
+
+    for (name, left) in [
+        ("plain", &["data.import"][..]),
+        ("cow", &["upper.import", "work.import"]),
+    ] {
+        let changes = if name == "plain" { "data" } else { "upper" };
+        let before = snapshot(&env.volume_dir(name).join(changes));
+        let out = env
+            .ocivol_cmd(&["volume", "import", name, tar.to_str().unwrap()])
+            .env("OCIVOL_TEST_CRASH", "mid-import")
+            .output()
+            .unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&out.status),
+            Some(9),
+            "{name}: killed at mid-import: {out:?}"
+        );
+        let paths: Vec<PathBuf> = left.iter().map(|l| env.volume_dir(name).join(l)).collect();
+        for p in &paths {
+            assert!(p.exists(), "{name}: the killed import left {}", p.display());
+        }
+        assert_same(
+            &snapshot(&env.volume_dir(name).join(changes)),
+            &before,
+            &format!("{name}: untouched by the killed import"),
+        );
+        let said = |verb: &str| {
+            paths
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{verb} {}: a write that was cut short left it\n",
+                        p.display()
+                    )
+                })
+                .collect::<String>()
+        };
+        assert_eq!(env.ocivol_ok(&["gc", "--dry-run"]), said("would remove"));
+        assert!(
+            paths.iter().all(|p| p.exists()),
+            "a dry run removes nothing"
+        );
+        assert_eq!(env.ocivol_ok(&["gc"]), said("removed"));
+        assert!(paths.iter().all(|p| !p.exists()), "{name}: gc removed them");
+        assert_eq!(env.ocivol_ok(&["gc"]), "nothing to collect\n");
+        // The volume is whole: the next import works.
+        assert_eq!(
+            env.ocivol_ok(&["volume", "import", name, tar.to_str().unwrap()]),
+            format!("{name}\n")
+        );
+    }
+    assert_eq!(
+        fs::read_to_string(env.volume_dir("plain").join("data/new.txt")).unwrap(),
+        "imported\n"
+    );
+    assert!(!env.volume_dir("plain").join("data/old.txt").exists());
+}

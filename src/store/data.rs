@@ -19,7 +19,8 @@
 //! atomically (renameat2 RENAME_EXCHANGE) only once complete; a commit writes a hidden directory
 //! beside its target and renames it into place (RENAME_NOREPLACE); a clone saves the new
 //! volume's definition last. A failure removes what was made; one killed half-way leaves the
-//! directory aside, which the next import (or the volume's removal) clears.
+//! directory aside, which the next import, the volume's removal or `ocivol gc` clears (an import
+//! holds the volume's lock to its end, so one found under the lock is no import's any more).
 
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
@@ -44,6 +45,19 @@ use crate::pin::{Guard, Pin};
 const IMPORT_DATA: &str = "data.import";
 const IMPORT_UPPER: &str = "upper.import";
 const IMPORT_WORK: &str = "work.import";
+
+impl Store {
+    /// What imports killed half-way left beside volume `name`'s data or changes. Only
+    /// meaningful under the volume's lock, which an import holds to its end.
+    pub(super) fn import_leftovers(&self, name: &str) -> Vec<PathBuf> {
+        let dir = self.volume_dir(name);
+        [IMPORT_DATA, IMPORT_UPPER, IMPORT_WORK]
+            .iter()
+            .map(|n| dir.join(n))
+            .filter(|p| p.symlink_metadata().is_ok())
+            .collect()
+    }
+}
 
 /// An open view of a volume's content; a private overlay goes when this is dropped.
 struct View {
@@ -153,6 +167,7 @@ impl Store {
                     start_from(&data, &temp, kind, false)?;
                     let got = archive::extract(input, &open_dir(&temp).ctx(what)?, kind, false)
                         .ctx(what)?;
+                    crate::crash::point("mid-import");
                     exchange(&vdir, IMPORT_DATA, "data")?;
                     Ok(got)
                 })();
@@ -182,6 +197,7 @@ impl Store {
                         // The overlay goes with its fds, before its upper is moved.
                         drop(dir);
                         drop(tree);
+                        crate::crash::point("mid-import");
                         exchange(&vdir, IMPORT_UPPER, "upper")?;
                         Ok(got)
                     }

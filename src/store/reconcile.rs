@@ -279,6 +279,12 @@ impl Store {
                 actions.push(GcAction::RemoveTemp { path });
             }
         }
+        for path in self.import_leftovers(name) {
+            if !dry_run {
+                super::remove_if_present(&path)?;
+            }
+            actions.push(GcAction::RemoveTemp { path });
+        }
         Ok(actions)
     }
 

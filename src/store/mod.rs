@@ -599,8 +599,10 @@ impl Store {
         let _lock = VolumeLock::take(&self.lock_path(name))?;
         fsio::remove_file_if_present(&self.users_dir(name).join(user))?;
         crate::crash::point("after-user-removed");
-        self.reconcile_users_locked(name, true, Some(reconcile::HOT_PATH_JUDGED))?;
-        if self.has_users(name)? {
+        let (_, alive) =
+            self.reconcile_users_locked(name, true, Some(reconcile::HOT_PATH_JUDGED))?;
+        // A user judged alive just now: no need to look again.
+        if !alive.is_empty() || self.has_users(name)? {
             return Ok(());
         }
         match self.definition(name)? {

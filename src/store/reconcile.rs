@@ -250,8 +250,13 @@ impl Store {
     /// between removing the last user and unmounting, breaks it): the overlay is unmounted and a
     /// volatile volume's changes are discarded, as its last user would have done.
     pub(super) fn reconcile_locked(&self, name: &str) -> Result<()> {
-        self.reconcile_users_locked(name, true, Some(HOT_PATH_JUDGED))?;
-        if !self.has_users(name)? && self.is_mounted(name) && !self.may_linger(name) {
+        let (_, alive) = self.reconcile_users_locked(name, true, Some(HOT_PATH_JUDGED))?;
+        // A user judged alive just now: no need to look again.
+        if alive.is_empty()
+            && !self.has_users(name)?
+            && self.is_mounted(name)
+            && !self.may_linger(name)
+        {
             match self.definition(name)? {
                 Some(def) => self.after_last_user(&def, false, false)?,
                 None => self

@@ -205,16 +205,23 @@ pub fn dir_first_entries_where(
         .read(true)
         .custom_flags(libc::O_DIRECTORY)
         .open(dir)?;
-    // u64s: linux_dirent64 records are 8-byte aligned.
+    // u64s: linux_dirent64 records are 8-byte aligned. A few entries are asked for on every
+    // start (is there a user?): read a few at a time, not a KiB (the size still fits one entry
+    // of the longest name, 19 + 256 bytes, which getdents64 needs).
     let mut buf = [0u64; 128];
+    let size = if max <= 2 {
+        40 * std::mem::size_of::<u64>()
+    } else {
+        std::mem::size_of_val(&buf)
+    };
     loop {
-        // SAFETY: the kernel writes at most size_of_val(&buf) bytes into buf.
+        // SAFETY: the kernel writes at most `size` bytes into buf, which is no larger.
         let n = unsafe {
             libc::syscall(
                 libc::SYS_getdents64,
                 file.as_raw_fd(),
                 buf.as_mut_ptr(),
-                std::mem::size_of_val(&buf),
+                size,
             )
         };
         if n < 0 {
@@ -261,6 +268,25 @@ mod tests {
         assert_eq!(all.len(), 300, "several getdents64 calls");
         assert_eq!(all[0], "user-0000");
         assert!(dir_first_entries(dir.path(), 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_small_read_skips_what_it_must_and_takes_the_longest_names() {
+        let dir = tempfile::tempdir().unwrap();
+        // Names of 255 bytes (the longest there are) that are all skipped but one.
+        for c in ['a', 'b', 'c', 'd', 'e'] {
+            std::fs::write(dir.path().join(c.to_string().repeat(255)), "").unwrap();
+        }
+        for max in [1, 2] {
+            let got = dir_first_entries_where(dir.path(), max, |n| n.as_encoded_bytes()[0] == b'd')
+                .unwrap();
+            assert_eq!(
+                got,
+                [std::ffi::OsString::from("d".repeat(255))],
+                "max {max}"
+            );
+            assert_eq!(dir_first_entries(dir.path(), max).unwrap().len(), max);
+        }
     }
 
     #[test]

@@ -26,14 +26,7 @@ fn wrapper(env: &Env, cwd: &Path, args: &[&str]) -> Output {
 
 /// runc's error lines carry a time: drop it to compare two runs.
 fn without_time(stderr: &[u8]) -> String {
-    text(stderr)
-        .lines()
-        .map(|l| match l.split_once(" level=") {
-            Some((t, rest)) if t.starts_with("time=") => format!("level={rest}"),
-            _ => l.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    common::without_time(&text(stderr))
 }
 
 /// Nothing of ocivol's state was created: the wrapper or hook did not get past "no key".

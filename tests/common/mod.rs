@@ -636,6 +636,18 @@ impl Env {
     }
 }
 
+/// runc's log lines (`time="…" level=error msg="…"`) without their time, so that the output of
+/// two runs compares equal when they fall in different seconds.
+pub fn without_time(text: &str) -> String {
+    text.lines()
+        .map(|l| match l.split_once(" level=") {
+            Some((t, rest)) if t.starts_with("time=") => format!("level={rest}"),
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Output as text.
 pub fn text(out: &[u8]) -> String {
     String::from_utf8_lossy(out).into_owned()

@@ -132,7 +132,7 @@ bench_start() {
     hyperfine_rounds start-cow1 -n "runc, 1 bind" -n "runc, the overlay by hand (floor)" \
         -n "ocivol, 1 cow volume, first user" -n "ocivol, 1 cow volume, later user" -- \
         "$RUNC_RT run --bundle $floor1 bf1-$TAG" \
-        "$FLOOR $BASE $fl/upper $fl/work $fl/merged $RUNC_RT run --bundle $floorov bfo-$TAG" \
+        "$FLOOR $BASE:$fl/upper:$fl/work:$fl/merged -- $RUNC_RT run --bundle $floorov bfo-$TAG" \
         "$OCIVOL_RT run --bundle $cow_first bc1-$TAG" \
         "$OCIVOL_RT run --bundle $cow_later bc2-$TAG"
     stop_holder "bch-$TAG"
@@ -152,13 +152,27 @@ bench_start() {
     start_row "1 copy-on-write volume, one container after another, overlay_linger $LINGER" \
         start-cow1-linger 0 1 1.06 "ocivol runtime run"
 
-    # 10 mixed volumes.
+    # 10 mixed volumes, and their floor: the three overlays (the third volatile, as ocivol
+    # mounts it) mounted and unmounted by hand around runc, the other seven bound as they are.
+    local k ovs=() floor10ov
+    for k in 1 2 3; do
+        mkdir -p "$T/floor10/$k/upper" "$T/floor10/$k/work" "$T/floor10/$k/merged"
+        ovs+=("$BASE:$T/floor10/$k/upper:$T/floor10/$k/work:$T/floor10/$k/merged")
+    done
+    ovs[2]+=":volatile"
+    floor10ov=$(make_bundle floor10-ov "bf10o-$TAG" "$TRUE" '{}' "$(jq -s 'add' \
+        <(binds_json "$T/floor10/1/merged:/v1" "$T/floor10/2/merged:/v2" "$T/floor10/3/merged:/v3") \
+        <(mixed_binds | jq '.[3:]'))")
     b=$(make_bundle mixed "bm-$TAG" "$TRUE" "$(ann_volumes "$(mixed_volumes m)")")
-    hyperfine_rounds start-mixed10 -n "runc, 10 binds" -n "ocivol, 10 mixed volumes" -- \
+    hyperfine_rounds start-mixed10 -n "runc, 10 binds" -n "ocivol, 10 mixed volumes" \
+        -n "runc, the 3 overlays by hand and 7 binds (floor)" -- \
         "$RUNC_RT run --bundle $floor10 bf10-$TAG" \
-        "$OCIVOL_RT run --bundle $b bm-$TAG"
+        "$OCIVOL_RT run --bundle $b bm-$TAG" \
+        "$FLOOR ${ovs[*]} -- $RUNC_RT run --bundle $floor10ov bf10o-$TAG"
     start_row "10 mixed volumes (3 cow, 4 named, 2 anonymous, 1 host bind)" start-mixed10 0 1 1.15 \
         "ocivol runtime run"
+    start_row "10 mixed volumes, against the floor" start-mixed10 2 1 "" "ocivol runtime run" \
+        "runc run, the 3 overlays mounted and unmounted around it, 7 binds"
 
     # volumes-from a running source that has 10 volumes: the overlays are mounted by the source,
     # the new container joins each volume.

@@ -351,17 +351,7 @@ fn copy_file(
             Err(e) => log::debug!("copy-up: link {} again: {e}; copied", first.display()),
         }
     }
-    // O_NONBLOCK: a fifo swapped in since the listing must not block the open.
-    let src = match openat(
-        src_dir,
-        name,
-        OFlag::O_RDONLY
-            | OFlag::O_NOFOLLOW
-            | OFlag::O_NONBLOCK
-            | OFlag::O_NOCTTY
-            | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    ) {
+    let src = match crate::util::tree::open_listed_file(src_dir, name) {
         Ok(fd) => fd,
         Err(Errno::ENOENT | Errno::ELOOP) => return Ok(()),
         Err(e) => return Err(e.into()),

@@ -10,7 +10,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use nix::dir::Dir;
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat};
 use nix::sys::stat::{
@@ -274,19 +273,9 @@ impl Extractor<'_> {
 
     /// Removes from directory `dir` (at `comps`) every entry this archive did not write.
     fn keep_only_created(&self, dir: &OwnedFd, comps: &[Vec<u8>]) -> io::Result<()> {
-        let mut listing = Dir::openat(
-            dir,
-            ".",
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )?;
         let mut doomed = Vec::new();
-        for entry in listing.iter() {
-            let entry = entry?;
-            let child = entry.file_name().to_bytes();
-            if child == b"." || child == b".." {
-                continue;
-            }
+        crate::util::tree::for_each_entry(dir, |child, _| {
+            let child = child.as_bytes();
             let mut path = comps.join(&b'/');
             if !path.is_empty() {
                 path.push(b'/');
@@ -295,7 +284,8 @@ impl Extractor<'_> {
             if !self.created.contains(&path) {
                 doomed.push(child.to_vec());
             }
-        }
+            Ok(())
+        })?;
         for child in doomed {
             remove_at(dir, OsStr::from_bytes(&child))?;
         }

@@ -8,7 +8,6 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use nix::dir::Dir;
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
@@ -103,20 +102,11 @@ impl<W: Write> Writer<W> {
     /// Reads `dir` once: writes its files, symlinks and special files, lists its subdirectories
     /// (in reverse order, so that they are written in name order).
     fn scan(&mut self, dir: &OwnedFd, rel: &Path, pending: &mut Vec<OsString>) -> io::Result<()> {
-        let mut listing = Dir::openat(
-            dir,
-            ".",
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )?;
         let mut names: Vec<OsString> = Vec::new();
-        for entry in listing.iter() {
-            let entry = entry?;
-            let name = OsStr::from_bytes(entry.file_name().to_bytes());
-            if name != "." && name != ".." {
-                names.push(name.to_owned());
-            }
-        }
+        crate::util::tree::for_each_entry(dir, |name, _| {
+            names.push(name.to_owned());
+            Ok(())
+        })?;
         names.sort();
         for name in names {
             let st = match fstatat(dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
@@ -190,17 +180,7 @@ impl<W: Write> Writer<W> {
             let first = first.clone();
             return self.builder.append_link(&mut h, path, first);
         }
-        // O_NONBLOCK: a fifo swapped in since the listing must not block the open.
-        let fd = match openat(
-            dir,
-            name,
-            OFlag::O_RDONLY
-                | OFlag::O_NOFOLLOW
-                | OFlag::O_NONBLOCK
-                | OFlag::O_NOCTTY
-                | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ) {
+        let fd = match crate::util::tree::open_listed_file(dir, name) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => return Ok(()),
             Err(e) => return Err(e.into()),

@@ -94,6 +94,23 @@ pub(crate) fn open_dir<Fd: AsFd>(parent: Fd, name: &OsStr) -> nix::Result<OwnedF
     )
 }
 
+/// Opens entry `name` of `dir`, which a listing said is a regular file, for reading: never
+/// through a symlink swapped in since (ELOOP), never blocking on a fifo swapped in (O_NONBLOCK),
+/// never becoming a controlling terminal. The caller checks with `fstat` that it is still the
+/// file it listed.
+pub(crate) fn open_listed_file<Fd: AsFd>(dir: Fd, name: &OsStr) -> nix::Result<OwnedFd> {
+    openat(
+        dir,
+        name,
+        OFlag::O_RDONLY
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_NONBLOCK
+            | OFlag::O_NOCTTY
+            | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+}
+
 /// Opens directory `name` of `dir` (one component) for reading: never through a symlink, never
 /// into another mount (EXDEV), never out of `dir`; EAGAIN tried again (see [`super::openat2`]).
 pub(crate) fn open_dir_beneath<Fd: AsFd>(dir: Fd, name: &OsStr) -> nix::Result<OwnedFd> {

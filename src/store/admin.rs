@@ -38,20 +38,14 @@ impl Store {
     /// is refused unless `force`: then its users are dropped and the containers using it lose
     /// its data.
     pub fn remove_volume(&self, name: &str, force: bool) -> Result<u64> {
-        self.make_state_dirs()?;
-        let _lock = VolumeLock::take(&self.lock_path(name))?;
-        let def = self
-            .definition(name)?
-            .ok_or_else(|| StoreError::NoSuchVolume {
-                name: name.to_string(),
-            })?;
-        let (_, left) = self.reconcile_users_locked(name, true, None)?;
-        if !left.is_empty() && !force {
-            return Err(self.in_use(
-                def.volume_name(),
-                &left,
+        let (_lock, def) = self.lock_definition(name)?;
+        if force {
+            self.reconcile_users_locked(name, true, None)?;
+        } else {
+            self.refuse_in_use_locked(
+                &def,
                 "delete its containers first, or use --force to remove it anyway",
-            ));
+            )?;
         }
         let freed = self.volume_size(&def);
         self.unmount_if_mounted(&def)?;
@@ -89,13 +83,7 @@ impl Store {
     /// Discards the changes of a copy-on-write volume (by storage name) that no container uses;
     /// returns the bytes freed. The next container sees the base only.
     pub fn reset(&self, name: &str) -> Result<u64> {
-        self.make_state_dirs()?;
-        let _lock = VolumeLock::take(&self.lock_path(name))?;
-        let def = self
-            .definition(name)?
-            .ok_or_else(|| StoreError::NoSuchVolume {
-                name: name.to_string(),
-            })?;
+        let (_lock, def) = self.lock_definition(name)?;
         if def.kind() != VolumeKind::CopyOnWrite {
             return Err(StoreError::Conflict {
                 name: def.volume_name().to_string(),
@@ -103,19 +91,39 @@ impl Store {
                     .into(),
             });
         }
-        let (_, left) = self.reconcile_users_locked(name, true, None)?;
-        if !left.is_empty() {
-            return Err(self.in_use(
-                def.volume_name(),
-                &left,
-                "reset discards the changes only of a volume no container uses",
-            ));
-        }
+        self.refuse_in_use_locked(
+            &def,
+            "reset discards the changes only of a volume no container uses",
+        )?;
         let freed = self.volume_size(&def);
         self.unmount_if_mounted(&def)?;
         wipe_dir(&self.upper_dir(name))?;
         wipe_dir(&self.work_dir(name))?;
         Ok(freed)
+    }
+
+    /// Takes the lock of volume `name` (by storage name) and reads its definition under it, for
+    /// an operator's command on one volume.
+    pub(super) fn lock_definition(&self, name: &str) -> Result<(VolumeLock, VolumeDef)> {
+        self.make_state_dirs()?;
+        let lock = VolumeLock::take(&self.lock_path(name))?;
+        let def = self
+            .definition(name)?
+            .ok_or_else(|| StoreError::NoSuchVolume {
+                name: name.to_string(),
+            })?;
+        Ok((lock, def))
+    }
+
+    /// Under the lock: drops the users whose container is gone (all are judged) and refuses the
+    /// volume if any is left, naming them, with `why` as the way out.
+    pub(super) fn refuse_in_use_locked(&self, def: &VolumeDef, why: &str) -> Result<()> {
+        let (_, left) = self.reconcile_users_locked(&def.name, true, None)?;
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(self.in_use(def.volume_name(), &left, why))
+        }
     }
 
     pub(super) fn unmount_if_mounted(&self, def: &VolumeDef) -> Result<()> {

@@ -69,17 +69,8 @@ struct View {
 impl Store {
     /// Takes the volume's lock and its definition, refusing a volume in use (see the module).
     fn hold_unused(&self, name: &str, why: &str) -> Result<(VolumeLock, VolumeDef)> {
-        self.make_state_dirs()?;
-        let lock = VolumeLock::take(&self.lock_path(name))?;
-        let def = self
-            .definition(name)?
-            .ok_or_else(|| StoreError::NoSuchVolume {
-                name: name.to_string(),
-            })?;
-        let (_, left) = self.reconcile_users_locked(name, true, None)?;
-        if !left.is_empty() {
-            return Err(self.in_use(def.volume_name(), &left, why));
-        }
+        let (lock, def) = self.lock_definition(name)?;
+        self.refuse_in_use_locked(&def, why)?;
         Ok((lock, def))
     }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{IoContext, Result, StoreError};
+use super::{IoContext, Result};
 use crate::container_id::container_key;
 use crate::mounts::flags::MountFlags;
 
@@ -87,10 +87,7 @@ impl ContainerRecord {
 
     pub fn save(&self, dir: &Path) -> Result<()> {
         let path = Self::path(dir, &self.key());
-        let text = serde_json::to_vec_pretty(self).map_err(|e| StoreError::Corrupt {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        let text = super::fsio::json_for(&path, self)?;
         crate::durable::write(&path, &text, "half-written-record")
             .ctx(|| format!("write {}", path.display()))
     }
@@ -98,15 +95,7 @@ impl ContainerRecord {
     pub fn load(dir: &Path, key: &str) -> Result<Option<ContainerRecord>> {
         let path = Self::path(dir, key);
         RECORDS_READ.with(|n| n.set(n.get() + 1));
-        let Some(text) = super::fsio::read_opt(&path)? else {
-            return Ok(None);
-        };
-        serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| StoreError::Corrupt {
-                path,
-                message: e.to_string(),
-            })
+        super::fsio::read_json_opt(&path)
     }
 
     /// Every record in `dir`; a record that cannot be read is skipped with a warning.

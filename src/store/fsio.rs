@@ -18,6 +18,27 @@ pub(super) fn read_opt(path: &Path) -> Result<Option<String>> {
     }
 }
 
+/// The JSON document in `path`; `None` if it is not there, `Corrupt` if it does not parse.
+pub(super) fn read_json_opt<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    let Some(text) = read_opt(path)? else {
+        return Ok(None);
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| super::StoreError::Corrupt {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+}
+
+/// `value` as the pretty JSON the store writes to `path`.
+pub(super) fn json_for<T: serde::Serialize>(path: &Path, value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec_pretty(value).map_err(|e| super::StoreError::Corrupt {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
 /// The names in directory `dir` (unsorted); none if it is not there.
 pub(super) fn names_in(dir: &Path) -> Result<Vec<OsString>> {
     let entries = match fs::read_dir(dir) {

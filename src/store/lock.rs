@@ -12,26 +12,26 @@ pub struct VolumeLock {
 }
 
 impl VolumeLock {
-    /// Blocks until the lock is ours.
-    pub fn take(path: &Path) -> Result<VolumeLock> {
-        let file = OpenOptions::new()
+    /// The lock file, made if missing (never truncated: another process may hold it).
+    fn open(path: &Path) -> Result<File> {
+        OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(path)
-            .ctx(|| format!("open lock {}", path.display()))?;
+            .ctx(|| format!("open lock {}", path.display()))
+    }
+
+    /// Blocks until the lock is ours.
+    pub fn take(path: &Path) -> Result<VolumeLock> {
+        let file = Self::open(path)?;
         file.lock().ctx(|| format!("lock {}", path.display()))?;
         Ok(VolumeLock { _file: file })
     }
 
     /// The lock if it is free now; `None` if another process holds it.
     pub fn try_take(path: &Path) -> Result<Option<VolumeLock>> {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .ctx(|| format!("open lock {}", path.display()))?;
+        let file = Self::open(path)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(VolumeLock { _file: file })),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),

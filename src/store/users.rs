@@ -3,8 +3,6 @@
 //! the boot it was made in, the process that took the volume (the wrapper or hook, alive while a
 //! create is in progress) and, once the runtime has created the container, its init process.
 
-use std::fs;
-use std::io;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -31,19 +29,18 @@ impl UserRecord {
     /// The record at `path`. A record that cannot be parsed (a crash cannot leave one: records
     /// are replaced atomically) is judged by its container's key alone.
     pub fn load(path: &Path, key: &str) -> Result<Option<UserRecord>> {
-        match fs::read_to_string(path) {
-            Ok(text) => Ok(Some(serde_json::from_str(&text).unwrap_or_else(|e| {
-                log::warn!("user record {}: {e}", path.display());
-                UserRecord {
-                    container: key.to_string(),
-                    boot_id: String::new(),
-                    owner: None,
-                    init: None,
-                }
-            }))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).ctx(|| format!("read {}", path.display())),
-        }
+        let Some(text) = super::fsio::read_opt(path)? else {
+            return Ok(None);
+        };
+        Ok(Some(serde_json::from_str(&text).unwrap_or_else(|e| {
+            log::warn!("user record {}: {e}", path.display());
+            UserRecord {
+                container: key.to_string(),
+                boot_id: String::new(),
+                owner: None,
+                init: None,
+            }
+        })))
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{IoContext, Result, StoreError, VolumeRequest};
+use super::{IoContext, Result, VolumeRequest};
 use crate::annotations::Ownership;
 
 pub(super) const FILE: &str = "volume.json";
@@ -230,24 +230,12 @@ impl VolumeDef {
     }
 
     pub fn load(dir: &Path) -> Result<Option<VolumeDef>> {
-        let path = dir.join(FILE);
-        let Some(text) = super::fsio::read_opt(&path)? else {
-            return Ok(None);
-        };
-        serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| StoreError::Corrupt {
-                path,
-                message: e.to_string(),
-            })
+        super::fsio::read_json_opt(&dir.join(FILE))
     }
 
     pub fn save(&self, dir: &Path) -> Result<()> {
         let path = dir.join(FILE);
-        let text = serde_json::to_vec_pretty(self).map_err(|e| StoreError::Corrupt {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        let text = super::fsio::json_for(&path, self)?;
         crate::durable::write(&path, &text, "half-written-definition")
             .ctx(|| format!("write {}", path.display()))
     }

@@ -6,9 +6,7 @@
 
 mod common;
 
-use std::ffi::CString;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, lchown, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -79,35 +77,6 @@ fn chown_mode(path: &Path, uid: u32, gid: u32, mode: u32) {
 /// The data directory of a plain volume on the host.
 fn data(env: &Env, name: &str) -> PathBuf {
     env.volume_dir(name).join("data")
-}
-
-fn getxattr(path: &Path, name: &str) -> Option<Vec<u8>> {
-    let p = CString::new(path.as_os_str().as_bytes()).unwrap();
-    let n = CString::new(name).unwrap();
-    let mut buf = vec![0u8; 256];
-    // SAFETY: NUL-terminated strings and the buffer's own length.
-    let len =
-        unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    (len >= 0).then(|| {
-        buf.truncate(len as usize);
-        buf
-    })
-}
-
-fn setxattr(path: &Path, name: &str, value: &[u8]) {
-    let p = CString::new(path.as_os_str().as_bytes()).unwrap();
-    let n = CString::new(name).unwrap();
-    // SAFETY: NUL-terminated strings and the value's own length.
-    let r = unsafe {
-        libc::lsetxattr(
-            p.as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    assert_eq!(r, 0, "setxattr {name} on {}", path.display());
 }
 
 fn set_mtime(path: &Path, secs: i64) {
@@ -222,7 +191,7 @@ fn a_new_volume_is_filled_from_the_image_with_owners_modes_times_xattrs_and_link
     fs::create_dir_all(app.join("sub/deeper")).unwrap();
     fs::write(app.join("f"), "image data\n").unwrap();
     chown_mode(&app.join("f"), 1000, 1000, 0o640);
-    setxattr(&app.join("f"), "user.origin", b"image");
+    common::set_xattr(&app.join("f"), "user.origin", b"image");
     fs::hard_link(app.join("f"), app.join("f2")).unwrap();
     fs::write(app.join("sub/deeper/g"), "g\n").unwrap();
     chown_mode(&app.join("sub/deeper/g"), 1001, 1002, 0o4755);
@@ -280,7 +249,7 @@ fn a_new_volume_is_filled_from_the_image_with_owners_modes_times_xattrs_and_link
         assert_eq!(owner_mode(&d.join("f")), (0o640, 1000, 1000));
         assert_eq!(fs::metadata(d.join("f")).unwrap().mtime(), 1_000_000_000);
         assert_eq!(
-            getxattr(&d.join("f"), "user.origin").as_deref(),
+            common::get_xattr(&d.join("f"), "user.origin").as_deref(),
             Some(&b"image"[..])
         );
         assert_eq!(

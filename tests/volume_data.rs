@@ -6,14 +6,13 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::ffi::CString;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{Env, UnmountOnDrop, ok, text};
+use common::{Env, UnmountOnDrop, get_xattr, ok, set_xattr, text};
 
 const VOLUMES: &str = "io.ocivol.volumes";
 
@@ -31,35 +30,6 @@ struct Entry {
     xattr: Option<Vec<u8>>,
     /// Files: the first path (in name order) of the same inode.
     link_of: Option<String>,
-}
-
-fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
-    let p = CString::new(path.as_os_str().as_bytes()).unwrap();
-    let n = CString::new(name).unwrap();
-    let mut buf = vec![0u8; 256];
-    // SAFETY: NUL-terminated strings and a buffer of its length.
-    let r = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if r < 0 {
-        return None;
-    }
-    buf.truncate(r as usize);
-    Some(buf)
-}
-
-fn set_xattr(path: &Path, name: &str, value: &[u8]) {
-    let p = CString::new(path.as_os_str().as_bytes()).unwrap();
-    let n = CString::new(name).unwrap();
-    // SAFETY: NUL-terminated strings, the value's own pointer and length.
-    let r = unsafe {
-        libc::lsetxattr(
-            p.as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    assert_eq!(r, 0, "setxattr {}", path.display());
 }
 
 /// A short stand-in for a file's content (a test's sparse files are hundreds of MiB).

@@ -67,6 +67,19 @@ const INSTALLED: &[&str] = &[
     "usr/local/share/zsh/site-functions/_ocivol",
 ];
 
+/// `dpkg ARGS`, which must succeed; its output.
+fn dpkg(args: &[&str], what: &str) -> String {
+    ok(&Command::new("dpkg").args(args).output().unwrap(), what)
+}
+
+/// `dpkg -i DEB`, which must succeed; its output.
+fn dpkg_install(deb: &Path, what: &str) -> String {
+    ok(
+        &Command::new("dpkg").arg("-i").arg(deb).output().unwrap(),
+        what,
+    )
+}
+
 #[test]
 fn make_install_installs_exactly_the_listed_files_and_uninstall_removes_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -290,14 +303,7 @@ fn make_deb_builds_a_package_that_installs_a_working_ocivol_and_removes_cleanly(
         assert!(contents.contains(f), "{f} in the package:\n{contents}");
     }
     let _guard = Installed;
-    ok(
-        &Command::new("dpkg")
-            .arg("-i")
-            .arg(&debs[0])
-            .output()
-            .unwrap(),
-        "dpkg -i",
-    );
+    dpkg_install(&debs[0], "dpkg -i");
     let version = ok(
         &Command::new("/usr/bin/ocivol")
             .arg("--version")
@@ -347,24 +353,12 @@ fn make_deb_builds_a_package_that_installs_a_working_ocivol_and_removes_cleanly(
         serde_json::from_slice(&fs::read("/usr/share/ocivol/hooks.d/ocivol.json").unwrap())
             .unwrap();
     assert_eq!(hook["hook"]["path"], "/usr/bin/ocivol");
-    ok(
-        &Command::new("dpkg")
-            .args(["-r", "ocivol"])
-            .output()
-            .unwrap(),
-        "dpkg -r",
-    );
+    dpkg(&["-r", "ocivol"], "dpkg -r");
     assert!(
         !Path::new("/usr/bin/ocivol").exists() && !Path::new("/usr/bin/ocivol-runtime").exists()
     );
     assert!(!Path::new("/usr/share/ocivol").exists());
-    ok(
-        &Command::new("dpkg")
-            .args(["--purge", "ocivol"])
-            .output()
-            .unwrap(),
-        "dpkg --purge",
-    );
+    dpkg(&["--purge", "ocivol"], "dpkg --purge");
     assert!(
         !Path::new("/etc/ocivol/config.toml").exists(),
         "purge removes the conffile"
@@ -387,14 +381,7 @@ fn make_deb_builds_a_package_that_installs_a_working_ocivol_and_removes_cleanly(
     fs::create_dir("/etc/ocivol").unwrap();
     let old = "// the admin's\n{\"policy\": {\"auto_create\": false, \"allowed_bases\": [\"/srv/datasets\"]}}\n";
     fs::write("/etc/ocivol/config.json", old).unwrap();
-    let out = ok(
-        &Command::new("dpkg")
-            .arg("-i")
-            .arg(&debs[0])
-            .output()
-            .unwrap(),
-        "dpkg -i over an old config.json",
-    );
+    let out = dpkg_install(&debs[0], "dpkg -i over an old config.json");
     assert!(
         out.contains("ocivol: converted /etc/ocivol/config.json"),
         "{out}"
@@ -425,25 +412,12 @@ fn make_deb_builds_a_package_that_installs_a_working_ocivol_and_removes_cleanly(
     );
 
     // The old default file (it says what config.toml says) is left alone, and ocivol runs.
-    ok(
-        &Command::new("dpkg")
-            .args(["--purge", "ocivol"])
-            .output()
-            .unwrap(),
-        "dpkg --purge",
-    );
+    dpkg(&["--purge", "ocivol"], "dpkg --purge");
     let _ = fs::remove_dir_all("/etc/ocivol");
     fs::create_dir("/etc/ocivol").unwrap();
     let default = "{\"runtime\": \"runc\", \"policy\": {}}\n";
     fs::write("/etc/ocivol/config.json", default).unwrap();
-    let out = ok(
-        &Command::new("dpkg")
-            .arg("-i")
-            .arg(&debs[0])
-            .output()
-            .unwrap(),
-        "dpkg -i over the old default config.json",
-    );
+    let out = dpkg_install(&debs[0], "dpkg -i over the old default config.json");
     assert!(!out.contains("converted"), "{out}");
     assert_eq!(
         fs::read_to_string("/etc/ocivol/config.json").unwrap(),

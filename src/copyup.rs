@@ -53,7 +53,7 @@ use crate::util::tree::{climb, for_each_entry, id_of, open_dir};
 const MAX_LINKS: usize = 65_536;
 
 /// ioctl FICLONE (linux/fs.h, `_IOW(0x94, 9, int)`): a reflink of a whole file.
-const FICLONE: libc::c_ulong = 0x4004_9409;
+const FICLONE: libc::Ioctl = 0x4004_9409;
 
 /// The image's directory at a volume's destination: what fills the volume if this use creates it.
 #[derive(Debug, Clone, Copy)]

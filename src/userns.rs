@@ -276,7 +276,7 @@ impl UserNs {
     fn join(path: &Path) -> Result<Option<UserNs>> {
         let fd = open_ns(path)?;
         // NS_GET_NSTYPE: refuse anything but a user namespace.
-        const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+        const NS_GET_NSTYPE: libc::Ioctl = 0xb703;
         // SAFETY: an ioctl without argument on an fd we own.
         let kind = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE as _) };
         if kind != libc::CLONE_NEWUSER {

@@ -88,9 +88,11 @@ fn exchange(a: &Path, b: &Path) {
         CString::new(a.as_os_str().as_bytes()).unwrap(),
         CString::new(b.as_os_str().as_bytes()).unwrap(),
     );
-    // SAFETY: two valid C strings.
+    // SAFETY: two valid C strings. Through the system call: the musl that ocivol builds
+    // with has no renameat2() wrapper.
     unsafe {
-        libc::renameat2(
+        libc::syscall(
+            libc::SYS_renameat2,
             libc::AT_FDCWD,
             a.as_ptr(),
             libc::AT_FDCWD,

@@ -318,7 +318,7 @@ pub fn overlayfs_check(filesystems: &str) -> Check {
 }
 
 /// The name of a filesystem type from statfs(2).
-fn fs_name(magic: i64) -> String {
+fn fs_name(magic: u64) -> String {
     match magic {
         0xEF53 => "ext2/ext3/ext4".into(),
         0x5846_5342 => "xfs".into(),
@@ -330,7 +330,7 @@ fn fs_name(magic: i64) -> String {
     }
 }
 
-const OVERLAYFS_MAGIC: i64 = 0x794C_7630;
+const OVERLAYFS_MAGIC: u64 = 0x794C_7630;
 
 /// A state directory: exists or can be made, not on overlayfs, flock works. Returns whether
 /// it passed.
@@ -352,7 +352,7 @@ fn state_check(name: &'static str, dir: &Path, how: &str, out: &mut Vec<Check>) 
         return false;
     }
     let fs_type = match nix::sys::statfs::statfs(dir) {
-        Ok(s) => s.filesystem_type().0,
+        Ok(s) => crate::util::fs_magic(&s),
         Err(e) => {
             out.push(Check::new(
                 Level::Fail,

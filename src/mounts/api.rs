@@ -149,7 +149,7 @@ fn fs_name(fd: BorrowedFd<'_>) -> String {
         return "unknown".into();
     };
     // include/uapi/linux/magic.h
-    match st.filesystem_type().0 as u64 {
+    match crate::util::fs_magic(&st) {
         0x794c_7630 => "overlay".into(),
         0xef53 => "ext4".into(),
         0x5846_5342 => "xfs".into(),

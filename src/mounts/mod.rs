@@ -17,9 +17,6 @@ use nix::mount::MntFlags;
 use crate::pin::Pin;
 use crate::userns::UserNs;
 
-/// Filesystem magic of overlayfs (`statfs.f_type`).
-const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
-
 pub trait Mounter: Send + Sync {
     /// Mounts an overlay of `lower` (checked and open; never written) with `upper`/`work` (the
     /// volume's own directories, in one directory) on `target`; with `idmap`, over layers
@@ -118,7 +115,7 @@ impl Mounter for Linux {
         };
         here.dev() != parent.dev()
             && nix::sys::statfs::statfs(target)
-                .is_ok_and(|s| s.filesystem_type().0 == OVERLAYFS_SUPER_MAGIC)
+                .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::OVERLAYFS_SUPER_MAGIC)
     }
 }
 

@@ -28,7 +28,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, RenameFlags, openat, renameat2};
+use nix::fcntl::{AtFlags, OFlag, openat};
 use nix::sys::stat::{Mode, fstatat, mkdirat};
 
 use super::lock::VolumeLock;
@@ -254,12 +254,12 @@ impl Store {
             let View { dir, mount } = view;
             copy_dir(dir, dst, Opts::default())?;
             drop(mount);
-            renameat2(
+            crate::util::renameat2(
                 parent.fd(),
                 temp.as_os_str(),
                 parent.fd(),
                 new_name,
-                RenameFlags::RENAME_NOREPLACE,
+                libc::RENAME_NOREPLACE,
             )?;
             Ok(())
         })();
@@ -373,7 +373,7 @@ fn start_from(current: &Path, temp: &Path, kind: Kind, upper: bool) -> Result<()
 /// Swaps `temp` and `name` in `dir`, atomically: the volume has its old content or its new one.
 fn exchange(dir: &Path, temp: &str, name: &str) -> Result<()> {
     let fd = open_dir(dir).ctx(|| format!("open {}", dir.display()))?;
-    renameat2(&fd, temp, &fd, name, RenameFlags::RENAME_EXCHANGE)
+    crate::util::renameat2(&fd, temp, &fd, name, libc::RENAME_EXCHANGE)
         .map_err(std::io::Error::from)
         .ctx(|| format!("exchange {temp} and {name} in {}", dir.display()))
 }

@@ -102,8 +102,10 @@ struct FsXattr {
     cowextsize: u32,
     pad: [u8; 8],
 }
-const FS_IOC_FSGETXATTR: libc::c_ulong = 0x801c_581f;
-const FS_IOC_FSSETXATTR: libc::c_ulong = 0x401c_5820;
+// The request's type is the libc's (unsigned long on glibc, int on musl); the bits are the same.
+#[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
+const FS_IOC_FSGETXATTR: libc::Ioctl = 0x801c_581f_u32 as libc::Ioctl;
+const FS_IOC_FSSETXATTR: libc::Ioctl = 0x401c_5820;
 const FS_XFLAG_PROJINHERIT: u32 = 0x0000_0200;
 
 // linux/quota.h
@@ -165,7 +167,7 @@ fn open_dir(path: &Path) -> io::Result<OwnedFd> {
 /// The filesystem's name and what to do, for a refusal.
 fn cannot(dir: &Path, e: &io::Error) -> io::Error {
     let fs = nix::sys::statfs::statfs(dir)
-        .map(|s| match s.filesystem_type().0 as u64 {
+        .map(|s| match crate::util::fs_magic(&s) {
             0xef53 => "ext4".to_string(),
             0x5846_5342 => "xfs".to_string(),
             0x9123_683e => "btrfs".to_string(),

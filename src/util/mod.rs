@@ -62,6 +62,47 @@ pub fn openat2<P: ?Sized + nix::NixPath, Fd: std::os::fd::AsFd>(
     }
 }
 
+/// A filesystem's magic number (`statfs.f_type`), whatever type the libc gives it (signed on
+/// glibc, unsigned on musl).
+#[allow(clippy::unnecessary_cast, clippy::cast_sign_loss)]
+pub fn fs_magic(st: &nix::sys::statfs::Statfs) -> u64 {
+    st.filesystem_type().0 as u64
+}
+
+/// renameat2(2) with `flags` (`libc::RENAME_NOREPLACE`, `libc::RENAME_EXCHANGE`), made
+/// through the system call: nix wraps it on glibc targets only, and ocivol builds for musl too.
+pub fn renameat2<P1, P2, Fd1, Fd2>(
+    olddir: Fd1,
+    old: &P1,
+    newdir: Fd2,
+    new: &P2,
+    flags: libc::c_uint,
+) -> nix::Result<()>
+where
+    P1: ?Sized + nix::NixPath,
+    P2: ?Sized + nix::NixPath,
+    Fd1: std::os::fd::AsFd,
+    Fd2: std::os::fd::AsFd,
+{
+    use std::os::fd::AsRawFd;
+    let res = old.with_nix_path(|old| {
+        new.with_nix_path(|new| {
+            // SAFETY: two open directory fds and two NUL-terminated paths that outlive the call.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_renameat2,
+                    olddir.as_fd().as_raw_fd(),
+                    old.as_ptr(),
+                    newdir.as_fd().as_raw_fd(),
+                    new.as_ptr(),
+                    flags,
+                )
+            }
+        })
+    })??;
+    nix::errno::Errno::result(res).map(drop)
+}
+
 /// How every temporary file of ocivol's state begins: [`write_atomic_unsynced`] and [`crate::durable::write`] name them
 /// `.ocivol-PID-START-XXXXXX`, PID and START the writing process (its pid and start time, see
 /// [`crate::process`]), so that one a writer left behind (it was killed before the rename) is

@@ -11,10 +11,12 @@ DEB_PACKAGES := runc containerd busybox-static podman crun gcc protobuf-compiler
 # (bench/floor.c and bench/hop.c, the floors of rows 1 and 8).
 BENCH_PACKAGES := runc busybox-static podman hyperfine time jq gcc
 
-# The build target is set in .cargo/config.toml (a static binary, see there).
-BIN := target/x86_64-unknown-linux-gnu/debug/ocivol
+# The build target is set in .cargo/config.toml (a static musl binary, see there); `make
+# toolchain` adds it to the rustup toolchain when missing.
+TARGET := x86_64-unknown-linux-musl
+BIN := target/$(TARGET)/debug/ocivol
 
-RELEASE_BIN := target/x86_64-unknown-linux-gnu/release/ocivol
+RELEASE_BIN := target/$(TARGET)/release/ocivol
 
 # make install: PREFIX, DESTDIR, and the directories below can be set on the command line.
 # INSTALL_BIN is the binary to install (default: the release build, built if missing).
@@ -38,7 +40,7 @@ INSTALLED := $(BINDIR)/ocivol $(BINDIR)/ocivol-runtime \
 	$(DATADIR)/bash-completion/completions/ocivol $(DATADIR)/zsh/site-functions/_ocivol \
 	$(DATADIR)/fish/vendor_completions.d/ocivol.fish
 
-.PHONY: all deps bench-deps build release demo test lint unit clean install uninstall deb bench bench-smoke stress chaos runc-suite
+.PHONY: all deps toolchain bench-deps build release demo test lint unit clean install uninstall deb bench bench-smoke stress chaos runc-suite
 
 all: build
 
@@ -52,6 +54,15 @@ deps:
 	fi
 	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
+	@$(MAKE) --no-print-directory toolchain
+
+## toolchain: the Rust standard library for $(TARGET), added with rustup when missing.
+toolchain:
+	@if ! rustc --print sysroot >/dev/null 2>&1 || \
+	    [ ! -d "$$(rustc --print sysroot)/lib/rustlib/$(TARGET)" ]; then \
+	  echo "adding the Rust target $(TARGET) (ocivol is a static musl binary)"; \
+	  rustup target add $(TARGET); \
+	fi
 
 ## bench-deps: what the benchmarks need besides the demo's packages (only those missing).
 bench-deps:
@@ -62,12 +73,12 @@ bench-deps:
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	fi
 
-build:
+build: toolchain
 	$(CARGO) build
 
 release: $(RELEASE_BIN)
 
-$(RELEASE_BIN):
+$(RELEASE_BIN): | toolchain
 	$(CARGO) build --release
 
 ## install: the binary and its runc name, the config (never overwritten; an old config.json is
@@ -126,13 +137,13 @@ deb: $(INSTALL_BIN)
 
 ## bench: every benchmark of docs/PERFORMANCE.md with the release build; results in target/bench/
 ## (results.json, results.md, raw/). Sizes and repeat counts: BENCH_* variables, see bench/lib.sh.
-bench: bench-deps
+bench: bench-deps toolchain
 	$(CARGO) build --release
 	bash bench/run.sh
 
 ## bench-smoke: the same benchmarks with tiny sizes (a few seconds each): they still run, nothing
 ## is timed against a target that matters.
-bench-smoke: bench-deps
+bench-smoke: bench-deps toolchain
 	$(CARGO) build --release
 	BENCH_QUICK=1 bash bench/run.sh
 
@@ -141,7 +152,7 @@ bench-smoke: bench-deps
 demo: deps build
 	bash scripts/demo.sh $(BIN)
 
-lint:
+lint: toolchain
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 

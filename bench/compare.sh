@@ -3,8 +3,8 @@
 # (one hyperfine invocation per case, each binary twice, alternating; separate state roots).
 #
 #   git worktree add /tmp/old COMMIT && (cd /tmp/old && cargo build --release)
-#   bench/compare.sh /tmp/old/target/x86_64-unknown-linux-gnu/release/ocivol \
-#       target/x86_64-unknown-linux-gnu/release/ocivol
+#   bench/compare.sh /tmp/old/target/x86_64-unknown-linux-musl/release/ocivol \
+#       target/x86_64-unknown-linux-musl/release/ocivol
 #
 # Prints the median of each binary per case (both of its runs pooled) and NEW - OLD. With
 # RUNTIME=/bin/true the real runtime is replaced by a no-op, which leaves ocivol's own work.

@@ -11,7 +11,7 @@
 # ---------------------------------------------------------------------------------------------
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-OCIVOL=${OCIVOL:-$REPO/target/x86_64-unknown-linux-gnu/release/ocivol}
+OCIVOL=${OCIVOL:-$REPO/target/x86_64-unknown-linux-musl/release/ocivol}
 RUNC=${RUNC:-/usr/sbin/runc}
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 TIME_BIN=${TIME_BIN:-/usr/bin/time}

@@ -14,7 +14,7 @@
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-OCIVOL=${1:-$SCRIPT_DIR/../target/x86_64-unknown-linux-gnu/debug/ocivol}
+OCIVOL=${1:-$SCRIPT_DIR/../target/x86_64-unknown-linux-musl/debug/ocivol}
 RUNC=${RUNC:-/usr/sbin/runc}
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 

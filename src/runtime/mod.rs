@@ -12,6 +12,7 @@
 
 pub mod args;
 pub mod log;
+mod spawn;
 
 use std::ffi::OsString;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -21,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use anyhow::{Context as _, anyhow};
-use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
 
 use crate::config::Context;
 use crate::container_id::{check_container_id, container_key};
@@ -406,87 +407,47 @@ fn spawn_and_wait(
         unsafe { signal::sigaction(*sig, &action) }
             .with_context(|| format!("install a handler for {sig}"))?;
     }
-    let mut cmd = Command::new(runtime);
-    cmd.args(argv);
     let creates = match args.command.as_deref() {
         Some("create") => true,
         Some("run") => args.detach,
         _ => false,
     };
-    if creates {
-        tie_to_parent(&mut cmd);
-    }
-    // A signal that arrives between the spawn and the store below would find no child to
-    // forward to: hold them back until the child is known.
-    let mut forwarded = SigSet::empty();
-    for sig in FORWARDED {
-        forwarded.add(*sig);
-    }
-    let before = forwarded
-        .thread_swap_mask(SigmaskHow::SIG_BLOCK)
-        .context("block signals")?;
-    restore_signals_in_child(&mut cmd, before);
-    let spawned = cmd.spawn();
-    if let Ok(child) = &spawned {
-        CHILD.store(child.id() as i32, Ordering::SeqCst);
-    }
-    before.thread_set_mask().context("unblock signals")?;
-    let mut child = spawned.with_context(|| format!("cannot run {}", runtime.display()))?;
+    // The runtime starts with the signal mask and dispositions ocivol was given: runc (Go) hands
+    // the mask it starts with down to the container's process, where a blocked SIGUSR1 would
+    // never reach a trap. So the child puts the forwarded signals back to their default action
+    // (a signal that reaches it before runc has its own handlers then does what it does to
+    // plain runc; the inherited handler would only drop it), and SIGPIPE, which every Rust
+    // program ignores, and restores the mask. A create dies with the wrapper
+    // (PR_SET_PDEATHSIG): once the wrapper is dead, no runtime started by it can still be about
+    // to create the container, so reconciliation may trust "its wrapper is dead and the
+    // runtime does not know it" to mean the container will never exist. (A foreground `run` is
+    // left alone: its runtime is the container's parent.)
+    let mut default_signals: Vec<libc::c_int> =
+        FORWARDED.iter().map(|s| *s as libc::c_int).collect();
+    default_signals.push(libc::SIGPIPE);
+    let mut argv0 = vec![runtime.as_os_str().to_os_string()];
+    argv0.extend_from_slice(argv);
+    // SAFETY: pthread_sigmask with a null new set only reads the current mask.
+    let mut mask: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut mask) };
+    let options = spawn::Options {
+        default_signals: &default_signals,
+        mask,
+        die_with_parent: creates,
+    };
+    // The child's pid is stored while every signal is still blocked: a signal that arrives
+    // after the spawn finds the child to forward to.
+    let pid = spawn::spawn(runtime, &argv0, &options, |pid| {
+        CHILD.store(pid, Ordering::SeqCst)
+    })
+    .with_context(|| format!("cannot run {}", runtime.display()))?;
     // The record, definitions and config.json this start wrote are synced while the runtime
     // creates the container, not before (see crate::durable): here, before waiting for it (a
     // thread for it cost a 2 MiB stack and its page faults).
     crate::durable::flush_or_warn();
-    let status = child.wait();
+    let status = spawn::wait(pid);
     CHILD.store(0, Ordering::SeqCst);
     status.with_context(|| format!("wait for {}", runtime.display()))
-}
-
-/// The runtime must start with the signal mask and dispositions ocivol was given: std's
-/// `Command` keeps the mask of the spawning thread, and runc (Go) hands the mask it starts with
-/// down to the container's process, where a blocked SIGUSR1 would never reach a trap. So the
-/// child, before exec, puts the forwarded signals back to their default action (a signal that
-/// reaches it before runc has its own handlers then does what it does to plain runc; the
-/// inherited handler would only drop it) and then restores the mask.
-fn restore_signals_in_child(cmd: &mut Command, mask: SigSet) {
-    let mask = *mask.as_ref();
-    let signals: Vec<libc::c_int> = FORWARDED.iter().map(|s| *s as libc::c_int).collect();
-    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
-    // signal(2) and sigprocmask(2) on values prepared before the fork.
-    unsafe {
-        cmd.pre_exec(move || {
-            for sig in &signals {
-                if libc::signal(*sig, libc::SIG_DFL) == libc::SIG_ERR {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            if libc::sigprocmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut()) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-/// Makes a `create` die with the wrapper (PR_SET_PDEATHSIG): once the wrapper is dead, no
-/// runtime started by it can still be about to create the container, so reconciliation may
-/// trust "its wrapper is dead and the runtime does not know it" to mean the container will never
-/// exist. (A foreground `run` is left alone: its runtime is the container's parent.)
-fn tie_to_parent(cmd: &mut Command) {
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe prctl(2),
-    // getppid(2) and _exit(2).
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The wrapper may have died before the prctl: then nothing would kill us.
-            if libc::getppid() != parent {
-                libc::_exit(137);
-            }
-            Ok(())
-        });
-    }
 }
 
 /// Passes the runtime's end on to our caller: its exit code, or, if a signal killed it, the same

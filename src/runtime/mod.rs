@@ -440,6 +440,10 @@ fn spawn_and_wait(
     let pid = spawn::spawn(runtime, &argv0, &options, |pid| {
         CHILD.store(pid, Ordering::SeqCst)
     })
+    .inspect_err(|_| {
+        // The child of a failed exec is reaped: no signal may go to its pid any more.
+        CHILD.store(0, Ordering::SeqCst);
+    })
     .with_context(|| format!("cannot run {}", runtime.display()))?;
     // The record, definitions and config.json this start wrote are synced while the runtime
     // creates the container, not before (see crate::durable): here, before waiting for it (a

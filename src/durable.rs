@@ -103,8 +103,9 @@ pub fn flush_detached() {
     if !is_pending() {
         return;
     }
-    // SAFETY: the hook is single-threaded; the child only closes its stdio, fsyncs and exits.
-    match unsafe { nix::unistd::fork() } {
+    // SAFETY: the hook is single-threaded (and util::fork keeps the allocator usable in the
+    // child even if it were not); the child only closes its stdio, fsyncs and exits.
+    match unsafe { crate::util::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
             // Closed, not pointed at /dev/null: a hook may end in the container's mount
             // namespace, and the child opens nothing by path (the files and directories to sync

@@ -111,6 +111,25 @@ where
 /// container name, and none of those begins with `.ocivol-` and has no further `.`.
 pub const TEMP_PREFIX: &str = ".ocivol-";
 
+/// fork(2), for a child that runs Rust code (and so may allocate) before it exits. The global
+/// allocator (dlmalloc, src/lib.rs) has one lock: a fork while another thread held it would
+/// leave the child's copy locked for good. Its fork handlers, registered here once, take the
+/// lock around the fork and release it on both sides. (ocivol runs single-threaded, its tests
+/// do not; a child that only makes system calls, as the user namespace's holder, needs none of
+/// this but gets it all the same.)
+///
+/// # Safety
+/// As [`nix::unistd::fork`]: the child of a multi-threaded process may only use what no other
+/// thread held at the fork, which this makes true of the allocator, not of every lock.
+pub unsafe fn fork() -> nix::Result<nix::unistd::ForkResult> {
+    static HANDLERS: std::sync::Once = std::sync::Once::new();
+    // SAFETY: registered once (the Once); the C library's pthread_atfork allocates from its
+    // own malloc, not from this allocator, so it cannot wait on the lock dlmalloc holds then.
+    HANDLERS.call_once(|| unsafe { dlmalloc::enable_alloc_after_fork() });
+    // SAFETY: the caller's.
+    unsafe { nix::unistd::fork() }
+}
+
 fn temp_prefix() -> String {
     static MINE: std::sync::Mutex<Option<(u32, String)>> = std::sync::Mutex::new(None);
     let pid = std::process::id();
@@ -393,6 +412,58 @@ mod tests {
         let made = temp_dir_in(dir.path()).unwrap();
         assert!(made.is_dir() && is_temp_name(made.file_name().unwrap()));
         assert!(!stale_temp(&made), "its maker lives");
+    }
+
+    /// A child that runs Rust code after [`fork`] allocates; another thread may have held the
+    /// allocator's lock at the fork, and the child must not wait for that thread, which it
+    /// does not have.
+    #[test]
+    fn a_forked_child_allocates_while_other_threads_do() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    let mut n = 0usize;
+                    while !stop.load(Ordering::Relaxed) {
+                        n = (n + 1) % 4096;
+                        std::hint::black_box(vec![0u8; 16 + n]);
+                    }
+                });
+            }
+            let hung = (0..200).find_map(|i| {
+                // SAFETY: the child allocates, formats and _exits; it returns from nothing.
+                match unsafe { fork() }.unwrap() {
+                    nix::unistd::ForkResult::Child => {
+                        let text = format!("child {i}");
+                        let v: Vec<String> = std::hint::black_box(vec![text; 64]);
+                        // SAFETY: ends the child without the parent's exit handlers.
+                        unsafe { libc::_exit(i32::from(v.len() != 64)) }
+                    }
+                    nix::unistd::ForkResult::Parent { child } => {
+                        let deadline =
+                            std::time::Instant::now() + std::time::Duration::from_secs(10);
+                        loop {
+                            use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+                            match waitpid(child, Some(WaitPidFlag::WNOHANG)).unwrap() {
+                                WaitStatus::Exited(_, 0) => break None,
+                                WaitStatus::StillAlive if std::time::Instant::now() < deadline => {
+                                    std::thread::sleep(std::time::Duration::from_millis(1))
+                                }
+                                other => {
+                                    let _ =
+                                        nix::sys::signal::kill(child, nix::sys::signal::SIGKILL);
+                                    let _ = waitpid(child, None);
+                                    break Some(format!("fork {i}: the child {other:?} (killed)"));
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+            stop.store(true, Ordering::Relaxed);
+            assert_eq!(hung, None);
+        });
     }
 
     #[test]

@@ -32,10 +32,11 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, poll};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
-use nix::unistd::{ForkResult, Pid, fork, pipe2};
+use nix::unistd::{ForkResult, Pid, pipe2};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -313,6 +314,9 @@ fn is_ours(fd: &OwnedFd) -> Result<bool> {
     Ok(theirs.st_ino == ours.ino() && theirs.st_dev == ours.dev())
 }
 
+/// How long [`Holder::spawn`] waits for its child to report (milliseconds).
+const HOLDER_ANSWER_MS: u16 = 10_000;
+
 /// A forked child that made (or entered) a user namespace and waits, so that the namespace's
 /// files under `/proc/PID` can be written and read; it is killed and reaped when dropped.
 struct Holder {
@@ -329,9 +333,13 @@ impl Holder {
         let (hold_r, hold_w) =
             pipe2(OFlag::O_CLOEXEC).map_err(nix_err("make a pipe for a user namespace"))?;
         // SAFETY: the child calls only async-signal-safe functions (close, unshare or setns,
-        // write, read, _exit), allocates nothing and never returns.
-        match unsafe { fork() }.map_err(nix_err("fork for a user namespace"))? {
-            ForkResult::Child => unsafe {
+        // write, read, _exit), allocates nothing and never returns. Nothing may be evaluated
+        // between the fork and the match (an error's context string is an allocation, and
+        // another thread may hold the allocator's lock in the parent at the fork).
+        let forked = unsafe { crate::util::fork() };
+        match forked {
+            Err(e) => Err(nix_err("fork for a user namespace")(e)),
+            Ok(ForkResult::Child) => unsafe {
                 libc::close(hold_w.as_raw_fd());
                 libc::close(ready_r.as_raw_fd());
                 let rc = match join {
@@ -353,13 +361,31 @@ impl Holder {
                 libc::read(hold_r.as_raw_fd(), (&mut byte as *mut u8).cast(), 1);
                 libc::_exit(0)
             },
-            ForkResult::Parent { child } => {
+            Ok(ForkResult::Parent { child }) => {
                 drop(ready_w);
                 drop(hold_r);
                 let holder = Holder {
                     pid: child,
                     release: Some(hold_w),
                 };
+                // Its answer takes microseconds; a child that never gives one is killed (by
+                // dropping `holder`) instead of hanging the start.
+                let mut fds = [PollFd::new(ready_r.as_fd(), PollFlags::POLLIN)];
+                let waited = loop {
+                    match poll(&mut fds, HOLDER_ANSWER_MS) {
+                        Err(nix::errno::Errno::EINTR) => continue,
+                        other => break other,
+                    }
+                };
+                if waited.map_err(nix_err("wait for the user namespace's process"))? == 0 {
+                    return Err(UserNsError::Io {
+                        context: "wait for the user namespace's process".into(),
+                        source: io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("no answer in {} s; it was killed", HOLDER_ANSWER_MS / 1000),
+                        ),
+                    });
+                }
                 let mut buf = [0u8; 4];
                 let n = nix::unistd::read(&ready_r, &mut buf)
                     .map_err(nix_err("wait for the user namespace's process"))?;
@@ -527,6 +553,48 @@ mod tests {
         ] {
             assert!(UserNs::for_spec(&spec).unwrap().is_none(), "{spec}");
         }
+    }
+
+    /// The holder's child is forked from a process whose other threads may hold the allocator's
+    /// lock at that moment (the test harness's threads here; CI hung on it once): it must make
+    /// no allocation, and its parent must not wait for it forever.
+    #[test]
+    fn namespaces_are_made_while_other_threads_allocate() {
+        if !nix::unistd::getuid().is_root() {
+            eprintln!("namespaces_are_made_while_other_threads_allocate: skipped: requires root");
+            return;
+        }
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    let mut n = 0usize;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        n = (n + 1) % 4096;
+                        std::hint::black_box(vec![0u8; 16 + n]);
+                    }
+                });
+            }
+            let mappings = Mappings {
+                uids: vec![IdMap {
+                    container_id: 0,
+                    host_id: 100000,
+                    size: 65536,
+                }],
+                gids: vec![IdMap {
+                    container_id: 0,
+                    host_id: 100000,
+                    size: 65536,
+                }],
+            };
+            let made = (0..200)
+                .map(|_| UserNs::make(&mappings))
+                .find(|r| r.is_err());
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            if let Some(Err(e)) = made {
+                panic!("{e}");
+            }
+        });
     }
 
     #[test]

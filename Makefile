@@ -157,9 +157,16 @@ lint: toolchain
 	$(CARGO) clippy --all-targets -- -D warnings
 
 ## test: fmt, clippy, every test (root-only ones run as root), and no ocivol mount left behind.
+## The whole suite takes about 7 min here; a hung test stops it at TEST_TIMEOUT instead of
+## at CI's own limit, with a line that says so.
+TEST_TIMEOUT ?= 30m
+
 test: deps bench-deps lint
 	@before=$$(grep -cE 'ocivol|/tmp/' /proc/self/mountinfo || true); \
-	$(CARGO) test; status=$$?; \
+	timeout --kill-after=60 $(TEST_TIMEOUT) $(CARGO) test; status=$$?; \
+	if [ "$$status" = 124 ] || [ "$$status" = 137 ]; then \
+	  echo "make test: cargo test did not end within $(TEST_TIMEOUT) and was stopped: a test hangs (the one libtest said 'has been running for over 60 seconds' above)" >&2; \
+	fi; \
 	after=$$(grep -cE 'ocivol|/tmp/' /proc/self/mountinfo || true); \
 	if [ "$$after" -gt "$$before" ]; then \
 	  echo "make test: ocivol mounts grew from $$before to $$after:" >&2; grep -E 'ocivol|/tmp/' /proc/self/mountinfo >&2; exit 1; \

@@ -92,7 +92,13 @@ pub fn run(
         Stage::Poststop => poststop(&store, &parse_state(&text)?),
     };
     // The record and the definitions this hook wrote are synced after it has returned to the
-    // runtime (see crate::durable).
+    // runtime (see crate::durable), and the anonymous volumes it released are removed
+    // (crate::store::trash).
+    if done.is_ok() {
+        crate::store::empty_trash_detached();
+    } else {
+        crate::store::empty_trash_now();
+    }
     crate::durable::flush_detached();
     done
 }

@@ -38,13 +38,21 @@ use args::RuntimeArgs;
 /// Runs the wrapper; returns the exit code (for the commands it does not exec).
 pub fn main(raw: Vec<OsString>, context: impl FnOnce() -> anyhow::Result<Context>) -> i32 {
     let args = args::parse(raw);
-    match run(&args, context) {
+    let code = match run(&args, context) {
         Ok(code) => code,
         Err(e) => {
             log::report_error(&args, &crate::commands::output::error_chain(&e));
             1
         }
+    };
+    // Anonymous volumes released by this command are removed after it (crate::store::trash);
+    // a command that failed leaves nothing behind.
+    if code == 0 {
+        crate::store::empty_trash_detached();
+    } else {
+        crate::store::empty_trash_now();
     }
+    code
 }
 
 fn run(

@@ -47,6 +47,7 @@ mod lock;
 mod names;
 pub mod quota;
 mod reconcile;
+mod trash;
 mod users;
 mod volume;
 
@@ -58,6 +59,7 @@ pub use containers::{ContainerRecord, RecordedMount, records_read};
 pub use diff::{Change, ChangeKind};
 pub use listing::{UserInfo, VolumeInfo, dir_size};
 pub use reconcile::{GcAction, Verdict};
+pub use trash::{empty_detached as empty_trash_detached, empty_now as empty_trash_now};
 pub use users::UserRecord;
 pub use volume::{ANY_SCOPE, VolumeDef, VolumeKind, check_scope, is_storage_name, storage_name};
 
@@ -625,8 +627,13 @@ impl Store {
                 .ctx(|| format!("volume {}: unmount its overlay", def.name))?;
         }
         self.forget_lingering_locked(&def.name)?;
-        if def.anonymous || created_now {
+        if created_now {
+            // A start that failed: nothing of it is left, now.
             return self.remove(def);
+        }
+        if def.anonymous {
+            // Into the trash, removed after the command (see trash).
+            return self.discard(def);
         }
         if def.volatile {
             wipe_dir(&self.upper_dir(&def.name))?;

@@ -132,6 +132,8 @@ pub enum GcAction {
     /// before the definition was written (or after it was removed); nothing a container wrote
     /// is in it.
     RemoveUnfinished { volume: String, path: PathBuf },
+    /// What an anonymous volume held, moved into the trash, whose removal did not finish.
+    EmptyTrash { path: PathBuf },
 }
 
 impl GcAction {
@@ -176,6 +178,11 @@ impl GcAction {
             ),
             GcAction::RemoveTemp { path } => format!(
                 "{} {}: a write that was cut short left it",
+                verb("removed", "remove"),
+                path.display()
+            ),
+            GcAction::EmptyTrash { path } => format!(
+                "{} {}: an anonymous volume's data, left in the trash",
                 verb("removed", "remove"),
                 path.display()
             ),
@@ -425,6 +432,21 @@ impl Store {
                 .ctx(|| format!("remove the temporary files left in {}", dir.display()))?
             {
                 actions.push(GcAction::RemoveTemp { path });
+            }
+        }
+        // The trash: what detached removals left (killed, or cut short by a crash), and the
+        // anonymous volumes removed above, whose lines are written already.
+        let discarded: BTreeSet<String> = actions
+            .iter()
+            .filter_map(|a| match a {
+                GcAction::RemoveAnonymous { volume } => Some(volume.clone()),
+                _ => None,
+            })
+            .collect();
+        for path in self.empty_trash(dry_run)? {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            if !name.is_some_and(|n| discarded.contains(&n)) {
+                actions.push(GcAction::EmptyTrash { path });
             }
         }
         let staged = crate::staging::abandoned(&self.run_root).ctx(|| {

@@ -895,3 +895,65 @@ fn a_spec_write_cut_short_leaves_the_bundle_as_it_was_and_the_next_start_cleans_
     assert_eq!((env.users("shared"), env.overlays("shared")), (0, 0));
     assert!(env.mounts_here().is_empty(), "{:?}", env.mounts_here());
 }
+
+#[test]
+fn a_delete_killed_after_moving_an_anonymous_volume_into_the_trash_is_emptied_by_gc() {
+    let Some(env) = Env::new(
+        "a_delete_killed_after_moving_an_anonymous_volume_into_the_trash_is_emptied_by_gc",
+    ) else {
+        return;
+    };
+    let trash = env.root.join("trash");
+    // A delete that ends normally: the volume leaves the store at once, and the child the
+    // wrapper leaves behind removes what it held.
+    let a = env.bundle("a", &["sleep", "600"], &[(VOLUMES, "/anon")]);
+    ok(&env.start("ocivol-cr14-a", &a), "start a");
+    let anon = anonymous_volume(&env, &[]);
+    ok(
+        &env.exec("ocivol-cr14-a", "echo mine > /anon/mine"),
+        "a writes",
+    );
+    ok(&env.delete("ocivol-cr14-a"), "delete a");
+    assert!(!env.root.join("volumes").join(&anon).exists());
+    assert!(!env.run_root.join("volumes").join(&anon).exists());
+    wait_until("the detached child empties the trash", || {
+        fs::read_dir(&trash).map_or(true, |mut d| d.next().is_none())
+    });
+
+    // Killed right after the rename: the data is in the trash and nothing names it; gc removes
+    // it, and the next container gets a fresh anonymous volume.
+    let b = env.bundle("b", &["sleep", "600"], &[(VOLUMES, "/anon")]);
+    ok(&env.start("ocivol-cr14-b", &b), "start b");
+    let anon = anonymous_volume(&env, &[]);
+    ok(
+        &env.exec("ocivol-cr14-b", "echo mine > /anon/mine"),
+        "b writes",
+    );
+    crash(&env, "after-trash", &["delete", "--force", "ocivol-cr14-b"]);
+    assert!(!env.root.join("volumes").join(&anon).exists());
+    assert!(trash.join(&anon).join("data/mine").exists());
+    assert_eq!(
+        gc(&env, &["--dry-run"]),
+        format!(
+            "would remove {}: an anonymous volume's data, left in the trash\n",
+            trash.join(&anon).display()
+        )
+    );
+    assert_eq!(
+        gc(&env, &[]),
+        format!(
+            "removed {}: an anonymous volume's data, left in the trash\n",
+            trash.join(&anon).display()
+        )
+    );
+    assert!(!trash.join(&anon).exists());
+    ok(&env.start("ocivol-cr14-c", &b), "start c");
+    assert_eq!(
+        ok(&env.exec("ocivol-cr14-c", "ls -A /anon"), "c lists"),
+        "",
+        "a fresh anonymous volume"
+    );
+    ok(&env.delete("ocivol-cr14-c"), "delete c");
+    assert_eq!(gc(&env, &[]), "nothing to collect\n");
+    assert!(env.mounts_here().is_empty(), "{:?}", env.mounts_here());
+}

@@ -121,8 +121,10 @@ impl Store {
             let path = entry.ctx(|| format!("list {}", trash.display()))?.path();
             // Held: its remover is at work. Gone: it has finished.
             let _held = match lock_dir(&path) {
-                Ok(Some(fd)) => fd,
+                Ok(Some(fd)) => Some(fd),
                 Ok(None) | Err(nix::errno::Errno::ENOENT) => continue,
+                // Not a directory (nothing ocivol puts there, and no remover holds it): removed.
+                Err(nix::errno::Errno::ENOTDIR | nix::errno::Errno::ELOOP) => None,
                 Err(e) => {
                     return Err(std::io::Error::from(e)).ctx(|| format!("open {}", path.display()));
                 }
@@ -266,6 +268,12 @@ mod tests {
         );
         assert!(!in_trash.exists());
         assert!(!s.trash_dir().exists(), "the empty trash goes too");
+        // A stray file or symlink there never stops gc.
+        fs::create_dir(s.trash_dir()).unwrap();
+        fs::write(s.trash_dir().join("stray"), "").unwrap();
+        std::os::unix::fs::symlink("/", s.trash_dir().join("link")).unwrap();
+        assert_eq!(s.empty_trash(false).unwrap().len(), 2);
+        assert!(!s.trash_dir().exists());
     }
 
     /// A trash entry in the way (it cannot be one of the same name in practice: the names are

@@ -97,32 +97,17 @@ pub fn flush() -> io::Result<()> {
 
 /// [`flush`] in a forked child that outlives this process, for a hook: its caller (runc, crun,
 /// podman, CRI-O) waits for the hook to exit, and for its stdout and stderr to close, before the
-/// container goes on; the child closes them first. Only for a single-threaded process (the
-/// child runs Rust code after fork). If the fork fails, syncs here.
+/// container goes on; the child closes them first ([`crate::util::detached`]). Only for a
+/// single-threaded process. If the fork fails, syncs here.
 pub fn flush_detached() {
     if !is_pending() {
         return;
     }
     // SAFETY: the hook is single-threaded (and util::fork keeps the allocator usable in the
-    // child even if it were not); the child only closes its stdio, fsyncs and exits.
-    match unsafe { crate::util::fork() } {
-        Ok(nix::unistd::ForkResult::Child) => {
-            // Closed, not pointed at /dev/null: a hook may end in the container's mount
-            // namespace, and the child opens nothing by path (the files and directories to sync
-            // are open already).
-            for fd in 0..3 {
-                // SAFETY: the standard descriptors, which nothing in the child uses.
-                unsafe { libc::close(fd) };
-            }
-            let _ = nix::unistd::setsid();
-            let code = i32::from(flush().is_err());
-            // SAFETY: _exit skips the parent's atexit handlers and buffered output.
-            unsafe { libc::_exit(code) }
-        }
-        Ok(nix::unistd::ForkResult::Parent { .. }) => {
-            // The child has the files: this process drops its copies.
-            pending().clear();
-        }
+    // child even if it were not); the files and directories to sync are open already.
+    match unsafe { crate::util::detached(|| flush().is_ok()) } {
+        // The child has the files: this process drops its copies.
+        Ok(()) => pending().clear(),
         Err(e) => {
             log::warn!("fork to sync ocivol's state: {e}; syncing now");
             flush_or_warn();

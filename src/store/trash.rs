@@ -149,27 +149,13 @@ pub fn empty_detached() {
         return;
     }
     // SAFETY: called as a command ends, single-threaded (util::fork keeps the allocator usable
-    // in the child in any case); the child closes its stdio, removes and exits.
-    match unsafe { crate::util::fork() } {
-        Ok(nix::unistd::ForkResult::Child) => {
-            for fd in 0..3 {
-                // SAFETY: the standard descriptors, which nothing in the child uses.
-                unsafe { libc::close(fd) };
-            }
-            let _ = nix::unistd::setsid();
-            let failed = remove_all(&held);
-            // SAFETY: _exit skips the parent's atexit handlers and buffered output.
-            unsafe { libc::_exit(i32::from(failed > 0)) }
-        }
+    // in the child in any case).
+    match unsafe { crate::util::detached(|| remove_all(&held) == 0) } {
         // The child holds the locks now (the same open files); this process's copies close.
-        Ok(nix::unistd::ForkResult::Parent { .. }) => drop(held),
+        Ok(()) => drop(held),
         Err(e) => {
             log::warn!("fork to empty ocivol's trash: {e}; emptying it now");
-            if remove_all(&held) > 0 {
-                log::warn!(
-                    "some of what ocivol moved into its trash is left; `ocivol gc` removes it"
-                );
-            }
+            remove_or_warn(&held);
         }
     }
 }
@@ -195,8 +181,11 @@ fn lock_dir(path: &Path) -> nix::Result<Option<OwnedFd>> {
 /// Removes what this process moved into a trash, now: for a command that failed, which leaves
 /// nothing behind.
 pub fn empty_now() {
-    let held = std::mem::take(&mut *moved());
-    if remove_all(&held) > 0 {
+    remove_or_warn(&std::mem::take(&mut *moved()));
+}
+
+fn remove_or_warn(held: &[(PathBuf, OwnedFd)]) {
+    if remove_all(held) > 0 {
         log::warn!("some of what ocivol moved into its trash is left; `ocivol gc` removes it");
     }
 }

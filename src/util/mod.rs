@@ -130,6 +130,32 @@ pub unsafe fn fork() -> nix::Result<nix::unistd::ForkResult> {
     unsafe { nix::unistd::fork() }
 }
 
+/// Runs `work` in a forked child that outlives this process: the child closes its stdio first
+/// (so that a caller waiting for this process's output, an engine or a runtime running a hook,
+/// does not wait for the child), leaves the session, runs `work` and exits, 0 if it returned
+/// true. Closed, not pointed at /dev/null: a hook may end in the container's mount namespace,
+/// and `work` must open nothing by path it has not opened already. Returns once forked; the
+/// error is the fork's, and then `work` has not run.
+///
+/// # Safety
+/// As [`fork`]: for a single-threaded process (`work` runs Rust code after the fork).
+pub unsafe fn detached(work: impl FnOnce() -> bool) -> nix::Result<()> {
+    // SAFETY: the caller's.
+    match unsafe { fork() }? {
+        nix::unistd::ForkResult::Child => {
+            for fd in 0..3 {
+                // SAFETY: the standard descriptors, which nothing in the child uses.
+                unsafe { libc::close(fd) };
+            }
+            let _ = nix::unistd::setsid();
+            let code = i32::from(!work());
+            // SAFETY: _exit skips the parent's atexit handlers and buffered output.
+            unsafe { libc::_exit(code) }
+        }
+        nix::unistd::ForkResult::Parent { .. } => Ok(()),
+    }
+}
+
 fn temp_prefix() -> String {
     static MINE: std::sync::Mutex<Option<(u32, String)>> = std::sync::Mutex::new(None);
     let pid = std::process::id();

@@ -232,6 +232,9 @@ fn main() {
         Cmd::Setup(a) => setup::exec(&g, a),
         Cmd::Config(a) => config::exec(&g, a),
     };
+    // What any other command set aside in the trash while it reconciled (the runtime and the
+    // hooks have emptied theirs already): removed before it returns, nothing left to gc.
+    ocivol::store::empty_trash_now();
     // What a command wrote through ocivol::durable is on disk before it returns.
     ocivol::durable::flush_or_warn();
     std::process::exit(code);

@@ -7,7 +7,7 @@ mod common;
 
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -292,7 +292,17 @@ fn sigkilled_wrapper_during_create_is_released_once_the_container_is_not_there()
             .get("init")
             .is_none()
     );
-    assert_eq!(gc(&env, &[]), "nothing to collect\n");
+    // Nothing of the container's to collect. Its mount had set the overlay's own state in the
+    // work directory aside, for the command to remove as it ended: that is in the trash.
+    let said = gc(&env, &[]);
+    let (trash, rest): (Vec<&str>, Vec<&str>) = said
+        .lines()
+        .partition(|l| l.ends_with(": left in the trash by a removal that did not finish"));
+    assert!(rest.is_empty(), "{said}");
+    assert!(
+        trash.len() == 1 && trash[0].contains(&format!("/trash/.ocivol-{wrapper}-")),
+        "{said}"
+    );
     assert_eq!(env.users("shared"), 1);
     ok(
         &plain_runc(&env, &["delete", "--force", "ocivol-cr5-b"]),
@@ -935,14 +945,14 @@ fn a_delete_killed_after_moving_an_anonymous_volume_into_the_trash_is_emptied_by
     assert_eq!(
         gc(&env, &["--dry-run"]),
         format!(
-            "would remove {}: an anonymous volume's data, left in the trash\n",
+            "would remove {}: left in the trash by a removal that did not finish\n",
             trash.join(&anon).display()
         )
     );
     assert_eq!(
         gc(&env, &[]),
         format!(
-            "removed {}: an anonymous volume's data, left in the trash\n",
+            "removed {}: left in the trash by a removal that did not finish\n",
             trash.join(&anon).display()
         )
     );
@@ -954,6 +964,80 @@ fn a_delete_killed_after_moving_an_anonymous_volume_into_the_trash_is_emptied_by
         "a fresh anonymous volume"
     );
     ok(&env.delete("ocivol-cr14-c"), "delete c");
+    assert_eq!(gc(&env, &[]), "nothing to collect\n");
+    assert!(env.mounts_here().is_empty(), "{:?}", env.mounts_here());
+}
+
+#[test]
+fn a_delete_killed_after_setting_a_volatile_volumes_changes_aside_forgets_them_and_gc_empties_the_trash()
+ {
+    let Some(env) = Env::new(
+        "a_delete_killed_after_setting_a_volatile_volumes_changes_aside_forgets_them_and_gc_empties_the_trash",
+    ) else {
+        return;
+    };
+    let trash = env.root.join("trash");
+    let ann = cow(&env, "scratch", ",volatile");
+    let in_trash = || -> Vec<PathBuf> {
+        fs::read_dir(&trash)
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default()
+    };
+    // A delete that ends normally: the changes leave the volume with renames, and the child
+    // the wrapper leaves behind removes them.
+    let a = env.bundle("a", &["sleep", "600"], &[(VOLUMES, &ann)]);
+    ok(&env.start("ocivol-cr15-a", &a), "start a");
+    let upper = env.volume_dir("scratch").join("upper");
+    ok(
+        &env.exec(
+            "ocivol-cr15-a",
+            "mkdir -p /data/d/e && echo junk > /data/d/e/junk",
+        ),
+        "a writes",
+    );
+    ok(&env.delete("ocivol-cr15-a"), "delete a");
+    assert_eq!(fs::read_dir(&upper).unwrap().count(), 0);
+    wait_until("the detached child empties the trash", || {
+        in_trash().is_empty()
+    });
+
+    // Killed right after the changes went into the trash: the volume has forgotten them, and
+    // gc removes them; the next container sees the base alone.
+    ok(&env.start("ocivol-cr15-b", &a), "start b");
+    ok(
+        &env.exec(
+            "ocivol-cr15-b",
+            "mkdir -p /data/d/e && echo junk > /data/d/e/junk",
+        ),
+        "b writes",
+    );
+    crash(&env, "after-aside", &["delete", "--force", "ocivol-cr15-b"]);
+    assert_eq!(env.overlays("scratch"), 0);
+    assert_eq!(fs::read_dir(&upper).unwrap().count(), 0);
+    let left = in_trash();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].join("e/junk").exists(), "{left:?}");
+    assert_eq!(
+        gc(&env, &[]),
+        format!(
+            "removed {}: left in the trash by a removal that did not finish\n",
+            left[0].display()
+        )
+    );
+    assert!(in_trash().is_empty());
+    ok(&env.start("ocivol-cr15-c", &a), "start c");
+    // Its mount set the overlay's own state aside (the killed delete left it): a few empty
+    // directories, which the command removed itself before it returned.
+    assert!(in_trash().is_empty(), "{:?}", in_trash());
+    assert_eq!(
+        ok(&env.exec("ocivol-cr15-c", "ls /data"), "c lists"),
+        "file.txt\nsub\n",
+        "the base alone"
+    );
+    ok(&env.delete("ocivol-cr15-c"), "delete c");
+    wait_until("the detached child empties the trash", || {
+        in_trash().is_empty()
+    });
     assert_eq!(gc(&env, &[]), "nothing to collect\n");
     assert!(env.mounts_here().is_empty(), "{:?}", env.mounts_here());
 }

@@ -351,12 +351,14 @@ fn a_refusal_from_the_store_releases_what_earlier_entries_took() {
     );
     assert!(!w.ran());
     assert_eq!(fs::read(w.path("bundle/config.json")).unwrap(), spec_before);
-    // The store's directories stay, and the lock file of the volume that was looked for (lock
-    // files are never removed while someone may hold them); nothing else.
+    // The store's directories stay (the trash, made once, empty: the anonymous volume went
+    // through it), and the lock file of the volume that was looked for (lock files are never
+    // removed while someone may hold them); nothing else.
     let dirs = [
         "/root/",
         "/root/volumes/",
         "/root/containers/",
+        "/root/trash/",
         "/run/",
         "/run/volumes/",
         "/run/locks/",

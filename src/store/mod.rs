@@ -48,6 +48,7 @@ mod names;
 pub mod quota;
 mod reconcile;
 mod trash;
+use trash::Weight;
 mod users;
 mod volume;
 
@@ -636,8 +637,9 @@ impl Store {
             return self.discard(def);
         }
         if def.volatile {
-            wipe_dir(&self.upper_dir(&def.name))?;
-            wipe_dir(&self.work_dir(&def.name))?;
+            // Renamed into the trash, removed after the command (see trash).
+            self.empty_aside(&self.upper_dir(&def.name), Weight::Heavy)?;
+            self.empty_aside(&self.work_dir(&def.name), Weight::Light)?;
         }
         Ok(())
     }
@@ -777,10 +779,11 @@ impl Store {
         }
         // A previous overlay leaves state in its workdir (after a volatile one, an incompat
         // marker that makes every later mount fail with EINVAL): start from an empty one.
-        wipe_dir(&self.work_dir(&def.name))?;
+        // Renamed into the trash, removed after the command (see trash).
+        self.empty_aside(&self.work_dir(&def.name), Weight::Light)?;
         if def.volatile {
             // Changes of a volatile volume never outlive its last user, even after a crash.
-            wipe_dir(&self.upper_dir(&def.name))?;
+            self.empty_aside(&self.upper_dir(&def.name), Weight::Heavy)?;
         }
         crate::util::write_atomic_unsynced(&view_file, view.unwrap_or_default().as_bytes())
             .ctx(|| format!("write {}", view_file.display()))?;

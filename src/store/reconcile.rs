@@ -132,7 +132,8 @@ pub enum GcAction {
     /// before the definition was written (or after it was removed); nothing a container wrote
     /// is in it.
     RemoveUnfinished { volume: String, path: PathBuf },
-    /// What an anonymous volume held, moved into the trash, whose removal did not finish.
+    /// What a release moved into the trash (an anonymous volume, a volatile volume's changes, an
+    /// overlay's work state) whose removal did not finish.
     EmptyTrash { path: PathBuf },
 }
 
@@ -182,7 +183,7 @@ impl GcAction {
                 path.display()
             ),
             GcAction::EmptyTrash { path } => format!(
-                "{} {}: an anonymous volume's data, left in the trash",
+                "{} {}: left in the trash by a removal that did not finish",
                 verb("removed", "remove"),
                 path.display()
             ),

@@ -1,41 +1,68 @@
-//! Anonymous volumes removed off the container's path.
+//! What a container left, removed off the container's path.
 //!
-//! An anonymous volume goes with its last user (Docker's `run --rm -v /data`). Removing its
-//! directory unlinks its files and directories one by one, and on a disk mounted with `discard`
-//! each freed block waits for the device: 0.2 ms for an empty volume here, far more for one a
-//! container filled (docs/PERFORMANCE.md). So the last release renames the volume's directory
-//! into `ROOT/trash/` (one rename on the same filesystem: from then on no name reaches it, and
-//! `volume ls` no longer shows it), and the tree is removed afterwards:
-//! - by a detached child that the command forks as it ends ([`empty_detached`]), which has
-//!   closed its stdio, so the engine that waits for the command (or the hook) does not wait for
-//!   the removal;
-//! - by every `ocivol gc`, whatever is in the trash that no remover holds (a child killed
-//!   before it finished, a rename cut short by a crash: the trash holds nothing anyone uses).
+//! An anonymous volume goes with its last user (Docker's `run --rm -v /data`), a volatile
+//! volume's changes go before its next user, and each overlay mount finds the state its last
+//! mount left in the work directory (`work/work`; after a volatile mount, an `incompat` marker
+//! that makes the next mount fail). Removing a tree unlinks its files and directories one by
+//! one, and on a disk mounted with `discard` each freed block waits for the device: 64 µs per
+//! empty directory here, 0.2 ms for an empty anonymous volume, far more for one a container
+//! filled (docs/PERFORMANCE.md). So they are renamed into `ROOT/trash/` (one rename on the same
+//! filesystem: from then on no name reaches them, and `volume ls` no longer shows them): an
+//! anonymous volume's directory, or each entry of the upper or work directory, which stays
+//! itself (an upper directory's owner and mode are the volume root's). The trees are removed
+//! as the command ends:
+//! - by a detached child that the command forks ([`empty_detached`]), which has closed its
+//!   stdio, so the engine that waits for the command (or the hook) does not wait for the
+//!   removal, when any of them is [`Weight::Heavy`];
+//! - by the command itself when all are [`Weight::Light`] (the work directory's few empty
+//!   directories cost less than the fork);
+//! - by every `ocivol gc`, whatever is in the trash that no remover holds (a command or child
+//!   killed before it finished: the trash holds nothing anyone uses).
 //!
-//! Its remover holds an entry: the release opens the volume's directory and takes an flock on it
-//! before the rename, and the child inherits that open file (and so the lock) across the fork.
-//! gc skips an entry it cannot lock at once, so that gc and a child never remove one tree
-//! together (each would find the other's removals gone under it).
+//! Its remover holds an entry that is a directory: the release opens it and takes an flock on
+//! it before the rename, and the child inherits that open file (and so the lock) across the
+//! fork. gc skips an entry it cannot lock at once, so that gc and a child never remove one tree
+//! together (each would find the other's removals gone under it). The trash directory itself is
+//! made once and stays.
 //!
-//! A rename that fails (a trash entry of that name, a root on a filesystem without renameat2)
-//! removes the volume in place, as before.
+//! A rename that fails (a trash entry of that name, a root on a filesystem without renameat2, a
+//! volume under a project quota, which ext4 does not rename out of) removes in place, as before.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use nix::fcntl::OFlag;
-use nix::sys::stat::Mode;
+use crate::util::tree::open_dir;
 
 use super::{IoContext, Result, Store, VolumeDef, make_dir, remove_if_present};
 
 const DIR: &str = "trash";
 
-/// What this process moved into a trash, each with its directory open and locked: the detached
-/// child removes these.
-static MOVED: Mutex<Vec<(PathBuf, OwnedFd)>> = Mutex::new(Vec::new());
+/// Whether removing what went into the trash is worth a child process of its own (see
+/// [`empty_detached`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Weight {
+    /// What containers left: an anonymous volume, a volatile volume's changes. How much that is
+    /// is theirs to choose.
+    Heavy,
+    /// The overlay's own state in a work directory (`work/work`, a volatile mount's marker): a
+    /// few empty directories, whose removal costs about what a fork does.
+    Light,
+}
 
-fn moved() -> std::sync::MutexGuard<'static, Vec<(PathBuf, OwnedFd)>> {
+/// An entry this process moved into a trash, held (its directory open and locked) when it is a
+/// directory.
+struct Moved {
+    path: PathBuf,
+    _held: Option<OwnedFd>,
+    weight: Weight,
+}
+
+/// What this process moved into a trash: removed as the command ends (see [`empty_detached`]).
+static MOVED: Mutex<Vec<Moved>> = Mutex::new(Vec::new());
+
+fn moved() -> std::sync::MutexGuard<'static, Vec<Moved>> {
     MOVED.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -74,10 +101,14 @@ impl Store {
         ) {
             Ok(()) => {
                 crate::crash::point("after-trash");
-                moved().push((to, held));
+                moved().push(Moved {
+                    path: to,
+                    _held: Some(held),
+                    weight: Weight::Heavy,
+                });
             }
-            // Gone already, or the trash was removed under us (its last remover found it
-            // empty): then in place.
+            // Gone already, or the trash was removed under us (an earlier ocivol removed it
+            // once it was empty): then in place.
             Err(nix::errno::Errno::ENOENT) if !dir.exists() => {}
             Err(e) => {
                 log::debug!(
@@ -89,6 +120,55 @@ impl Store {
         }
         // Nobody else can know a fresh random name: the lock file can go too.
         let _ = std::fs::remove_file(self.lock_path(&def.name));
+        Ok(())
+    }
+
+    /// Under the volume's lock: empties `dir` (a volume's upper or work directory) with one
+    /// rename per entry into the trash, which is emptied as the command ends. `dir` itself stays:
+    /// an upper directory's owner and mode are the volume root's. Made if missing; emptied in
+    /// place if the trash cannot take what is in it.
+    pub(super) fn empty_aside(&self, dir: &Path, weight: Weight) -> Result<()> {
+        if let Err(e) = self.move_entries_aside(dir, weight) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                log::debug!(
+                    "{}: move into the trash: {e}; emptying it here",
+                    dir.display()
+                );
+            }
+            return super::wipe_dir(dir);
+        }
+        Ok(())
+    }
+
+    fn move_entries_aside(&self, dir: &Path, weight: Weight) -> std::io::Result<()> {
+        let from = open_dir(nix::fcntl::AT_FDCWD, dir.as_os_str())?;
+        let mut names = Vec::new();
+        crate::util::tree::for_each_entry(&from, |name, _| {
+            names.push(name.to_os_string());
+            Ok(())
+        })?;
+        if names.is_empty() {
+            return Ok(());
+        }
+        let trash = self.trash_dir();
+        make_dir(&trash).map_err(std::io::Error::other)?;
+        let into = open_dir(nix::fcntl::AT_FDCWD, trash.as_os_str())?;
+        for name in names {
+            // Held before the rename, as an anonymous volume is: gc leaves it to this process.
+            let held = match lock_dir_at(&from, &name) {
+                Ok(held) => held,
+                Err(nix::errno::Errno::ENOTDIR | nix::errno::Errno::ELOOP) => None,
+                Err(e) => return Err(e.into()),
+            };
+            let to = crate::util::unique_name();
+            crate::util::renameat2(&from, name.as_os_str(), &into, to.as_str(), 0)?;
+            crate::crash::point("after-aside");
+            moved().push(Moved {
+                path: trash.join(to),
+                _held: held,
+                weight,
+            });
+        }
         Ok(())
     }
 
@@ -104,17 +184,17 @@ impl Store {
         let mut removed = Vec::new();
         if !dry_run {
             // This process's own (gc removes the anonymous volumes it found): it holds them.
-            let mine: Vec<(PathBuf, OwnedFd)> = {
+            let mine: Vec<Moved> = {
                 let mut moved = moved();
                 let (mine, others) = std::mem::take(&mut *moved)
                     .into_iter()
-                    .partition(|(p, _)| p.starts_with(&trash));
+                    .partition(|m| m.path.starts_with(&trash));
                 *moved = others;
                 mine
             };
-            for (path, _held) in mine {
-                remove_if_present(&path)?;
-                removed.push(path);
+            for m in mine {
+                remove_if_present(&m.path)?;
+                removed.push(m.path);
             }
         }
         for entry in entries {
@@ -134,9 +214,6 @@ impl Store {
             }
             removed.push(path);
         }
-        if !dry_run {
-            let _ = std::fs::remove_dir(&trash);
-        }
         Ok(removed)
     }
 }
@@ -147,6 +224,10 @@ pub fn empty_detached() {
     let held = std::mem::take(&mut *moved());
     if held.is_empty() {
         return;
+    }
+    if held.iter().all(|m| m.weight == Weight::Light) {
+        // A few empty directories: cheaper to remove here than to fork for.
+        return remove_or_warn(&held);
     }
     // SAFETY: called as a command ends, single-threaded (util::fork keeps the allocator usable
     // in the child in any case).
@@ -163,11 +244,12 @@ pub fn empty_detached() {
 /// Opens the directory `path` and takes its flock without waiting: `None` if another open file
 /// holds it.
 fn lock_dir(path: &Path) -> nix::Result<Option<OwnedFd>> {
-    let fd = nix::fcntl::open(
-        path,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
+    lock_dir_at(nix::fcntl::AT_FDCWD, path.as_os_str())
+}
+
+/// [`lock_dir`] of entry `name` of directory `parent`, never through a symlink.
+fn lock_dir_at<Fd: AsFd>(parent: Fd, name: &OsStr) -> nix::Result<Option<OwnedFd>> {
+    let fd = open_dir(parent, name)?;
     // SAFETY: flock on an fd we own.
     match unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } {
         0 => Ok(Some(fd)),
@@ -184,24 +266,17 @@ pub fn empty_now() {
     remove_or_warn(&std::mem::take(&mut *moved()));
 }
 
-fn remove_or_warn(held: &[(PathBuf, OwnedFd)]) {
+fn remove_or_warn(held: &[Moved]) {
     if remove_all(held) > 0 {
         log::warn!("some of what ocivol moved into its trash is left; `ocivol gc` removes it");
     }
 }
 
-/// Removes each entry, then its trash directory if that is empty now; returns how many
-/// entries failed.
-fn remove_all(held: &[(PathBuf, OwnedFd)]) -> usize {
-    let failed = held
-        .iter()
-        .filter(|(p, _)| remove_quietly(p).is_err())
-        .count();
-    for trash in held.iter().filter_map(|(p, _)| p.parent()) {
-        // Not empty: another remover's entries are in it.
-        let _ = std::fs::remove_dir(trash);
-    }
-    failed
+/// Removes each entry; returns how many failed. The trash directory itself stays, made once.
+fn remove_all(held: &[Moved]) -> usize {
+    held.iter()
+        .filter(|m| remove_quietly(&m.path).is_err())
+        .count()
 }
 
 /// Removes `path`; gone already (a gc got there first) is done.
@@ -237,10 +312,10 @@ mod tests {
             fs::read_to_string(in_trash.join("data/written")).unwrap(),
             "by the container"
         );
-        assert!(moved().iter().any(|(p, _)| p == &in_trash));
+        assert!(moved().iter().any(|m| m.path == in_trash));
         // Held by another remover (as the detached child of another process holds it): gc
         // leaves it alone.
-        moved().retain(|(p, _)| p != &in_trash);
+        moved().retain(|m| m.path != in_trash);
         let other = lock_dir(&in_trash).unwrap().expect("no one holds it");
         assert!(s.empty_trash(false).unwrap().is_empty());
         assert!(in_trash.exists());
@@ -256,13 +331,12 @@ mod tests {
             std::slice::from_ref(&in_trash)
         );
         assert!(!in_trash.exists());
-        assert!(!s.trash_dir().exists(), "the empty trash goes too");
+        assert_eq!(fs::read_dir(s.trash_dir()).unwrap().count(), 0);
         // A stray file or symlink there never stops gc.
-        fs::create_dir(s.trash_dir()).unwrap();
         fs::write(s.trash_dir().join("stray"), "").unwrap();
         std::os::unix::fs::symlink("/", s.trash_dir().join("link")).unwrap();
         assert_eq!(s.empty_trash(false).unwrap().len(), 2);
-        assert!(!s.trash_dir().exists());
+        assert_eq!(fs::read_dir(s.trash_dir()).unwrap().count(), 0);
     }
 
     /// A trash entry in the way (it cannot be one of the same name in practice: the names are
@@ -276,5 +350,65 @@ mod tests {
         s.release(&a.name, "a").unwrap();
         assert!(!s.volume_dir(&a.name).exists());
         assert!(s.trash_dir().join(&a.name).join("other").exists());
+    }
+
+    /// What a volatile volume's users wrote leaves its upper directory with renames into the
+    /// trash, not one removal per file on the container's path; the directory stays, with the
+    /// owner and mode of the volume's root. So does the overlay's own state in the work
+    /// directory (`work/work`, whose removal costs as much as an anonymous volume's), at each
+    /// mount.
+    #[test]
+    fn a_volatile_volumes_changes_and_the_overlays_work_state_go_into_the_trash() {
+        use super::super::tests::cow;
+        use std::os::unix::fs::MetadataExt;
+        let (dir, s, _) = store();
+        let base = dir.path().join("base");
+        fs::create_dir(&base).unwrap();
+        let held = || -> Vec<PathBuf> {
+            moved()
+                .iter()
+                .filter(|m| m.path.starts_with(s.trash_dir()))
+                .map(|m| m.path.clone())
+                .collect()
+        };
+        s.acquire(&cow("v", &base, true), "a", true, &guard())
+            .unwrap();
+        let (upper, work) = (s.upper_dir("v"), s.work_dir("v"));
+        fs::create_dir_all(upper.join("tree/deeper")).unwrap();
+        fs::write(upper.join("tree/deeper/file"), "changed").unwrap();
+        // As the overlay leaves it (a volatile one adds its incompat marker).
+        fs::create_dir_all(work.join("work")).unwrap();
+        fs::create_dir_all(work.join("incompat/volatile")).unwrap();
+        let root = fs::metadata(&upper).unwrap();
+        s.release("v", "a").unwrap();
+        for d in [&upper, &work] {
+            assert_eq!(fs::read_dir(d).unwrap().count(), 0, "{}", d.display());
+        }
+        let after = fs::metadata(&upper).unwrap();
+        assert_eq!(
+            (after.ino(), after.mode(), after.uid()),
+            (root.ino(), root.mode(), root.uid()),
+            "the upper directory itself stays"
+        );
+        let aside = held();
+        assert_eq!(aside.len(), 3, "one rename per entry: {aside:?}");
+        assert!(
+            aside
+                .iter()
+                .any(|p| fs::read_to_string(p.join("deeper/file")).is_ok_and(|t| t == "changed")),
+            "{aside:?}"
+        );
+        assert!(aside.iter().any(|p| p.join("volatile").is_dir()));
+        // A later first mount: the work state left by the overlay goes aside too; an empty
+        // directory needs no trash entry.
+        fs::create_dir(work.join("work")).unwrap();
+        s.acquire(&cow("v", &base, true), "b", true, &guard())
+            .unwrap();
+        assert_eq!(fs::read_dir(&work).unwrap().count(), 0);
+        assert_eq!(held().len(), 4);
+        // gc removes what this process set aside; the trash itself stays.
+        assert_eq!(s.empty_trash(false).unwrap().len(), 4);
+        assert!(held().is_empty());
+        assert_eq!(fs::read_dir(s.trash_dir()).unwrap().count(), 0);
     }
 }

@@ -173,6 +173,14 @@ fn temp_prefix() -> String {
     }
 }
 
+/// A name no other process makes and this one makes once (see [`TEMP_PREFIX`]: it names this
+/// process), for an entry renamed into a directory that holds many makers' entries.
+pub fn unique_name() -> String {
+    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}{n}", temp_prefix())
+}
+
 /// A new, empty directory (0700) in `dir` with a temporary name (see [`TEMP_PREFIX`]): the
 /// caller fills it and renames it into place; one whose maker died first is [`stale_temp`].
 pub fn temp_dir_in(dir: &Path) -> io::Result<PathBuf> {

@@ -113,25 +113,43 @@ fn clear_environment() {
     }
 }
 
-/// The global flags and the runc arguments of `ocivol [--config F] [--root D] [--run-root D]
-/// runtime ARGS…`; `None` for any other command line (clap then parses it, errors included).
-/// A flag given twice or with an empty value is left to clap too.
+/// The commands `main` runs without clap's parse of the whole command tree, which costs about
+/// 0.2 ms (docs/PERFORMANCE.md): those an engine runs on every container start, and every
+/// command passed through to runc (state, kill, start…).
+#[derive(Debug, PartialEq)]
+enum Fast {
+    /// `runtime ARGS…`: runc's arguments.
+    Runtime(Vec<OsString>),
+    /// `hook [STAGE]`.
+    Hook(Option<ocivol::hook::Stage>),
+}
+
+/// The global flags and the command of `ocivol [--config F] [--root D] [--run-root D]
+/// runtime ARGS…` or `… hook [STAGE]`; `None` for any other command line (clap then parses it,
+/// errors and `--help` included). A flag given twice or with an empty value is left to clap too.
 #[allow(clippy::type_complexity)]
-fn runtime_command(
+fn fast_command(
     args: &[OsString],
-) -> Option<(
-    Option<PathBuf>,
-    Option<PathBuf>,
-    Option<PathBuf>,
-    Vec<OsString>,
-)> {
+) -> Option<(Option<PathBuf>, Option<PathBuf>, Option<PathBuf>, Fast)> {
     let mut flags: [Option<PathBuf>; 3] = [None, None, None];
     let mut i = 0;
     while i < args.len() {
         let arg = args[i].to_str()?;
-        if arg == "runtime" {
+        let fast = match arg {
+            "runtime" => Some(Fast::Runtime(args[i + 1..].to_vec())),
+            "hook" => match &args[i + 1..] {
+                [] => Some(Fast::Hook(None)),
+                [stage] => Some(Fast::Hook(Some(
+                    <ocivol::hook::Stage as clap::ValueEnum>::from_str(stage.to_str()?, false)
+                        .ok()?,
+                ))),
+                _ => return None,
+            },
+            _ => None,
+        };
+        if let Some(fast) = fast {
             let [config, root, run_root] = flags;
-            return Some((config, root, run_root, args[i + 1..].to_vec()));
+            return Some((config, root, run_root, fast));
         }
         let (name, inline) = match arg.split_once('=') {
             Some((n, v)) => (n, Some(v)),
@@ -170,6 +188,33 @@ fn wrapper(
     std::process::exit(code);
 }
 
+/// The hook of `stage` (`None`: told by its input), then exit with its code (what it moved into
+/// the trash and wrote through ocivol::durable handed to a child that outlives it).
+fn hook(
+    stage: Option<ocivol::hook::Stage>,
+    config: Option<PathBuf>,
+    root: Option<PathBuf>,
+    run_root: Option<PathBuf>,
+) -> ! {
+    clear_environment();
+    init_logger();
+    let result = Context::from_parts(config, root, run_root)
+        .map_err(anyhow::Error::from)
+        .and_then(|ctx| {
+            ocivol::hook::run(stage, &ctx, &mut std::io::stdin(), &mut std::io::stdout())
+        });
+    let code = match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("ocivol: {}", ocivol::commands::output::error_line(&e));
+            1
+        }
+    };
+    ocivol::store::empty_trash_now();
+    ocivol::durable::flush_or_warn();
+    std::process::exit(code);
+}
+
 fn main() {
     let mut argv = std::env::args_os();
     let argv0 = argv.next().unwrap_or_default();
@@ -180,14 +225,15 @@ fn main() {
         wrapper(argv.collect(), None, None, None);
     }
     let rest: Vec<OsString> = argv.collect();
-    if let Some((config, root, run_root, args)) = runtime_command(&rest) {
-        // Straight to the wrapper: clap's parse of the whole command tree would cost every
-        // command passed through to runc (state, kill, start…) about 0.2 ms (docs/PERFORMANCE.md).
-        wrapper(args, config, root, run_root);
+    if let Some((config, root, run_root, fast)) = fast_command(&rest) {
+        match fast {
+            Fast::Runtime(args) => wrapper(args, config, root, run_root),
+            Fast::Hook(stage) => hook(stage, config, root, run_root),
+        }
     }
     let cli = Cli::parse_from(std::iter::once(argv0).chain(rest));
-    if matches!(cli.command, Cmd::Hook { .. }) {
-        clear_environment();
+    if let Cmd::Hook { stage } = cli.command {
+        hook(stage, cli.config, cli.root, cli.run_root);
     }
     init_logger();
     let g = Global {
@@ -211,20 +257,7 @@ fn main() {
         Cmd::Runtime { args } => ocivol::runtime::main(args, || {
             Ok(Context::from_parts(g.config, g.root, g.run_root)?)
         }),
-        Cmd::Hook { stage } => {
-            let result = Context::from_parts(g.config, g.root, g.run_root)
-                .map_err(anyhow::Error::from)
-                .and_then(|ctx| {
-                    ocivol::hook::run(stage, &ctx, &mut std::io::stdin(), &mut std::io::stdout())
-                });
-            match result {
-                Ok(()) => 0,
-                Err(e) => {
-                    eprintln!("ocivol: {}", ocivol::commands::output::error_line(&e));
-                    1
-                }
-            }
-        }
+        Cmd::Hook { .. } => unreachable!("run above"),
         Cmd::Volume(a) => volume::exec(&g, a),
         Cmd::Ps(a) => ps::exec(&g, a),
         Cmd::Gc(a) => gc::exec(&g, a),
@@ -249,8 +282,9 @@ mod tests {
     }
 
     #[test]
-    fn only_global_flags_then_runtime_skip_clap() {
-        let (c, r, rr, a) = runtime_command(&os(&[
+    fn only_global_flags_then_runtime_or_a_hook_skip_clap() {
+        use ocivol::hook::Stage;
+        let (c, r, rr, a) = fast_command(&os(&[
             "--config",
             "/c.toml",
             "--root=/r",
@@ -264,8 +298,26 @@ mod tests {
         assert_eq!(c, Some(PathBuf::from("/c.toml")));
         assert_eq!(r, Some(PathBuf::from("/r")));
         assert_eq!(rr, None);
-        assert_eq!(a, os(&["--root", "/x", "state", "id"]));
-        assert_eq!(runtime_command(&os(&["runtime"])).unwrap().3, os(&[]));
+        assert_eq!(a, Fast::Runtime(os(&["--root", "/x", "state", "id"])));
+        assert_eq!(
+            fast_command(&os(&["runtime"])).unwrap().3,
+            Fast::Runtime(os(&[]))
+        );
+        let (c, r, rr, h) =
+            fast_command(&os(&["--run-root", "/rr", "hook", "create-runtime"])).unwrap();
+        assert_eq!((c, r), (None, None));
+        assert_eq!(rr, Some(PathBuf::from("/rr")));
+        assert_eq!(h, Fast::Hook(Some(Stage::CreateRuntime)));
+        for (stage, is) in [
+            ("precreate", Stage::Precreate),
+            ("poststop", Stage::Poststop),
+        ] {
+            assert_eq!(
+                fast_command(&os(&["hook", stage])).unwrap().3,
+                Fast::Hook(Some(is))
+            );
+        }
+        assert_eq!(fast_command(&os(&["hook"])).unwrap().3, Fast::Hook(None));
         for left_to_clap in [
             &["volume", "ls"][..],
             &["--root", "/a", "--root", "/b", "runtime", "state"],
@@ -273,9 +325,12 @@ mod tests {
             &["--config"],
             &["--verbose", "runtime", "state"],
             &["hook", "runtime"],
+            &["hook", "--help"],
+            &["hook", "poststop", "extra"],
+            &["hook", "Poststop"],
         ] {
             assert!(
-                runtime_command(&os(left_to_clap)).is_none(),
+                fast_command(&os(left_to_clap)).is_none(),
                 "{left_to_clap:?}"
             );
         }

@@ -60,11 +60,6 @@ pub fn write(path: &Path, data: &[u8], point: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// Whether some write waits for its sync.
-pub fn is_pending() -> bool {
-    !pending().is_empty()
-}
-
 /// Syncs every file [`write`] wrote, then each directory it was renamed into. Returns the first
 /// error; every file is tried.
 pub fn flush() -> io::Result<()> {
@@ -73,44 +68,53 @@ pub fn flush() -> io::Result<()> {
         return Ok(());
     }
     crate::crash::point("before-deferred-sync");
-    let mut first_err = None;
-    let mut dirs: Vec<((u64, u64), File)> = Vec::new();
-    for (file, dir) in files {
-        if let Err(e) = file.sync_all() {
-            first_err.get_or_insert(e);
-        }
+    sync_each(&sync_order(&files))
+}
+
+/// What a flush syncs, in order: each file, then each directory once.
+fn sync_order(files: &[(File, File)]) -> Vec<&File> {
+    let mut order: Vec<&File> = files.iter().map(|(file, _)| file).collect();
+    let mut seen = Vec::new();
+    for (_, dir) in files {
         let id = dir
             .metadata()
             .map(|m| (m.dev(), m.ino()))
             .unwrap_or_default();
-        if !dirs.iter().any(|(seen, _)| *seen == id) {
-            dirs.push((id, dir));
+        if !seen.contains(&id) {
+            seen.push(id);
+            order.push(dir);
         }
     }
-    for (_, dir) in dirs {
-        if let Err(e) = dir.sync_all() {
+    order
+}
+
+/// fsyncs each of `files`; the first error, every one tried.
+fn sync_each(files: &[&File]) -> io::Result<()> {
+    let mut first_err = None;
+    for file in files {
+        if let Err(e) = file.sync_all() {
             first_err.get_or_insert(e);
         }
     }
     first_err.map_or(Ok(()), Err)
 }
 
-/// [`flush`] in a forked child that outlives this process, for a hook: its caller (runc, crun,
-/// podman, CRI-O) waits for the hook to exit, and for its stdout and stderr to close, before the
-/// container goes on; the child closes them first ([`crate::util::detached`]). Only for a
-/// single-threaded process. If the fork fails, syncs here.
+/// [`flush`] in a child that outlives this process, for a hook: its caller (runc, crun, podman,
+/// CRI-O) waits for the hook to exit, and for its stdout and stderr to close, before the
+/// container goes on; the child closes them first, and is not a fork (see
+/// [`crate::util::sync_child`]). If it cannot be started, syncs here.
 pub fn flush_detached() {
-    if !is_pending() {
+    let files = std::mem::take(&mut *pending());
+    if files.is_empty() {
         return;
     }
-    // SAFETY: the hook is single-threaded (and util::fork keeps the allocator usable in the
-    // child even if it were not); the files and directories to sync are open already.
-    match unsafe { crate::util::detached(|| flush().is_ok()) } {
-        // The child has the files: this process drops its copies.
-        Ok(()) => pending().clear(),
-        Err(e) => {
-            log::warn!("fork to sync ocivol's state: {e}; syncing now");
-            flush_or_warn();
+    crate::crash::point("before-deferred-sync");
+    let order = sync_order(&files);
+    // Started: the child has its own copies of the descriptors; ours close as `files` drops.
+    if let Err(e) = crate::util::sync_child::spawn(&order) {
+        log::warn!("start a process to sync ocivol's state: {e}; syncing now");
+        if let Err(e) = sync_each(&order) {
+            log::warn!("sync ocivol's state to disk: {e}; a power loss now could lose it");
         }
     }
 }

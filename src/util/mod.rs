@@ -1,5 +1,6 @@
 //! Small helpers shared by the store and the spec writer.
 
+pub mod sync_child;
 pub(crate) mod tree;
 pub use tree::{empty_dir, remove_tree, remove_tree_at};
 

@@ -599,8 +599,16 @@ impl Store {
         if !self.volume_dir(name).exists() && !self.run_dir(name).exists() {
             return Ok(());
         }
+        // Not a user (any more): nothing of `user`'s to give back. A start of a container ID used
+        // before releases the old record's volumes first, and found nothing there but paid the
+        // lock and two listings per volume. What a release killed between its user's removal
+        // and the unmount leaves, the next acquire and gc heal.
+        let record = self.users_dir(name).join(user);
+        if matches!(fs::symlink_metadata(&record), Err(e) if e.kind() == io::ErrorKind::NotFound) {
+            return Ok(());
+        }
         let _lock = VolumeLock::take(&self.lock_path(name))?;
-        fsio::remove_file_if_present(&self.users_dir(name).join(user))?;
+        fsio::remove_file_if_present(&record)?;
         crate::crash::point("after-user-removed");
         let (_, alive) =
             self.reconcile_users_locked(name, true, Some(reconcile::HOT_PATH_JUDGED))?;
@@ -1254,6 +1262,27 @@ mod tests {
         fs::write(s.upper_dir("v").join("change"), "x").unwrap();
         s.release("v", "a").unwrap();
         assert_eq!(fs::read_dir(s.upper_dir("v")).unwrap().count(), 0);
+    }
+
+    /// A container ID used before: its start releases the old record's volumes first. Where
+    /// that ID is no user any more, the release is nothing at all: it does not wait for the
+    /// volume's lock (held here as another container's start would hold it).
+    #[test]
+    fn releasing_a_volume_one_is_no_user_of_touches_nothing_and_waits_for_no_lock() {
+        let (dir, s, _) = store();
+        let s = Arc::new(s);
+        s.acquire(&cow("v", dir.path(), false), "a", true, &guard())
+            .unwrap();
+        let held = VolumeLock::take(&s.lock_path("v")).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let s2 = s.clone();
+        std::thread::spawn(move || tx.send(s2.release("v", "gone").map_err(|e| e.to_string())));
+        let done = rx.recv_timeout(std::time::Duration::from_secs(5));
+        drop(held);
+        assert_eq!(done, Ok(Ok(())), "returned without the lock");
+        assert_eq!(s.users("v").unwrap(), ["a"]);
+        s.release("v", "a").unwrap();
+        assert!(s.users("v").unwrap().is_empty());
     }
 
     #[test]

@@ -610,10 +610,7 @@ impl Store {
         let _lock = VolumeLock::take(&self.lock_path(name))?;
         fsio::remove_file_if_present(&record)?;
         crate::crash::point("after-user-removed");
-        let (_, alive) =
-            self.reconcile_users_locked(name, true, Some(reconcile::HOT_PATH_JUDGED))?;
-        // A user judged alive just now: no need to look again.
-        if !alive.is_empty() || self.has_users(name)? {
+        if self.users_left_locked(name)? {
             return Ok(());
         }
         match self.definition(name)? {
@@ -1283,6 +1280,38 @@ mod tests {
         assert_eq!(s.users("v").unwrap(), ["a"]);
         s.release("v", "a").unwrap();
         assert!(s.users("v").unwrap().is_empty());
+    }
+
+    /// What a start and a release ask under the lock: is anyone left? Users from an earlier
+    /// boot are dropped on the way; a live one after a dropped one still counts.
+    #[test]
+    fn whether_users_are_left_drops_the_gone_and_counts_the_rest() {
+        let (dir, s, _) = store();
+        s.acquire(&cow("v", dir.path(), false), "a", true, &guard())
+            .unwrap();
+        let stale = |key: &str| {
+            UserRecord {
+                container: key.to_string(),
+                boot_id: "an earlier boot".into(),
+                owner: None,
+                init: None,
+            }
+            .save(&s.users_dir("v").join(key))
+            .unwrap()
+        };
+        let _lock = VolumeLock::take(&s.lock_path("v")).unwrap();
+        assert!(s.users_left_locked("v").unwrap(), "a is alive");
+        fs::remove_file(s.users_dir("v").join("a")).unwrap();
+        assert!(!s.users_left_locked("v").unwrap(), "no user at all");
+        stale("old");
+        assert!(!s.users_left_locked("v").unwrap(), "only a gone one");
+        assert!(s.users("v").unwrap().is_empty(), "which was dropped");
+        for key in ["x1", "x2", "x3"] {
+            stale(key);
+        }
+        s.add_user("v", "b").unwrap();
+        assert!(s.users_left_locked("v").unwrap(), "b, in any order");
+        assert!(s.users("v").unwrap().contains(&"b".to_string()));
     }
 
     #[test]

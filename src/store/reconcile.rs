@@ -215,6 +215,26 @@ impl Store {
         apply: bool,
         limit: Option<usize>,
     ) -> Result<(Vec<GcAction>, Vec<String>)> {
+        let (released, left, _) = self.judge_users_locked(name, apply, limit)?;
+        Ok((released, left))
+    }
+
+    /// Under the volume's lock, on every start and every release: drops the first users that
+    /// are gone (see [`HOT_PATH_JUDGED`]) and says whether any user is left. `users/` is listed
+    /// a second time only when the first users were gone and more may follow them.
+    pub(super) fn users_left_locked(&self, name: &str) -> Result<bool> {
+        let (_, alive, all) = self.judge_users_locked(name, true, Some(HOT_PATH_JUDGED))?;
+        Ok(!alive.is_empty() || (!all && self.has_users(name)?))
+    }
+
+    /// [`Self::reconcile_users_locked`], and whether every user was judged: the listing ended
+    /// before `limit`, and each entry in it was a record. Then the users left are all there are.
+    fn judge_users_locked(
+        &self,
+        name: &str,
+        apply: bool,
+        limit: Option<usize>,
+    ) -> Result<(Vec<GcAction>, Vec<String>, bool)> {
         let boot = boot_id();
         let record = |key: &str| self.load_container(key).ok().flatten();
         let world = World {
@@ -229,9 +249,11 @@ impl Store {
             None => self.users(name)?,
             Some(max) => self.first_users(name, max)?,
         };
+        let mut all = limit.is_none_or(|max| keys.len() < max);
         for key in keys {
             let path = self.users_dir(name).join(&key);
             let Some(user) = UserRecord::load(&path, &key)? else {
+                all = false;
                 continue;
             };
             match judge(&user, &world) {
@@ -249,7 +271,7 @@ impl Store {
                 }
             }
         }
-        Ok((released, left))
+        Ok((released, left, all))
     }
 
     /// Under the lock, before a user is added: drops users that are gone (the first few only:
@@ -258,13 +280,7 @@ impl Store {
     /// between removing the last user and unmounting, breaks it): the overlay is unmounted and a
     /// volatile volume's changes are discarded, as its last user would have done.
     pub(super) fn reconcile_locked(&self, name: &str) -> Result<()> {
-        let (_, alive) = self.reconcile_users_locked(name, true, Some(HOT_PATH_JUDGED))?;
-        // A user judged alive just now: no need to look again.
-        if alive.is_empty()
-            && !self.has_users(name)?
-            && self.is_mounted(name)
-            && !self.may_linger(name)
-        {
+        if !self.users_left_locked(name)? && self.is_mounted(name) && !self.may_linger(name) {
             match self.definition(name)? {
                 Some(def) => self.after_last_user(&def, false, false)?,
                 None => self

@@ -179,36 +179,21 @@ pub fn spawn(
     let top = unsafe { stack.as_mut_ptr().add(stack.len()) };
     let top = ((top as usize) & !15) as *mut libc::c_void;
 
-    // Every signal blocked: no handler of ocivol's may run in the child on shared memory.
-    // SAFETY: sigfillset and sigprocmask on local sigset_t values.
-    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
-    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
-    unsafe {
-        libc::sigfillset(&mut all);
-        if libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
+    // Every signal blocked across the clone: no handler of ocivol's may run in the child on
+    // shared memory (it sets the runtime's own mask before the exec).
     // SAFETY: child_main only reads `child` (alive until clone returns: CLONE_VFORK) and makes
     // raw system calls on `stack`, which outlives it for the same reason.
     let pid = unsafe {
-        libc::clone(
+        crate::util::clone_signals_blocked(
             child_main,
             top,
             libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
             &child as *const Child as *mut libc::c_void,
+            before_resume,
         )
     };
-    let clone_error = io::Error::last_os_error();
-    if pid > 0 {
-        before_resume(pid);
-    }
-    // SAFETY: restores the mask saved above.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
     drop(stack);
-    if pid < 0 {
-        return Err(clone_error);
-    }
+    let pid = pid?;
     match child.error.load(Ordering::SeqCst) {
         0 => Ok(pid),
         errno => {

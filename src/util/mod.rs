@@ -157,6 +157,44 @@ pub unsafe fn detached(work: impl FnOnce() -> bool) -> nix::Result<()> {
     }
 }
 
+/// clone(2) of `child` on the stack that ends at `stack_top` (16-byte aligned), with `flags`,
+/// while every signal of this thread is blocked, so that no handler of ocivol's runs in a child
+/// that shares its memory; the child starts with every signal blocked. `after` runs in the
+/// parent with the child's pid before the mask is restored. Returns the pid.
+///
+/// # Safety
+/// As clone(2) with `flags`: with `CLONE_VM`, `child` runs on this process's memory and must
+/// only read what outlives it and make raw system calls; `arg` and the stack must outlive it.
+pub unsafe fn clone_signals_blocked(
+    child: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    stack_top: *mut libc::c_void,
+    flags: libc::c_int,
+    arg: *mut libc::c_void,
+    after: impl FnOnce(libc::pid_t),
+) -> io::Result<libc::pid_t> {
+    // SAFETY: sigfillset and pthread_sigmask on local sigset_t values.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::sigfillset(&mut all);
+        if libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    // SAFETY: the caller's.
+    let pid = unsafe { libc::clone(child, stack_top, flags, arg) };
+    let clone_error = io::Error::last_os_error();
+    if pid > 0 {
+        after(pid);
+    }
+    // SAFETY: restores the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    if pid < 0 {
+        return Err(clone_error);
+    }
+    Ok(pid)
+}
+
 fn temp_prefix() -> String {
     static MINE: std::sync::Mutex<Option<(u32, String)>> = std::sync::Mutex::new(None);
     let pid = std::process::id();

@@ -39,33 +39,17 @@ pub fn spawn<F: AsFd>(files: &[F]) -> io::Result<libc::pid_t> {
     // SAFETY: one past the end of `stack`, aligned down to 16 bytes (the stack grows down).
     let top = unsafe { stack.as_mut_ptr().add(stack.len()) };
     let top = ((top as usize) & !15) as *mut libc::c_void;
-    // Every signal blocked across the clone: the child starts with this mask and keeps it.
-    // SAFETY: sigfillset and pthread_sigmask on local sigset_t values.
-    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
-    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
-    unsafe {
-        libc::sigfillset(&mut all);
-        if libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
     // SAFETY: `child_main` reads only `job` and runs only on `stack`, both leaked, and makes raw
-    // system calls only (see the module's header).
-    let pid = unsafe {
-        libc::clone(
+    // system calls only (see the module's header); it keeps the blocked mask it starts with.
+    unsafe {
+        super::clone_signals_blocked(
             child_main,
             top,
             libc::CLONE_VM | libc::SIGCHLD,
             job as *const Job as *mut libc::c_void,
+            |_| {},
         )
-    };
-    let clone_error = io::Error::last_os_error();
-    // SAFETY: restores the mask saved above.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
-    if pid < 0 {
-        return Err(clone_error);
     }
-    Ok(pid)
 }
 
 /// The child: raw system calls only.

@@ -28,10 +28,10 @@
 //! A rename that fails (a trash entry of that name, a root on a filesystem without renameat2, a
 //! volume under a project quota, which ext4 does not rename out of) removes in place, as before.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::util::tree::open_dir;
 
@@ -52,8 +52,12 @@ pub(super) enum Weight {
 }
 
 /// An entry this process moved into a trash, held (its directory open and locked) when it is a
-/// directory.
+/// directory. It is removed as `name` in `trash`, the trash directory opened before the rename:
+/// a hook removes it after it has entered the container's mount namespace, where `path` (for
+/// messages and for gc's own) may name something else.
 struct Moved {
+    trash: Arc<OwnedFd>,
+    name: OsString,
     path: PathBuf,
     _held: Option<OwnedFd>,
     weight: Weight,
@@ -78,6 +82,17 @@ impl Store {
         remove_if_present(&self.run_dir(&def.name))?;
         let trash = self.trash_dir();
         make_dir(&trash)?;
+        let trash_fd = match open_dir(nix::fcntl::AT_FDCWD, trash.as_os_str()) {
+            Ok(fd) => Arc::new(fd),
+            Err(e) => {
+                log::debug!(
+                    "open {}: {e}; removing volume {} here",
+                    trash.display(),
+                    def.name
+                );
+                return self.remove(def);
+            }
+        };
         let to = trash.join(&def.name);
         let dir = self.volume_dir(&def.name);
         let held = match lock_dir(&dir) {
@@ -102,6 +117,8 @@ impl Store {
             Ok(()) => {
                 crate::crash::point("after-trash");
                 moved().push(Moved {
+                    trash: trash_fd,
+                    name: def.name.clone().into(),
                     path: to,
                     _held: Some(held),
                     weight: Weight::Heavy,
@@ -152,7 +169,7 @@ impl Store {
         }
         let trash = self.trash_dir();
         make_dir(&trash).map_err(std::io::Error::other)?;
-        let into = open_dir(nix::fcntl::AT_FDCWD, trash.as_os_str())?;
+        let into = Arc::new(open_dir(nix::fcntl::AT_FDCWD, trash.as_os_str())?);
         for name in names {
             // Held before the rename, as an anonymous volume is: gc leaves it to this process.
             let held = match lock_dir_at(&from, &name) {
@@ -161,10 +178,12 @@ impl Store {
                 Err(e) => return Err(e.into()),
             };
             let to = crate::util::unique_name();
-            crate::util::renameat2(&from, name.as_os_str(), &into, to.as_str(), 0)?;
+            crate::util::renameat2(&from, name.as_os_str(), &*into, to.as_str(), 0)?;
             crate::crash::point("after-aside");
             moved().push(Moved {
-                path: trash.join(to),
+                trash: into.clone(),
+                path: trash.join(&to),
+                name: to.into(),
                 _held: held,
                 weight,
             });
@@ -193,7 +212,7 @@ impl Store {
                 mine
             };
             for m in mine {
-                remove_if_present(&m.path)?;
+                remove_moved(&m).ctx(|| format!("remove {}", m.path.display()))?;
                 removed.push(m.path);
             }
         }
@@ -274,14 +293,13 @@ fn remove_or_warn(held: &[Moved]) {
 
 /// Removes each entry; returns how many failed. The trash directory itself stays, made once.
 fn remove_all(held: &[Moved]) -> usize {
-    held.iter()
-        .filter(|m| remove_quietly(&m.path).is_err())
-        .count()
+    held.iter().filter(|m| remove_moved(m).is_err()).count()
 }
 
-/// Removes `path`; gone already (a gc got there first) is done.
-fn remove_quietly(path: &Path) -> std::io::Result<()> {
-    match crate::util::remove_tree(path) {
+/// Removes an entry through the trash it went into; gone already (a gc got there first) is
+/// done.
+fn remove_moved(m: &Moved) -> std::io::Result<()> {
+    match crate::util::remove_tree_at(&m.trash, &m.name, &m.path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
@@ -410,5 +428,35 @@ mod tests {
         assert_eq!(s.empty_trash(false).unwrap().len(), 4);
         assert!(held().is_empty());
         assert_eq!(fs::read_dir(s.trash_dir()).unwrap().count(), 0);
+    }
+
+    /// A hook empties the trash after it has entered the container's mount namespace, where the
+    /// trash's path may name something else: what was moved is removed through the trash
+    /// directory opened on the way in, not by its path (here the path leads nowhere any more).
+    #[test]
+    fn what_was_moved_is_removed_through_the_trash_it_went_into_not_by_path() {
+        let (_dir, s, _) = store();
+        let req = VolumeRequest::shared(None, None, false);
+        let a = s.acquire(&req, "a", false, &guard()).unwrap();
+        fs::write(a.source.join("written"), "x").unwrap();
+        s.release(&a.name, "a").unwrap();
+        let elsewhere = s.root.join("trash-elsewhere");
+        fs::rename(s.trash_dir(), &elsewhere).unwrap();
+        let mine: Vec<Moved> = {
+            let mut moved = moved();
+            let (mine, others) = std::mem::take(&mut *moved)
+                .into_iter()
+                .partition(|m| m.path.starts_with(s.trash_dir()));
+            *moved = others;
+            mine
+        };
+        assert_eq!(mine.len(), 1);
+        assert!(elsewhere.join(&a.name).exists());
+        assert_eq!(remove_all(&mine), 0);
+        assert_eq!(
+            fs::read_dir(&elsewhere).unwrap().count(),
+            0,
+            "removed where it is"
+        );
     }
 }

@@ -188,8 +188,8 @@ fn wrapper(
     std::process::exit(code);
 }
 
-/// The hook of `stage` (`None`: told by its input), then exit with its code (what it moved into
-/// the trash and wrote through ocivol::durable handed to a child that outlives it).
+/// The hook of `stage` (`None`: told by its input), then exit with its code (`hook::run` hands
+/// what it moved into the trash and wrote through ocivol::durable to children that outlive it).
 fn hook(
     stage: Option<ocivol::hook::Stage>,
     config: Option<PathBuf>,
@@ -210,7 +210,6 @@ fn hook(
             1
         }
     };
-    ocivol::store::empty_trash_now();
     ocivol::durable::flush_or_warn();
     std::process::exit(code);
 }

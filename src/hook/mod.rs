@@ -94,11 +94,7 @@ pub fn run(
     // The record and the definitions this hook wrote are synced after it has returned to the
     // runtime (see crate::durable), and the anonymous volumes it released are removed
     // (crate::store::trash).
-    if done.is_ok() {
-        crate::store::empty_trash_detached();
-    } else {
-        crate::store::empty_trash_now();
-    }
+    crate::store::empty_trash_as_command_ends(done.is_ok());
     crate::durable::flush_detached();
     done
 }

@@ -47,11 +47,7 @@ pub fn main(raw: Vec<OsString>, context: impl FnOnce() -> anyhow::Result<Context
     };
     // Anonymous volumes released by this command are removed after it (crate::store::trash);
     // a command that failed leaves nothing behind.
-    if code == 0 {
-        crate::store::empty_trash_detached();
-    } else {
-        crate::store::empty_trash_now();
-    }
+    crate::store::empty_trash_as_command_ends(code == 0);
     code
 }
 

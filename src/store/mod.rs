@@ -60,7 +60,9 @@ pub use containers::{ContainerRecord, RecordedMount, records_read};
 pub use diff::{Change, ChangeKind};
 pub use listing::{UserInfo, VolumeInfo, dir_size};
 pub use reconcile::{GcAction, Verdict};
-pub use trash::{empty_detached as empty_trash_detached, empty_now as empty_trash_now};
+pub use trash::{
+    empty_as_command_ends as empty_trash_as_command_ends, empty_now as empty_trash_now,
+};
 pub use users::UserRecord;
 pub use volume::{ANY_SCOPE, VolumeDef, VolumeKind, check_scope, is_storage_name, storage_name};
 

@@ -75,21 +75,29 @@ impl Store {
         self.root.join(DIR)
     }
 
+    /// The trash (made if missing) and the directory opened, which what is moved into it is
+    /// removed through (see [`Moved`]).
+    fn open_trash(&self) -> std::io::Result<(PathBuf, Arc<OwnedFd>)> {
+        let trash = self.trash_dir();
+        make_dir(&trash).map_err(std::io::Error::other)?;
+        let fd = open_dir(nix::fcntl::AT_FDCWD, trash.as_os_str()).map_err(|e| {
+            std::io::Error::new(
+                std::io::Error::from(e).kind(),
+                format!("open {}: {e}", trash.display()),
+            )
+        })?;
+        Ok((trash, Arc::new(fd)))
+    }
+
     /// Under the volume's lock, no user left: takes the anonymous volume `def` out of the store
     /// with one rename into the trash, or removes it in place if that cannot be done.
     pub(super) fn discard(&self, def: &VolumeDef) -> Result<()> {
         // The run side (users/, the overlay's mount point) is on a tmpfs: removed now.
         remove_if_present(&self.run_dir(&def.name))?;
-        let trash = self.trash_dir();
-        make_dir(&trash)?;
-        let trash_fd = match open_dir(nix::fcntl::AT_FDCWD, trash.as_os_str()) {
-            Ok(fd) => Arc::new(fd),
+        let (trash, trash_fd) = match self.open_trash() {
+            Ok(opened) => opened,
             Err(e) => {
-                log::debug!(
-                    "open {}: {e}; removing volume {} here",
-                    trash.display(),
-                    def.name
-                );
+                log::debug!("{e}; removing volume {} here", def.name);
                 return self.remove(def);
             }
         };
@@ -167,9 +175,7 @@ impl Store {
         if names.is_empty() {
             return Ok(());
         }
-        let trash = self.trash_dir();
-        make_dir(&trash).map_err(std::io::Error::other)?;
-        let into = Arc::new(open_dir(nix::fcntl::AT_FDCWD, trash.as_os_str())?);
+        let (trash, into) = self.open_trash()?;
         for name in names {
             // Held before the rename, as an anonymous volume is: gc leaves it to this process.
             let held = match lock_dir_at(&from, &name) {
@@ -203,15 +209,7 @@ impl Store {
         let mut removed = Vec::new();
         if !dry_run {
             // This process's own (gc removes the anonymous volumes it found): it holds them.
-            let mine: Vec<Moved> = {
-                let mut moved = moved();
-                let (mine, others) = std::mem::take(&mut *moved)
-                    .into_iter()
-                    .partition(|m| m.path.starts_with(&trash));
-                *moved = others;
-                mine
-            };
-            for m in mine {
+            for m in take_moved_into(&trash) {
                 remove_moved(&m).ctx(|| format!("remove {}", m.path.display()))?;
                 removed.push(m.path);
             }
@@ -237,9 +235,30 @@ impl Store {
     }
 }
 
+/// Takes what this process moved into `trash` out of its list (a process may use several
+/// stores, as the tests do).
+fn take_moved_into(trash: &Path) -> Vec<Moved> {
+    let mut moved = moved();
+    let (mine, others) = std::mem::take(&mut *moved)
+        .into_iter()
+        .partition(|m| m.path.starts_with(trash));
+    *moved = others;
+    mine
+}
+
+/// As a command (or hook) ends: what it moved into a trash goes after it if it succeeded
+/// ([`empty_detached`]), at once if it failed, which leaves nothing behind ([`empty_now`]).
+pub fn empty_as_command_ends(succeeded: bool) {
+    if succeeded {
+        empty_detached();
+    } else {
+        empty_now();
+    }
+}
+
 /// Removes what this process moved into a trash, in a child that outlives it (see the module's
 /// header); nothing to do when it moved nothing. If the fork fails, removes it here.
-pub fn empty_detached() {
+fn empty_detached() {
     let held = std::mem::take(&mut *moved());
     if held.is_empty() {
         return;
@@ -442,14 +461,7 @@ mod tests {
         s.release(&a.name, "a").unwrap();
         let elsewhere = s.root.join("trash-elsewhere");
         fs::rename(s.trash_dir(), &elsewhere).unwrap();
-        let mine: Vec<Moved> = {
-            let mut moved = moved();
-            let (mine, others) = std::mem::take(&mut *moved)
-                .into_iter()
-                .partition(|m| m.path.starts_with(s.trash_dir()));
-            *moved = others;
-            mine
-        };
+        let mine = take_moved_into(&s.trash_dir());
         assert_eq!(mine.len(), 1);
         assert!(elsewhere.join(&a.name).exists());
         assert_eq!(remove_all(&mine), 0);

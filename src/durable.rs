@@ -102,16 +102,19 @@ fn sync_each(files: &[&File]) -> io::Result<()> {
 /// [`flush`] in a child that outlives this process, for a hook: its caller (runc, crun, podman,
 /// CRI-O) waits for the hook to exit, and for its stdout and stderr to close, before the
 /// container goes on; the child closes them first, and is not a fork (see
-/// [`crate::util::sync_child`]). If it cannot be started, syncs here.
-pub fn flush_detached() {
+/// [`crate::util::sync_child`]). The same child closes `last` after this process has
+/// (`crate::store::take_detached`). If it cannot be started, syncs here and closes `last`.
+pub fn flush_detached(last: Vec<std::os::fd::OwnedFd>) {
     let files = std::mem::take(&mut *pending());
-    if files.is_empty() {
+    if files.is_empty() && last.is_empty() {
         return;
     }
-    crate::crash::point("before-deferred-sync");
+    if !files.is_empty() {
+        crate::crash::point("before-deferred-sync");
+    }
     let order = sync_order(&files);
     // Started: the child has its own copies of the descriptors; ours close as `files` drops.
-    if let Err(e) = crate::util::sync_child::spawn(&order) {
+    if let Err(e) = crate::util::sync_child::spawn(&order, last) {
         log::warn!("start a process to sync ocivol's state: {e}; syncing now");
         if let Err(e) = sync_each(&order) {
             log::warn!("sync ocivol's state to disk: {e}; a power loss now could lose it");

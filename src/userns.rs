@@ -27,7 +27,7 @@
 
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -317,6 +317,36 @@ fn is_ours(fd: &OwnedFd) -> Result<bool> {
 /// How long [`Holder::spawn`] waits for its child to report (milliseconds).
 const HOLDER_ANSWER_MS: u16 = 10_000;
 
+/// Closes every descriptor but `keep` (-1: none), in a forked child: close_range(2) over the
+/// gaps, or, on a kernel without it (before 5.9), one by one up to the descriptor limit.
+///
+/// # Safety
+/// For a child of a fork: system calls only, nothing allocated.
+unsafe fn close_all_but(mut keep: [RawFd; 3]) {
+    keep.sort_unstable();
+    let mut from: libc::c_uint = 0;
+    let kept = keep.iter().filter(|&&fd| fd >= 0);
+    for fd in kept
+        .map(|&fd| fd as libc::c_uint)
+        .chain([libc::c_uint::MAX])
+    {
+        if fd > from {
+            // SAFETY: closes descriptors of this child's own table.
+            let r = unsafe { libc::syscall(libc::SYS_close_range, from, fd - 1, 0) };
+            if r != 0 {
+                // SAFETY: as above.
+                let limit = unsafe { libc::sysconf(libc::_SC_OPEN_MAX) }.max(1024) as RawFd;
+                for other in (0..limit).filter(|f| !keep.contains(f)) {
+                    // SAFETY: as above.
+                    unsafe { libc::close(other) };
+                }
+                return;
+            }
+        }
+        from = fd.saturating_add(1);
+    }
+}
+
 /// A forked child that made (or entered) a user namespace and waits, so that the namespace's
 /// files under `/proc/PID` can be written and read; it is killed and reaped when dropped.
 struct Holder {
@@ -340,8 +370,11 @@ impl Holder {
         match forked {
             Err(e) => Err(nix_err("fork for a user namespace")(e)),
             Ok(ForkResult::Child) => unsafe {
-                libc::close(hold_w.as_raw_fd());
-                libc::close(ready_r.as_raw_fd());
+                // Everything but its two ends of the pipes and the namespace: among the rest may be what a
+                // release left for the command's end (store::take_detached), an overlay's last
+                // reference and its lock, which this child's exit must not end.
+                let ns = join.map_or(-1, |ns| ns.as_raw_fd());
+                close_all_but([hold_r.as_raw_fd(), ready_w.as_raw_fd(), ns]);
                 let rc = match join {
                     Some(ns) => libc::setns(ns.as_raw_fd(), libc::CLONE_NEWUSER),
                     None => libc::unshare(libc::CLONE_NEWUSER),

@@ -1041,3 +1041,46 @@ fn a_delete_killed_after_setting_a_volatile_volumes_changes_aside_forgets_them_a
     assert_eq!(gc(&env, &[]), "nothing to collect\n");
     assert!(env.mounts_here().is_empty(), "{:?}", env.mounts_here());
 }
+
+#[test]
+fn a_delete_killed_after_detaching_an_overlay_leaves_no_mount_and_the_next_start_its_base_alone() {
+    let Some(env) = Env::new(
+        "a_delete_killed_after_detaching_an_overlay_leaves_no_mount_and_the_next_start_its_base_alone",
+    ) else {
+        return;
+    };
+    let ann = cow(&env, "scratch", ",volatile");
+    let a = env.bundle("a", &["sleep", "600"], &[(VOLUMES, &ann)]);
+    ok(&env.start("ocivol-cr16-a", &a), "start a");
+    let upper = env.volume_dir("scratch").join("upper");
+    ok(
+        &env.exec("ocivol-cr16-a", "echo junk > /data/junk"),
+        "a writes",
+    );
+    // Killed with the overlay out of the mount table and its last reference still its own:
+    // the kernel closes that as the process dies, and the lock goes with it.
+    crash(
+        &env,
+        "after-detach",
+        &["delete", "--force", "ocivol-cr16-a"],
+    );
+    assert_eq!(env.overlays("scratch"), 0);
+    assert!(env.mounts_here().is_empty(), "{:?}", env.mounts_here());
+    assert!(upper.join("junk").exists(), "not set aside yet");
+    // Nothing is held: the user is gone, the overlay too; the changes are forgotten by the
+    // next mount, which sets a volatile volume's upper directory aside before it mounts.
+    assert_eq!(gc(&env, &[]), "nothing to collect\n");
+    ok(&env.start("ocivol-cr16-b", &a), "start b");
+    assert_eq!(
+        ok(&env.exec("ocivol-cr16-b", "ls /data"), "b lists"),
+        "file.txt\nsub\n",
+        "the base alone: a volatile volume's changes never reach its next user"
+    );
+    ok(&env.delete("ocivol-cr16-b"), "delete b");
+    assert_eq!(env.overlays("scratch"), 0);
+    wait_until("the trash is emptied", || {
+        fs::read_dir(env.root.join("trash")).is_ok_and(|d| d.count() == 0)
+    });
+    assert_eq!(gc(&env, &[]), "nothing to collect\n");
+    assert!(env.mounts_here().is_empty(), "{:?}", env.mounts_here());
+}

@@ -74,7 +74,9 @@ pub fn run(
         Some(s) => s,
         None => infer_stage(&text)?,
     };
-    let store = Store::new(&ctx.paths, Box::new(Linux)).with_linger(ctx.config.overlay_linger);
+    let store = Store::new(&ctx.paths, Box::new(Linux))
+        .with_linger(ctx.config.overlay_linger)
+        .deferring_unmounts();
     let done = match stage {
         // The hook's process ends long before the container exists, and there is no pid yet:
         // the users it takes must not be judged by either (see store::reconcile).
@@ -92,10 +94,13 @@ pub fn run(
         Stage::Poststop => poststop(&store, &parse_state(&text)?),
     };
     // The record and the definitions this hook wrote are synced after it has returned to the
-    // runtime (see crate::durable), and the anonymous volumes it released are removed
+    // runtime (see crate::durable), the overlays it released are unmounted by the same child
+    // (Store::deferring_unmounts), and the anonymous volumes it released are removed
     // (crate::store::trash).
+    // The detached overlays first: a fork that empties the trash must not inherit their
+    // last references (it would end them, and its exit closes the lock before the overlay).
+    crate::durable::flush_detached(crate::store::take_detached(done.is_ok()));
     crate::store::empty_trash_as_command_ends(done.is_ok());
-    crate::durable::flush_detached();
     done
 }
 

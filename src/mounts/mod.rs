@@ -33,6 +33,13 @@ pub trait Mounter: Send + Sync {
     ) -> io::Result<()>;
     /// Unmounts `target`.
     fn unmount(&self, target: &Path) -> io::Result<()>;
+    /// Takes the overlay on `target` out of the mount tree at once and returns its last
+    /// reference: the superblock, and the kernel's sync of the upper filesystem as it goes, wait
+    /// until that descriptor is closed (see `crate::util::sync_child`). `None`: unmounted
+    /// already, nothing to hold.
+    fn detach(&self, target: &Path) -> io::Result<Option<OwnedFd>> {
+        self.unmount(target).map(|()| None)
+    }
     /// Whether an overlay is mounted on `target`.
     fn is_mounted(&self, target: &Path) -> bool;
 }
@@ -103,6 +110,27 @@ impl Mounter for Linux {
                 format!("unmount {}: {e}", target.display()),
             )),
         }
+    }
+
+    /// Opens the overlay's root (`O_PATH`: a reference to the mount, nothing read), then
+    /// detaches the mount; what still has a file open in it keeps it, as with
+    /// [`Mounter::unmount`]'s fallback.
+    fn detach(&self, target: &Path) -> io::Result<Option<OwnedFd>> {
+        let failed = |what: &str, e: nix::errno::Errno| {
+            io::Error::new(
+                io::Error::from(e).kind(),
+                format!("{what} {}: {e}", target.display()),
+            )
+        };
+        let root = nix::fcntl::open(
+            target,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| failed("open", e))?;
+        nix::mount::umount2(target, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW)
+            .map_err(|e| failed("unmount", e))?;
+        Ok(Some(root))
     }
 
     fn is_mounted(&self, target: &Path) -> bool {

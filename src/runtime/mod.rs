@@ -45,8 +45,11 @@ pub fn main(raw: Vec<OsString>, context: impl FnOnce() -> anyhow::Result<Context
             1
         }
     };
-    // Anonymous volumes released by this command are removed after it (crate::store::trash);
-    // a command that failed leaves nothing behind.
+    // The overlays this command released are unmounted by a child (Store::deferring_unmounts),
+    // and the anonymous volumes it released are removed after it (crate::store::trash); a
+    // command that failed leaves nothing behind. The overlays are handed over first: the fork
+    // that empties the trash must not inherit their last references.
+    crate::store::close_detached_as_command_ends(code == 0);
     crate::store::empty_trash_as_command_ends(code == 0);
     code
 }
@@ -84,6 +87,7 @@ fn store_for(ctx: &Context, runtime: &Path) -> Store {
     Store::new(&ctx.paths, Box::new(Linux))
         .with_linger(ctx.config.overlay_linger)
         .with_probe(Box::new(RealRuntime::new(runtime.to_path_buf())))
+        .deferring_unmounts()
 }
 
 /// Records the init process of a container the runtime has just created, so that its death is

@@ -108,7 +108,7 @@ impl Store {
                     if self.is_mounted(&name) {
                         unmounted.push(name.clone());
                     }
-                    self.after_last_user(&def, false, false)?;
+                    self.after_last_user(&def, false, false, None)?;
                 }
                 None => self.forget_lingering_locked(&name)?,
             }

@@ -1,14 +1,67 @@
 //! The per-volume lock: flock(2) on a file under the run root, released when dropped.
 //! The file is opened close-on-exec (std does so), so the real runtime never inherits it.
+//!
+//! A lock can also outlive its [`VolumeLock`]: a release that detached the volume's overlay
+//! keeps a copy of the lock's open file (the same flock) with the overlay's last reference
+//! ([`VolumeLock::hold_with`]) until the command ends and hands both to a child that closes the
+//! overlay, then the lock ([`take_held`], `crate::util::sync_child`). A lock this process takes
+//! again first closes what it still holds of that volume here ([`VolumeLock::take`]): the
+//! process would otherwise wait for itself.
 
 use std::fs::{File, OpenOptions};
-use std::path::Path;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use super::{IoContext, Result};
 
 pub struct VolumeLock {
     // Held for its drop: closing the file releases the flock.
-    _file: File,
+    file: File,
+    path: PathBuf,
+}
+
+/// What a release left to close as the command ends: an overlay's last reference, then the
+/// lock of its volume (another open file of the same flock).
+struct Held {
+    path: PathBuf,
+    mount: OwnedFd,
+    lock: OwnedFd,
+}
+
+static HELD: Mutex<Vec<Held>> = Mutex::new(Vec::new());
+
+fn held() -> std::sync::MutexGuard<'static, Vec<Held>> {
+    HELD.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Closes here what this process still holds of the volume locked at `path`: its overlay's last
+/// reference first (the kernel syncs the upper filesystem then), then the lock.
+fn settle(path: &Path) {
+    let mine: Vec<Held> = {
+        let mut list = held();
+        if list.is_empty() {
+            return;
+        }
+        let (mine, rest) = std::mem::take(&mut *list)
+            .into_iter()
+            .partition(|h| h.path == path);
+        *list = rest;
+        mine
+    };
+    for h in mine {
+        drop(h.mount);
+        drop(h.lock);
+    }
+}
+
+/// Everything [`VolumeLock::hold_with`] kept, in the order to close it (each overlay, then its
+/// lock); nothing is held any more by this process's list.
+pub fn take_held() -> Vec<OwnedFd> {
+    std::mem::take(&mut *held())
+        .into_iter()
+        .flat_map(|h| [h.mount, h.lock])
+        .collect()
 }
 
 impl VolumeLock {
@@ -24,20 +77,44 @@ impl VolumeLock {
 
     /// Blocks until the lock is ours.
     pub fn take(path: &Path) -> Result<VolumeLock> {
+        settle(path);
         let file = Self::open(path)?;
         file.lock().ctx(|| format!("lock {}", path.display()))?;
-        Ok(VolumeLock { _file: file })
+        Ok(VolumeLock {
+            file,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The lock if it is free now; `None` if another process holds it.
     pub fn try_take(path: &Path) -> Result<Option<VolumeLock>> {
+        settle(path);
         let file = Self::open(path)?;
         match file.try_lock() {
-            Ok(()) => Ok(Some(VolumeLock { _file: file })),
+            Ok(()) => Ok(Some(VolumeLock {
+                file,
+                path: path.to_path_buf(),
+            })),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(e)) => {
                 Err(e).ctx(|| format!("lock {}", path.display()))
             }
         }
+    }
+
+    /// Keeps this lock held after it is dropped, together with `mount` (a detached overlay's
+    /// last reference), until [`take_held`]'s taker closes both, or this process takes the
+    /// lock again.
+    pub fn hold_with(&self, mount: OwnedFd) -> Result<()> {
+        let lock = self
+            .file
+            .try_clone()
+            .ctx(|| format!("keep lock {}", self.path.display()))?;
+        held().push(Held {
+            path: self.path.clone(),
+            mount,
+            lock: lock.into(),
+        });
+        Ok(())
     }
 }

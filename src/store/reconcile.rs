@@ -282,7 +282,7 @@ impl Store {
     pub(super) fn reconcile_locked(&self, name: &str) -> Result<()> {
         if !self.users_left_locked(name)? && self.is_mounted(name) && !self.may_linger(name) {
             match self.definition(name)? {
-                Some(def) => self.after_last_user(&def, false, false)?,
+                Some(def) => self.after_last_user(&def, false, false, None)?,
                 None => self
                     .mounter
                     .unmount(&self.overlay_target(name))
@@ -403,7 +403,7 @@ impl Store {
                         });
                     }
                     if !dry_run && (mounted || def.anonymous) {
-                        self.after_last_user(&def, false, false)?;
+                        self.after_last_user(&def, false, false, None)?;
                     }
                 }
                 None => {

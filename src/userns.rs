@@ -27,7 +27,7 @@
 
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -317,36 +317,6 @@ fn is_ours(fd: &OwnedFd) -> Result<bool> {
 /// How long [`Holder::spawn`] waits for its child to report (milliseconds).
 const HOLDER_ANSWER_MS: u16 = 10_000;
 
-/// Closes every descriptor but `keep` (-1: none), in a forked child: close_range(2) over the
-/// gaps, or, on a kernel without it (before 5.9), one by one up to the descriptor limit.
-///
-/// # Safety
-/// For a child of a fork: system calls only, nothing allocated.
-unsafe fn close_all_but(mut keep: [RawFd; 3]) {
-    keep.sort_unstable();
-    let mut from: libc::c_uint = 0;
-    let kept = keep.iter().filter(|&&fd| fd >= 0);
-    for fd in kept
-        .map(|&fd| fd as libc::c_uint)
-        .chain([libc::c_uint::MAX])
-    {
-        if fd > from {
-            // SAFETY: closes descriptors of this child's own table.
-            let r = unsafe { libc::syscall(libc::SYS_close_range, from, fd - 1, 0) };
-            if r != 0 {
-                // SAFETY: as above.
-                let limit = unsafe { libc::sysconf(libc::_SC_OPEN_MAX) }.max(1024) as RawFd;
-                for other in (0..limit).filter(|f| !keep.contains(f)) {
-                    // SAFETY: as above.
-                    unsafe { libc::close(other) };
-                }
-                return;
-            }
-        }
-        from = fd.saturating_add(1);
-    }
-}
-
 /// A forked child that made (or entered) a user namespace and waits, so that the namespace's
 /// files under `/proc/PID` can be written and read; it is killed and reaped when dropped.
 struct Holder {
@@ -362,7 +332,7 @@ impl Holder {
             pipe2(OFlag::O_CLOEXEC).map_err(nix_err("make a pipe for a user namespace"))?;
         let (hold_r, hold_w) =
             pipe2(OFlag::O_CLOEXEC).map_err(nix_err("make a pipe for a user namespace"))?;
-        // SAFETY: the child calls only async-signal-safe functions (close, unshare or setns,
+        // SAFETY: the child makes only system calls (close_range or close, unshare or setns,
         // write, read, _exit), allocates nothing and never returns. Nothing may be evaluated
         // between the fork and the match (an error's context string is an allocation, and
         // another thread may hold the allocator's lock in the parent at the fork).
@@ -370,11 +340,13 @@ impl Holder {
         match forked {
             Err(e) => Err(nix_err("fork for a user namespace")(e)),
             Ok(ForkResult::Child) => unsafe {
-                // Everything but its two ends of the pipes and the namespace: among the rest may be what a
-                // release left for the command's end (store::take_detached), an overlay's last
-                // reference and its lock, which this child's exit must not end.
+                // Everything but its ends of the pipes and the namespace: among the rest may be
+                // what a release left for the command's end (store::take_detached), an overlay's
+                // last reference and its lock, which this child's exit must not end.
                 let ns = join.map_or(-1, |ns| ns.as_raw_fd());
-                close_all_but([hold_r.as_raw_fd(), ready_w.as_raw_fd(), ns]);
+                let mut keep = [hold_r.as_raw_fd(), ready_w.as_raw_fd(), ns];
+                keep.sort_unstable();
+                crate::util::sync_child::close_all_but(&keep);
                 let rc = match join {
                     Some(ns) => libc::setns(ns.as_raw_fd(), libc::CLONE_NEWUSER),
                     None => libc::unshare(libc::CLONE_NEWUSER),
@@ -499,6 +471,27 @@ impl<'a> Idmap<'a> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The namespace's helper keeps only its ends of the two pipes: whatever else this process
+    /// has open (a detached overlay's last reference and its lock, left for the command's end)
+    /// must not live on in it, nor end with its exit.
+    #[test]
+    fn the_namespace_helper_keeps_no_descriptor_but_its_pipes() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!(
+                "the_namespace_helper_keeps_no_descriptor_but_its_pipes: skipped: requires root"
+            );
+            return;
+        }
+        let unrelated = std::fs::File::open("/proc/self/stat").unwrap();
+        let holder = Holder::spawn(None).unwrap();
+        let fds: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", holder.pid))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(fds.len(), 2, "{fds:?}");
+        assert!(!fds.contains(&unrelated.as_raw_fd().to_string()), "{fds:?}");
+    }
 
     fn map(c: u32, h: u32, s: u32) -> IdMap {
         IdMap {

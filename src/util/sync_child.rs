@@ -130,19 +130,20 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     failed
 }
 
-/// Closes every descriptor of the child's table but `keep` (sorted): close_range(2) over each
-/// gap; where the kernel has none (before 5.9), the standard three at least.
-fn close_all_but(keep: &[RawFd]) {
+/// Closes every descriptor of this process's table but `keep` (sorted; negative entries are
+/// none), with raw system calls only, for a child of a fork or a clone: close_range(2) over each
+/// gap, or, where the kernel has none (before 5.9), close(2) of each below 1024.
+pub(crate) fn close_all_but(keep: &[RawFd]) {
+    let kept = || keep.iter().filter(|&&fd| fd >= 0).map(|&fd| fd as usize);
     let mut from: usize = 0;
-    for &fd in keep.iter().chain(std::iter::once(&RawFd::MAX)) {
-        let fd = fd as usize;
+    for fd in kept().chain(std::iter::once(RawFd::MAX as usize)) {
         if fd > from {
-            // SAFETY: closes descriptors of the child's own table only.
+            // SAFETY: closes descriptors of this process's own table only.
             let r = unsafe { raw::syscall3(libc::SYS_close_range, from, fd - 1, 0) };
             if r < 0 {
-                for std_fd in (0..3).filter(|f| !keep.contains(&(*f as RawFd))) {
+                for other in (0..1024).filter(|f| !kept().any(|k| k == *f)) {
                     // SAFETY: as above.
-                    unsafe { raw::syscall3(libc::SYS_close, std_fd, 0, 0) };
+                    unsafe { raw::syscall3(libc::SYS_close, other, 0, 0) };
                 }
                 return;
             }

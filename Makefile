@@ -8,8 +8,9 @@ CARGO ?= cargo
 # CRI client of tests/kubernetes.rs (the k8s-cri crate compiles Kubernetes' api.proto).
 DEB_PACKAGES := runc containerd busybox-static podman crun gcc protobuf-compiler
 # The benchmarks (make bench): hyperfine, GNU time (peak RSS), jq (results), podman (row 6), gcc
-# (bench/floor.c and bench/hop.c, the floors of rows 1 and 8).
-BENCH_PACKAGES := runc busybox-static podman hyperfine time jq gcc
+# (bench/floor.c and bench/hop.c, the floors of rows 1 and 8), protoc (row 3's `cargo bench`
+# builds the dev-dependencies, the k8s-cri crate among them).
+BENCH_PACKAGES := runc busybox-static podman hyperfine time jq gcc protobuf-compiler
 
 # The build target is set in .cargo/config.toml (a static musl binary, see there); `make
 # toolchain` adds it to the rustup toolchain when missing.

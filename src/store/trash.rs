@@ -11,9 +11,9 @@
 //! anonymous volume's directory, or each entry of the upper or work directory, which stays
 //! itself (an upper directory's owner and mode are the volume root's). The trees are removed
 //! as the command ends:
-//! - by a detached child that the command forks ([`empty_detached`]), which has closed its
-//!   stdio, so the engine that waits for the command (or the hook) does not wait for the
-//!   removal, when any of them is [`Weight::Heavy`];
+//! - by a detached child that the command forks ([`empty_detached`]), which has closed
+//!   every descriptor but the trash's and its locks (stdio and any pipe the command inherited),
+//!   so the engine that waits for the command (or the hook) does not wait for the removal, when any of them is [`Weight::Heavy`];
 //! - by the command itself when all are [`Weight::Light`] (the work directory's few empty
 //!   directories cost less than the fork);
 //! - by every `ocivol gc`, whatever is in the trash that no remover holds (a command or child
@@ -29,7 +29,7 @@
 //! volume under a project quota, which ext4 does not rename out of) removes in place, as before.
 
 use std::ffi::{OsStr, OsString};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -267,9 +267,20 @@ fn empty_detached() {
         // A few empty directories: cheaper to remove here than to fork for.
         return remove_or_warn(&held);
     }
+    // The child works through the trash directories and holds the entries' locks: nothing else.
+    let keep: Vec<RawFd> = held
+        .iter()
+        .flat_map(|m| {
+            [
+                Some(m.trash.as_raw_fd()),
+                m._held.as_ref().map(|h| h.as_raw_fd()),
+            ]
+        })
+        .flatten()
+        .collect();
     // SAFETY: called as a command ends, single-threaded (util::fork keeps the allocator usable
     // in the child in any case).
-    match unsafe { crate::util::detached(|| remove_all(&held) == 0) } {
+    match unsafe { crate::util::detached(&keep, || remove_all(&held) == 0) } {
         // The child holds the locks now (the same open files); this process's copies close.
         Ok(()) => drop(held),
         Err(e) => {

@@ -131,23 +131,27 @@ pub unsafe fn fork() -> nix::Result<nix::unistd::ForkResult> {
     unsafe { nix::unistd::fork() }
 }
 
-/// Runs `work` in a forked child that outlives this process: the child closes its stdio first
-/// (so that a caller waiting for this process's output, an engine or a runtime running a hook,
-/// does not wait for the child), leaves the session, runs `work` and exits, 0 if it returned
-/// true. Closed, not pointed at /dev/null: a hook may end in the container's mount namespace,
-/// and `work` must open nothing by path it has not opened already. Returns once forked; the
-/// error is the fork's, and then `work` has not run.
+/// Runs `work` in a forked child that outlives this process: the child first closes every
+/// descriptor but `keep` (what `work` uses), stdio included, so that a caller waiting for this
+/// process's output or for the end of any pipe it inherited (an engine, a runtime running a
+/// hook, a `--preserve-fds` of the caller's) does not wait for the child; then it leaves the
+/// session, runs `work` and exits, 0 if it returned true. Closed, not pointed at /dev/null: a
+/// hook may end in the container's mount namespace, and `work` must open nothing by path it has
+/// not opened already. Returns once forked; the error is the fork's, and then `work` has not
+/// run.
 ///
 /// # Safety
 /// As [`fork`]: for a single-threaded process (`work` runs Rust code after the fork).
-pub unsafe fn detached(work: impl FnOnce() -> bool) -> nix::Result<()> {
+pub unsafe fn detached(
+    keep: &[std::os::fd::RawFd],
+    work: impl FnOnce() -> bool,
+) -> nix::Result<()> {
+    let mut keep = keep.to_vec();
+    keep.sort_unstable();
     // SAFETY: the caller's.
     match unsafe { fork() }? {
         nix::unistd::ForkResult::Child => {
-            for fd in 0..3 {
-                // SAFETY: the standard descriptors, which nothing in the child uses.
-                unsafe { libc::close(fd) };
-            }
+            sync_child::close_all_but(&keep);
             let _ = nix::unistd::setsid();
             let code = i32::from(!work());
             // SAFETY: _exit skips the parent's atexit handlers and buffered output.
@@ -388,6 +392,46 @@ pub fn dir_first_entries_where(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A detached child holds only what it is given: an engine reading a pipe this process
+    /// inherited (a runtime's `--preserve-fds`, a log pipe) sees its end when this process
+    /// exits, not when the child has finished its work.
+    #[test]
+    fn a_detached_child_keeps_only_the_descriptors_it_is_given() {
+        use std::io::{Read, Write};
+        use std::os::fd::AsRawFd;
+        let (mut engine_r, engine_w) = std::io::pipe().unwrap();
+        let (go_r, mut go_w) = std::io::pipe().unwrap();
+        let (mut done_r, done_w) = std::io::pipe().unwrap();
+        let keep = [go_r.as_raw_fd(), done_w.as_raw_fd()];
+        // SAFETY: the child only reads and writes the two pipes it keeps.
+        unsafe {
+            detached(&keep, || {
+                let mut go = [0u8; 1];
+                let waited = (&go_r).read(&mut go).is_ok_and(|n| n == 1);
+                waited && (&done_w).write_all(b"k").is_ok()
+            })
+        }
+        .unwrap();
+        drop((engine_w, go_r, done_w));
+        // The child waits for `go`: the engine's pipe has no writer left but the child.
+        let mut seen = Vec::new();
+        let ended = std::thread::spawn(move || engine_r.read_to_end(&mut seen).map(|_| seen));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !ended.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let ended_first = ended.is_finished();
+        go_w.write_all(b"g").unwrap();
+        let mut done = Vec::new();
+        done_r.read_to_end(&mut done).unwrap();
+        assert_eq!(done, b"k", "the child used what it kept");
+        assert!(
+            ended_first,
+            "the engine's pipe stayed open while the detached child worked"
+        );
+        assert!(ended.join().unwrap().unwrap().is_empty());
+    }
 
     #[test]
     fn dir_first_entries_stops_at_max_and_reads_all_when_asked() {

@@ -836,10 +836,7 @@ impl Store {
                 return Ok(target);
             }
         }
-        // A previous overlay leaves state in its workdir (after a volatile one, an incompat
-        // marker that makes every later mount fail with EINVAL): start from an empty one.
-        // Renamed into the trash, removed after the command (see trash).
-        self.empty_aside(&self.work_dir(&def.name), Weight::Light)?;
+        self.clear_work(&def.name)?;
         if def.volatile {
             // Changes of a volatile volume never outlive its last user, even after a crash.
             self.empty_aside(&self.upper_dir(&def.name), Weight::Heavy)?;
@@ -857,6 +854,20 @@ impl Store {
             )
             .ctx(|| format!("volume {}", def.name))?;
         Ok(target)
+    }
+
+    /// Before a mount, the state a previous overlay left in the work directory: start from an
+    /// empty one. A clean unmount leaves only `work/work`, empty, and removing it in place is
+    /// one rmdir (the mount makes it again). Anything else is renamed into the trash, removed
+    /// after the command (see trash): what a crash in the middle of a copy-up left in
+    /// `work/work` (the kernel's cleanup goes one level deep, and mounts the overlay read-only
+    /// when it fails), or a volatile overlay's incompat marker, which makes every later mount
+    /// fail with EINVAL.
+    fn clear_work(&self, name: &str) -> Result<()> {
+        let work = self.work_dir(name);
+        // Not empty, or not there: what follows sees it.
+        let _ = fs::remove_dir(work.join(OVERLAY_WORK));
+        self.empty_aside(&work, Weight::Light)
     }
 
     fn add_user(&self, name: &str, user: &str) -> Result<()> {
@@ -1058,6 +1069,8 @@ pub(super) use fsio::remove_if_present;
 /// In a volume's run directory: the mappings its overlay was mounted for (see
 /// [`Store::with_userns`]).
 const IDMAP_FILE: &str = "idmap";
+/// The overlay's own directory in its workdir.
+const OVERLAY_WORK: &str = "work";
 
 /// A fresh name for an anonymous volume (or an unnamed container): 32 random hex digits, like
 /// Docker's.
@@ -1689,6 +1702,46 @@ mod tests {
             nix::mount::umount2(probe, nix::mount::MntFlags::MNT_DETACH).unwrap();
         }
         mounted.is_ok()
+    }
+
+    /// The overlay's own state in the work directory, as the next mount finds it: empty after a
+    /// clean unmount, or with what a crash in the middle of a copy-up left (a tree the kernel's
+    /// one-level cleanup cannot remove: it then mounts the overlay read-only). Either way the
+    /// next mount is writable and sees the changes made before.
+    #[test]
+    fn whatever_a_crash_left_in_the_work_directory_the_next_overlay_is_writable() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!(
+                "whatever_a_crash_left_in_the_work_directory_the_next_overlay_is_writable: skipped: requires root"
+            );
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let paths = StatePaths {
+            root: dir.path().join("root"),
+            run_root: dir.path().join("run"),
+        };
+        let base = dir.path().join("base");
+        fs::create_dir(&base).unwrap();
+        fs::write(base.join("f"), "base").unwrap();
+        let s = Store::new(&paths, Box::new(crate::mounts::Linux));
+        let req = cow("v", &base, false);
+        let target = s.overlay_target("v");
+        for (user, leftover) in [("a", None), ("b", None), ("c", Some("#7/sub/f"))] {
+            if let Some(leftover) = leftover {
+                let path = s.work_dir("v").join("work").join(leftover);
+                fs::create_dir_all(path.parent().unwrap()).unwrap();
+                fs::write(&path, "half a copy-up").unwrap();
+            }
+            s.acquire(&req, user, true, &guard()).unwrap();
+            let written = fs::write(target.join(user), user);
+            let seen: Vec<bool> = ["a", "b"].iter().map(|u| target.join(u).exists()).collect();
+            s.release("v", user).unwrap();
+            written.unwrap_or_else(|e| panic!("{user}: the overlay takes no write: {e}"));
+            assert_eq!(seen[..], [true, user != "a"][..], "{user}");
+        }
+        assert!(!in_mount_table(&target));
+        crate::store::trash::empty_now();
     }
 
     /// With `deferring_unmounts` (the runtime wrapper, the hooks) the last release takes the

@@ -447,10 +447,21 @@ mod tests {
             "{aside:?}"
         );
         assert!(aside.iter().any(|p| p.join("volatile").is_dir()));
-        // A later first mount: the work state left by the overlay goes aside too; an empty
-        // directory needs no trash entry.
+        // A later first mount: the overlay's empty `work/work` (what a clean unmount leaves) is
+        // removed in place, with no trash entry; one with something in it goes aside.
         fs::create_dir(work.join("work")).unwrap();
         s.acquire(&cow("v", &base, true), "b", true, &guard())
+            .unwrap();
+        assert_eq!(fs::read_dir(&work).unwrap().count(), 0);
+        assert_eq!(held().len(), 3);
+        s.release("v", "b").unwrap();
+        assert_eq!(
+            held().len(),
+            3,
+            "nothing was left in the upper or work directory"
+        );
+        fs::create_dir_all(work.join("work/#7/sub")).unwrap();
+        s.acquire(&cow("v", &base, true), "c", true, &guard())
             .unwrap();
         assert_eq!(fs::read_dir(&work).unwrap().count(), 0);
         assert_eq!(held().len(), 4);

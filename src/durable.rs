@@ -102,9 +102,10 @@ fn sync_each(files: &[&File]) -> io::Result<()> {
 /// [`flush`] in a child that outlives this process, for a hook: its caller (runc, crun, podman,
 /// CRI-O) waits for the hook to exit, and for its stdout and stderr to close, before the
 /// container goes on; the child closes them first, and is not a fork (see
-/// [`crate::util::sync_child`]). The same child closes `last` after this process has
-/// (`crate::store::take_detached`). If it cannot be started, syncs here and closes `last`.
-pub fn flush_detached(last: Vec<std::os::fd::OwnedFd>) {
+/// [`crate::util::sync_child`]). The same child does `last` after this process has closed its
+/// copies (`crate::store::take_detached`). If it cannot be started, `last` is done here, then
+/// the sync.
+pub fn flush_detached(last: Vec<crate::util::sync_child::Last>) {
     let files = std::mem::take(&mut *pending());
     if files.is_empty() && last.is_empty() {
         return;

@@ -4,7 +4,8 @@
 //! A lock can also outlive its [`VolumeLock`]: a release that detached the volume's overlay
 //! keeps a copy of the lock's open file (the same flock) with the overlay's last reference
 //! ([`VolumeLock::hold_with`]) until the command ends and hands both to a child that closes the
-//! overlay, then the lock ([`take_held`], `crate::util::sync_child`). A lock this process takes
+//! overlay, removes the overlay's empty `work/work`, then closes the lock ([`take_held`],
+//! `crate::util::sync_child`). A lock this process takes
 //! again first closes what it still holds of that volume here ([`VolumeLock::take`]): the
 //! process would otherwise wait for itself.
 
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::{IoContext, Result};
+use crate::util::sync_child::Last;
 
 pub struct VolumeLock {
     // Held for its drop: closing the file releases the flock.
@@ -26,7 +28,21 @@ pub struct VolumeLock {
 struct Held {
     path: PathBuf,
     mount: OwnedFd,
+    /// The overlay's work directory: once the superblock is gone, its empty `work/work` is
+    /// removed (see [`super::OVERLAY_WORK`]).
+    work: OwnedFd,
     lock: OwnedFd,
+}
+
+impl Held {
+    /// In the order to do them.
+    fn steps(self) -> [Last; 3] {
+        [
+            Last::Close(self.mount),
+            Last::RemoveDir(self.work, super::OVERLAY_WORK_C),
+            Last::Close(self.lock),
+        ]
+    }
 }
 
 static HELD: Mutex<Vec<Held>> = Mutex::new(Vec::new());
@@ -36,7 +52,8 @@ fn held() -> std::sync::MutexGuard<'static, Vec<Held>> {
 }
 
 /// Closes here what this process still holds of the volume locked at `path`: its overlay's last
-/// reference first (the kernel syncs the upper filesystem then), then the lock.
+/// reference first (the kernel syncs the upper filesystem then), its empty `work/work`, then the
+/// lock.
 fn settle(path: &Path) {
     let mine: Vec<Held> = {
         let mut list = held();
@@ -50,17 +67,16 @@ fn settle(path: &Path) {
         mine
     };
     for h in mine {
-        drop(h.mount);
-        drop(h.lock);
+        h.steps().into_iter().for_each(Last::finish);
     }
 }
 
-/// Everything [`VolumeLock::hold_with`] kept, in the order to close it (each overlay, then its
-/// lock); nothing is held any more by this process's list.
-pub fn take_held() -> Vec<OwnedFd> {
+/// Everything [`VolumeLock::hold_with`] kept, in the order to do it (each overlay, its
+/// `work/work`, then its lock); nothing is held any more by this process's list.
+pub fn take_held() -> Vec<Last> {
     std::mem::take(&mut *held())
         .into_iter()
-        .flat_map(|h| [h.mount, h.lock])
+        .flat_map(Held::steps)
         .collect()
 }
 
@@ -103,9 +119,9 @@ impl VolumeLock {
     }
 
     /// Keeps this lock held after it is dropped, together with `mount` (a detached overlay's
-    /// last reference), until [`take_held`]'s taker closes both, or this process takes the
-    /// lock again.
-    pub fn hold_with(&self, mount: OwnedFd) -> Result<()> {
+    /// last reference) and `work` (its work directory), until [`take_held`]'s taker is done with
+    /// them, or this process takes the lock again.
+    pub fn hold_with(&self, mount: OwnedFd, work: OwnedFd) -> Result<()> {
         let lock = self
             .file
             .try_clone()
@@ -113,6 +129,7 @@ impl VolumeLock {
         held().push(Held {
             path: self.path.clone(),
             mount,
+            work,
             lock: lock.into(),
         });
         Ok(())

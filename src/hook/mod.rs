@@ -307,7 +307,7 @@ fn create_runtime(ctx: &Context, store: Store, state: &HookState) -> anyhow::Res
                 state.id
             );
         }
-        store.release_container(&key)?;
+        store.release_record(&key, &old)?;
     }
     let Some(prepared) = prepare(&Resolver::new(ctx, store, None), &container)? else {
         return Ok(());

@@ -982,12 +982,15 @@ impl Store {
     /// Releases every volume a container holds. Idempotent. The record stays: the container may
     /// be started again, or be the source of a later volumes-from.
     pub fn release_container(&self, key: &str) -> Result<()> {
-        // Staged mounts first: one of an overlay would keep its superblock after the unmount.
-        crate::staging::unstage(&self.run_root, key)
-            .ctx(|| format!("remove the staged mounts of {key}"))?;
-        let Some(record) = self.load_container(key)? else {
-            return Ok(());
-        };
+        match self.load_container(key)? {
+            Some(record) => self.release_record(key, &record),
+            None => self.unstage(key),
+        }
+    }
+
+    /// [`Store::release_container`] of `key` whose record the caller has read already.
+    pub fn release_record(&self, key: &str, record: &ContainerRecord) -> Result<()> {
+        self.unstage(key)?;
         let mut first_err = None;
         for name in &record.volumes {
             if let Err(e) = self.release(name, key) {
@@ -999,6 +1002,12 @@ impl Store {
             log::warn!("unmount the lingering overlays whose time is up: {e}");
         }
         first_err.map_or(Ok(()), Err)
+    }
+
+    /// Staged mounts go first: one of an overlay would keep its superblock after the unmount.
+    fn unstage(&self, key: &str) -> Result<()> {
+        crate::staging::unstage(&self.run_root, key)
+            .ctx(|| format!("remove the staged mounts of {key}"))
     }
 
     /// Releases what a container holds and removes its record: for a container that never came

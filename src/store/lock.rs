@@ -30,18 +30,19 @@ struct Held {
     mount: OwnedFd,
     /// The overlay's work directory: once the superblock is gone, its empty `work/work` is
     /// removed (see [`super::OVERLAY_WORK`]).
-    work: OwnedFd,
+    work: Option<OwnedFd>,
     lock: OwnedFd,
 }
 
 impl Held {
     /// In the order to do them.
-    fn steps(self) -> [Last; 3] {
-        [
-            Last::Close(self.mount),
-            Last::RemoveDir(self.work, super::OVERLAY_WORK_C),
-            Last::Close(self.lock),
-        ]
+    fn steps(self) -> impl Iterator<Item = Last> {
+        let work = self
+            .work
+            .map(|dir| Last::RemoveDir(dir, super::OVERLAY_WORK_C));
+        std::iter::once(Last::Close(self.mount))
+            .chain(work)
+            .chain(std::iter::once(Last::Close(self.lock)))
     }
 }
 
@@ -67,7 +68,7 @@ fn settle(path: &Path) {
         mine
     };
     for h in mine {
-        h.steps().into_iter().for_each(Last::finish);
+        h.steps().for_each(Last::finish);
     }
 }
 
@@ -119,9 +120,9 @@ impl VolumeLock {
     }
 
     /// Keeps this lock held after it is dropped, together with `mount` (a detached overlay's
-    /// last reference) and `work` (its work directory), until [`take_held`]'s taker is done with
-    /// them, or this process takes the lock again.
-    pub fn hold_with(&self, mount: OwnedFd, work: OwnedFd) -> Result<()> {
+    /// last reference) and `work` (its work directory, if it could be opened), until
+    /// [`take_held`]'s taker is done with them, or this process takes the lock again.
+    pub fn hold_with(&self, mount: OwnedFd, work: Option<OwnedFd>) -> Result<()> {
         let lock = self
             .file
             .try_clone()

@@ -685,11 +685,12 @@ impl Store {
             match held.filter(|_| self.defer_unmounts) {
                 Some(lock) => {
                     if let Some(root) = self.mounter.detach(&target).ctx(unmount)? {
-                        let work = self.work_dir(&def.name);
-                        let work =
-                            crate::util::tree::open_dir(nix::fcntl::AT_FDCWD, work.as_os_str())
-                                .map_err(io::Error::from)
-                                .ctx(|| format!("open {}", work.display()))?;
+                        // Without it, the next mount removes work/work (see `clear_work`).
+                        let work = crate::util::tree::open_dir(
+                            nix::fcntl::AT_FDCWD,
+                            self.work_dir(&def.name).as_os_str(),
+                        )
+                        .ok();
                         lock.hold_with(root, work)?;
                         crate::crash::point("after-detach");
                     }
@@ -1732,6 +1733,18 @@ mod tests {
         mounted.is_ok()
     }
 
+    /// A store on the real kernel, with its roots under `dir`, and a base there holding `f`.
+    fn kernel_store(dir: &Path) -> (Store, PathBuf) {
+        let paths = StatePaths {
+            root: dir.join("root"),
+            run_root: dir.join("run"),
+        };
+        let base = dir.join("base");
+        fs::create_dir(&base).unwrap();
+        fs::write(base.join("f"), "base").unwrap();
+        (Store::new(&paths, Box::new(crate::mounts::Linux)), base)
+    }
+
     /// The overlay's own state in the work directory, as the next mount finds it: empty after a
     /// clean unmount, or with what a crash in the middle of a copy-up left (a tree the kernel's
     /// one-level cleanup cannot remove: it then mounts the overlay read-only). Either way the
@@ -1745,14 +1758,7 @@ mod tests {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
-        let paths = StatePaths {
-            root: dir.path().join("root"),
-            run_root: dir.path().join("run"),
-        };
-        let base = dir.path().join("base");
-        fs::create_dir(&base).unwrap();
-        fs::write(base.join("f"), "base").unwrap();
-        let s = Store::new(&paths, Box::new(crate::mounts::Linux));
+        let (s, base) = kernel_store(dir.path());
         let req = cow("v", &base, false);
         let target = s.overlay_target("v");
         for (user, leftover) in [("a", None), ("b", None), ("c", Some("#7/sub/f"))] {
@@ -1786,16 +1792,10 @@ mod tests {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
-        let paths = StatePaths {
-            root: dir.path().join("root"),
-            run_root: dir.path().join("run"),
-        };
-        let base = dir.path().join("base");
+        let (s, base) = kernel_store(dir.path());
+        let s = s.deferring_unmounts();
         let probe = dir.path().join("probe");
-        fs::create_dir(&base).unwrap();
         fs::create_dir(&probe).unwrap();
-        fs::write(base.join("f"), "base").unwrap();
-        let s = Store::new(&paths, Box::new(crate::mounts::Linux)).deferring_unmounts();
         let req = cow("v", &base, false);
         let target = s.overlay_target("v");
 

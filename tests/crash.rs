@@ -1059,8 +1059,19 @@ fn a_delete_killed_after_detaching_an_overlay_leaves_no_mount_and_the_next_start
     assert_eq!(env.overlays("scratch"), 0);
     assert!(env.mounts_here().is_empty(), "{:?}", env.mounts_here());
     assert!(upper.join("junk").exists(), "not set aside yet");
-    // Nothing is held: the user is gone, the overlay too; the changes are forgotten by the
-    // next mount, which sets a volatile volume's upper directory aside before it mounts.
+    // Nothing is held: the user is gone, the overlay too. gc discards the changes the killed
+    // release left, as it would have (and so would the next mount, before it mounts).
+    let storage = env.storage("scratch");
+    assert_eq!(
+        gc(&env, &["--dry-run"]),
+        format!("would discard the changes of volatile volume {storage}: it has no user\n")
+    );
+    assert!(upper.join("junk").exists(), "a dry run changes nothing");
+    assert_eq!(
+        gc(&env, &[]),
+        format!("discarded the changes of volatile volume {storage}: it has no user\n")
+    );
+    assert_eq!(fs::read_dir(&upper).unwrap().count(), 0, "changes gone");
     assert_eq!(gc(&env, &[]), "nothing to collect\n");
     ok(&env.start("ocivol-cr16-b", &a), "start b");
     assert_eq!(

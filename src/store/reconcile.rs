@@ -120,6 +120,9 @@ pub enum GcAction {
     Unmount { volume: String },
     /// An anonymous volume with no user left (its last user crashed before removing it).
     RemoveAnonymous { volume: String },
+    /// A volatile volume's changes, with no user and no overlay left (its last release was
+    /// killed after the unmount, before it discarded them).
+    DiscardChanges { volume: String },
     /// Run state of a volume whose definition is gone.
     RemoveRunState { volume: String, path: PathBuf },
     /// The record of a container that no runtime, bundle or volume knows any more.
@@ -163,6 +166,10 @@ impl GcAction {
             GcAction::RemoveAnonymous { volume } => format!(
                 "{} anonymous volume {volume}: it has no user",
                 verb("removed", "remove")
+            ),
+            GcAction::DiscardChanges { volume } => format!(
+                "{} the changes of volatile volume {volume}: it has no user",
+                verb("discarded", "discard")
             ),
             GcAction::RemoveRunState { volume, path } => format!(
                 "{} {}: volume {volume} no longer exists",
@@ -402,8 +409,22 @@ impl Store {
                             volume: name.clone(),
                         });
                     }
+                    // With the overlay mounted, its unmount below discards them.
+                    let upper = self.upper_dir(&name);
+                    let left_changes = def.volatile
+                        && !def.anonymous
+                        && !mounted_now
+                        && std::fs::read_dir(&upper).is_ok_and(|mut d| d.next().is_some());
+                    if left_changes {
+                        actions.push(GcAction::DiscardChanges {
+                            volume: name.clone(),
+                        });
+                    }
                     if !dry_run && (mounted || def.anonymous) {
                         self.after_last_user(&def, false, false, None)?;
+                    } else if !dry_run && left_changes {
+                        // In place, as the operator's other removals: gc is not on a start's path.
+                        super::wipe_dir(&upper)?;
                     }
                 }
                 None => {

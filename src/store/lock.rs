@@ -5,9 +5,9 @@
 //! keeps a copy of the lock's open file (the same flock) with the overlay's last reference
 //! ([`VolumeLock::hold_with`]) until the command ends and hands both to a child that closes the
 //! overlay, removes the overlay's empty `work/work`, then closes the lock ([`take_held`],
-//! `crate::util::sync_child`). A lock this process takes
-//! again first closes what it still holds of that volume here ([`VolumeLock::take`]): the
-//! process would otherwise wait for itself.
+//! `crate::util::sync_child`). A lock this process takes again first does the same here with
+//! what it still holds of that volume ([`VolumeLock::take`]): the process would otherwise wait
+//! for itself.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::OwnedFd;

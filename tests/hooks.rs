@@ -394,6 +394,11 @@ struct Podman<'a> {
 impl<'a> Podman<'a> {
     /// A hooks dir holding the project's hooks.d file `file`, pointed at this build and state.
     fn new(env: &'a Env, file: &str) -> Podman<'a> {
+        Podman::with_env(env, file, &[])
+    }
+
+    /// [`Podman::new`], with `extra` added to the hook's environment.
+    fn with_env(env: &'a Env, file: &str, extra: &[String]) -> Podman<'a> {
         let hooks = env.dir.path().join("podman-hooks");
         fs::create_dir_all(&hooks).unwrap();
         let project = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -401,7 +406,7 @@ impl<'a> Podman<'a> {
             .join(file);
         let mut hook: Value = serde_json::from_slice(&fs::read(project).unwrap()).unwrap();
         hook["hook"]["path"] = json!(OCIVOL);
-        hook["hook"]["env"] = json!(env.hook_env());
+        hook["hook"]["env"] = json!([env.hook_env(), extra.to_vec()].concat());
         fs::write(hooks.join("ocivol.json"), hook.to_string()).unwrap();
         Podman { env, hooks }
     }
@@ -505,6 +510,55 @@ fn podman_with_the_precreate_file_gives_volumes_and_rm_releases() {
         "podman_with_the_precreate_file_gives_volumes_and_rm_releases",
         "podman/ocivol-precreate.json",
     );
+}
+
+/// podman's precreate hook killed at each point where it holds something (an overlay mounted,
+/// a user recorded, its staged mounts made and its output given but nothing synced): podman's
+/// start fails, and `ocivol gc` gives back everything the hook took; the same container then
+/// starts with a hook that is not killed.
+#[test]
+fn a_precreate_hook_killed_anywhere_leaves_only_what_gc_frees() {
+    let Some(env) = Env::new("a_precreate_hook_killed_anywhere_leaves_only_what_gc_frees") else {
+        return;
+    };
+    let ann = format!("kcow:/data:base={};knamed:/named", env.base.display());
+    for point in ["after-mount", "after-user-added", "before-deferred-sync"] {
+        let killed = Podman::with_env(
+            &env,
+            "podman/ocivol-precreate.json",
+            &[format!("OCIVOL_TEST_CRASH={point}")],
+        );
+        let out = killed.run("pk", &ann, &["sleep", "600"]);
+        assert!(!out.status.success(), "{point}: podman run succeeded");
+        drop(killed);
+        let said = ok(&env.ocivol(&["gc"]), "gc");
+        assert_ne!(said, "nothing to collect\n", "{point}");
+        assert_eq!(
+            (env.users("kcow"), env.overlays("kcow"), env.users("knamed")),
+            (0, 0, 0),
+            "{point}: gc said {said}"
+        );
+        assert_eq!(
+            ok(&env.ocivol(&["gc"]), "gc again"),
+            "nothing to collect\n",
+            "{point}"
+        );
+        let podman = Podman::new(&env, "podman/ocivol-precreate.json");
+        ok(&podman.run("pk", &ann, &["sleep", "600"]), "podman run");
+        assert_eq!(
+            (env.users("kcow"), env.overlays("kcow"), env.users("knamed")),
+            (1, 1, 1),
+            "{point}"
+        );
+        ok(
+            &podman
+                .cmd(&["rm", "--force", "--time", "0", "pk"])
+                .output()
+                .unwrap(),
+            "podman rm",
+        );
+        assert_eq!((env.users("kcow"), env.overlays("kcow")), (0, 0), "{point}");
+    }
 }
 
 #[test]

@@ -79,8 +79,9 @@ pub fn run(
         .deferring_unmounts();
     let done = match stage {
         // The hook's process ends long before the container exists, and there is no pid yet:
-        // the users it takes must not be judged by either (see store::reconcile).
-        Stage::Precreate => precreate(ctx, store.untracked(), &text, output),
+        // the users it takes must not be judged by either (see store::reconcile, and
+        // Store::untracked in precreate).
+        Stage::Precreate => precreate(ctx, store, &text, output),
         Stage::CreateRuntime => {
             let state = parse_state(&text)?;
             // The container's init is known: its death (pid and start time) tells that the
@@ -156,7 +157,8 @@ fn precreate(
         let userns = UserNs::for_spec(&spec.value)
             .context("the container's user namespace")?
             .map(Arc::new);
-        let store = &store.with_userns(userns.clone());
+        // podman removes `userdata` with the container: a user whose directory is gone is.
+        let store = &store.untracked(&userdata).with_userns(userns.clone());
         let annotations = spec.annotations();
         let rootfs = spec.rootfs(&userdata);
         let container = Container {

@@ -241,15 +241,16 @@ impl Target {
 
 /// Who holds the volumes a store takes: what its users' records say, and so how
 /// reconciliation tells that a user is gone (see [`reconcile`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Holder {
     /// This process (the runtime wrapper until the runtime has created the container; its
     /// init is recorded afterwards with [`Store::record_init`]).
     ThisProcess,
     /// This process, and the container's init, known already (a createRuntime hook).
     ThisProcessAndInit(ProcessId),
-    /// No process that lives until the container does (podman's precreate hook).
-    Untracked,
+    /// No process that lives until the container does (podman's precreate hook): the engine's
+    /// directory of the container, which goes with it, stands in.
+    Untracked(PathBuf),
 }
 
 pub struct Store {
@@ -329,17 +330,19 @@ impl Store {
 
     /// Records no owner with the users taken: for a way in that takes volumes before the
     /// container exists and knows no process that lives until it does (podman's precreate hook).
-    /// Such a user is released only by its container's release, a reboot, or `volume rm
-    /// --force`; reconciliation never guesses it away.
-    pub fn untracked(mut self) -> Store {
-        self.holder = Holder::Untracked;
+    /// Each user records `container_dir` instead, the engine's own directory of the container
+    /// (podman's `userdata`), which the engine removes with the container: reconciliation
+    /// drops such a user once that directory is gone (a hook killed before podman ever ran the
+    /// container, a container removed without its poststop), and keeps it while it exists.
+    pub fn untracked(mut self, container_dir: &Path) -> Store {
+        self.holder = Holder::Untracked(container_dir.to_path_buf());
         self
     }
 
     /// Who takes volumes through this store: this process, unless [`Store::untracked`].
     fn owner(&self) -> Option<ProcessId> {
         match self.holder {
-            Holder::Untracked => None,
+            Holder::Untracked(_) => None,
             Holder::ThisProcess | Holder::ThisProcessAndInit(_) => ProcessId::current(),
         }
     }
@@ -377,7 +380,7 @@ impl Store {
     pub fn init_process(&self) -> Option<ProcessId> {
         match self.holder {
             Holder::ThisProcessAndInit(init) => Some(init),
-            Holder::ThisProcess | Holder::Untracked => None,
+            Holder::ThisProcess | Holder::Untracked(_) => None,
         }
     }
 
@@ -897,6 +900,10 @@ impl Store {
             boot_id: boot_id(),
             owner: self.owner(),
             init: self.init_process(),
+            container_dir: match &self.holder {
+                Holder::Untracked(dir) => Some(dir.clone()),
+                _ => None,
+            },
         }
         .save(&dir.join(user))
     }
@@ -1391,6 +1398,7 @@ mod tests {
                 boot_id: "an earlier boot".into(),
                 owner: None,
                 init: None,
+                container_dir: None,
             }
             .save(&s.users_dir("v").join(key))
             .unwrap()

@@ -9,11 +9,14 @@
 //!    record it) and the process that took the volume (recorded with it) is dead, and either
 //!    - there is no container record for it (the record is written before the runtime runs, so
 //!      the runtime never ran), or
-//!    - the runtime does not know the container, or knows it as stopped.
+//!    - the runtime does not know the container, or knows it as stopped;
+//! 4. no such process was recorded (podman's precreate hook takes volumes before the container
+//!    exists) and the engine's directory of the container, recorded instead, is gone: the
+//!    engine has removed the container.
 //!
 //! It is kept in every other case: while the process that took the volume lives (a create in
-//! progress), when no such process was recorded (podman's precreate hook takes volumes before
-//! the container exists), while the init lives, while the runtime has the container (even a half-created one
+//! progress), while the engine's directory of a precreate user's container exists, while the
+//! init lives, while the runtime has the container (even a half-created one
 //! whose state it cannot read), and when there is no way to ask the runtime. Dropping a live
 //! user would let the overlay be unmounted and a second one mounted over the same upper
 //! directory, which the kernel calls undefined behaviour; keeping a dead one only costs a mount
@@ -24,7 +27,7 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::containers::ContainerRecord;
 use super::lock::VolumeLock;
@@ -49,7 +52,18 @@ pub struct World<'a> {
     pub start_time: &'a dyn Fn(i32) -> Option<u64>,
     /// The container record of a key.
     pub record: &'a dyn Fn(&str) -> Option<ContainerRecord>,
+    /// Whether a directory exists (`None`: it cannot be told).
+    pub dir_exists: &'a dyn Fn(&Path) -> Option<bool>,
     pub probe: Option<&'a dyn RuntimeProbe>,
+}
+
+/// Whether `path` exists, on this host: `None` when that cannot be told (no permission).
+fn dir_exists(path: &Path) -> Option<bool> {
+    match fs::symlink_metadata(path) {
+        Ok(_) => Some(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => Some(false),
+        Err(_) => None,
+    }
 }
 
 impl World<'_> {
@@ -79,8 +93,16 @@ pub fn judge(user: &UserRecord, world: &World) -> Verdict {
     let owner_note = match &user.owner {
         Some(owner) if world.alive(owner) == Some(true) => return Verdict::Alive,
         Some(owner) => format!("process {} that took the volume is dead", owner.pid),
-        // Nothing tells whether its container is still on its way: keep it.
-        None => return Verdict::Alive,
+        None => {
+            return match &user.container_dir {
+                Some(dir) if (world.dir_exists)(dir) == Some(false) => Verdict::Gone(format!(
+                    "the engine's directory of its container, {}, is gone",
+                    dir.display()
+                )),
+                // Nothing tells whether its container is still on its way: keep it.
+                _ => Verdict::Alive,
+            };
+        }
     };
     let Some(record) = (world.record)(&user.container) else {
         return Verdict::Gone(format!(
@@ -248,6 +270,7 @@ impl Store {
             boot_id: &boot,
             start_time: &crate::process::start_time,
             record: &record,
+            dir_exists: &dir_exists,
             probe: self.probe.as_deref(),
         };
         let mut released = Vec::new();
@@ -334,6 +357,7 @@ impl Store {
                 boot_id: &boot,
                 start_time: &crate::process::start_time,
                 record: &record,
+                dir_exists: &dir_exists,
                 probe: self.probe.as_deref(),
             },
         )
@@ -574,6 +598,16 @@ mod tests {
             boot_id: "boot".into(),
             owner: owner.map(p),
             init: init.map(p),
+            container_dir: None,
+        }
+    }
+
+    /// `/live` exists, `/gone` does not, anything else cannot be told.
+    fn dirs(path: &Path) -> Option<bool> {
+        match path.to_str() {
+            Some("/live") => Some(true),
+            Some("/gone") => Some(false),
+            _ => None,
         }
     }
 
@@ -596,6 +630,7 @@ mod tests {
             boot_id: "boot",
             start_time: &procs,
             record: &rec,
+            dir_exists: &dirs,
             probe: view.is_some().then_some(&probe as &dyn RuntimeProbe),
         };
         judge(u, &world)
@@ -685,5 +720,39 @@ mod tests {
         old.boot_id = "earlier".into();
         assert!(gone(verdict(&old, false, None)).contains("earlier boot"));
         assert!(gone(verdict(&user(None, Some((30, 1))), false, None)).contains("is dead"));
+    }
+
+    /// A user of podman's precreate hook has no process to watch: the engine's directory of its
+    /// container decides, and only its absence, seen, drops it; with a record or without, with
+    /// or without a runtime that knows nothing of the container.
+    #[test]
+    fn an_untracked_user_goes_with_the_engines_directory_of_its_container() {
+        let with_dir = |dir: &str| UserRecord {
+            container_dir: Some(dir.into()),
+            ..user(None, None)
+        };
+        for has_record in [false, true] {
+            for view in [None, Some(RuntimeView::Absent)] {
+                let why = gone(verdict(&with_dir("/gone"), has_record, view.clone()));
+                assert!(
+                    why.contains("directory of its container, /gone, is gone"),
+                    "{why}"
+                );
+                for kept in ["/live", "/unknown"] {
+                    assert_eq!(
+                        verdict(&with_dir(kept), has_record, view.clone()),
+                        Verdict::Alive,
+                        "{kept}"
+                    );
+                }
+            }
+        }
+        // Its init, once known, still decides first.
+        let mut running = with_dir("/gone");
+        running.init = Some(ProcessId {
+            pid: 20,
+            start: 200,
+        });
+        assert_eq!(verdict(&running, true, None), Verdict::Alive);
     }
 }

@@ -3,7 +3,7 @@
 //! the boot it was made in, the process that took the volume (the wrapper or hook, alive while a
 //! create is in progress) and, once the runtime has created the container, its init process.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +23,10 @@ pub struct UserRecord {
     /// The container's init process, once the runtime has created it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<ProcessId>,
+    /// With no process to watch (podman's precreate hook): the engine's directory of the
+    /// container, removed with it (see `Store::untracked`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_dir: Option<PathBuf>,
 }
 
 impl UserRecord {
@@ -39,6 +43,7 @@ impl UserRecord {
                 boot_id: String::new(),
                 owner: None,
                 init: None,
+                container_dir: None,
             }
         })))
     }

@@ -403,16 +403,19 @@ fn exit_codes_and_signals_pass_through() {
     assert_eq!(env.users("v"), 0);
 
     // SIGTERM to the wrapper reaches the container through runc; the volume is released.
-    // PID 1 of a pid namespace ignores signals it has no handler for: give it one.
+    // PID 1 of a pid namespace ignores signals it has no handler for: give it one, and say when
+    // it has (runc says "running" as soon as sh runs, before sh has read its trap: a SIGTERM
+    // then was ignored and the test waited forever).
     let s = env.bundle(
         "s",
         &[
             "sh",
             "-c",
-            "trap 'exit 143' TERM; while true; do sleep 1; done",
+            "trap 'exit 143' TERM; echo > /v/trapped; while true; do sleep 1; done",
         ],
         &[(VOLUMES, "v:/v")],
     );
+    let trapped = env.store().data_dir(&env.storage("v")).join("trapped");
     let mut child = env
         .runtime_cmd(&["run", "--bundle", s.to_str().unwrap(), "ocivol-t10-b"])
         .stdout(Stdio::null())
@@ -423,22 +426,11 @@ fn exit_codes_and_signals_pass_through() {
         assert!(Instant::now() < deadline, "the container did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // Wait until the container's init runs the command (runc reports "running").
-    while !String::from_utf8_lossy(
-        &std::process::Command::new(common::RUNC)
-            .arg("--root")
-            .arg(&env.runc_root)
-            .args(["state", "ocivol-t10-b"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .contains("\"running\"")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the container did not reach running"
-        );
+    while !trapped.exists() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("the container's init did not set its trap");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     nix::sys::signal::kill(
@@ -446,7 +438,16 @@ fn exit_codes_and_signals_pass_through() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let status = child.wait().unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline + Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("the wrapper did not end after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!(
         status.code(),
         Some(128 + 15),

@@ -274,10 +274,10 @@ mod tests {
 
     #[test]
     fn made_points_get_the_owner_of_their_parent() {
-        if !nix::unistd::getuid().is_root() {
-            eprintln!("made_points_get_the_owner_of_their_parent: skipped: requires root");
+        let Some(()) = crate::util::require_root("made_points_get_the_owner_of_their_parent")
+        else {
             return;
-        }
+        };
         let dir = tempfile::tempdir().unwrap();
         let rootfs = dir.path().join("rootfs");
         std::fs::create_dir_all(&rootfs).unwrap();

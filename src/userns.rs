@@ -477,12 +477,11 @@ mod tests {
     /// must not live on in it, nor end with its exit.
     #[test]
     fn the_namespace_helper_keeps_no_descriptor_but_its_pipes() {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!(
-                "the_namespace_helper_keeps_no_descriptor_but_its_pipes: skipped: requires root"
-            );
+        let Some(()) =
+            crate::util::require_root("the_namespace_helper_keeps_no_descriptor_but_its_pipes")
+        else {
             return;
-        }
+        };
         let unrelated = std::fs::File::open("/proc/self/stat").unwrap();
         let holder = Holder::spawn(None).unwrap();
         let fds: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", holder.pid))
@@ -586,10 +585,11 @@ mod tests {
     /// no allocation, and its parent must not wait for it forever.
     #[test]
     fn namespaces_are_made_while_other_threads_allocate() {
-        if !nix::unistd::getuid().is_root() {
-            eprintln!("namespaces_are_made_while_other_threads_allocate: skipped: requires root");
+        let Some(()) =
+            crate::util::require_root("namespaces_are_made_while_other_threads_allocate")
+        else {
             return;
-        }
+        };
         let stop = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|s| {
             for _ in 0..2 {
@@ -625,10 +625,10 @@ mod tests {
 
     #[test]
     fn a_namespace_is_made_with_the_specs_mappings() {
-        if !nix::unistd::getuid().is_root() {
-            eprintln!("a_namespace_is_made_with_the_specs_mappings: skipped: requires root");
+        let Some(()) = crate::util::require_root("a_namespace_is_made_with_the_specs_mappings")
+        else {
             return;
-        }
+        };
         let spec = json!({"linux": {
             "namespaces": [{"type": "user"}],
             "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],

@@ -990,10 +990,10 @@ mod tests {
     #[test]
     fn the_config_file_must_be_owned_by_root_and_writable_by_root_alone() {
         use std::os::unix::fs::PermissionsExt;
-        if !nix::unistd::getuid().is_root() {
-            eprintln!("the_config_file_must_be_owned_by_root_…: skipped: requires root");
+        let Some(()) = crate::util::require_root("the_config_file_must_be_owned_by_root_…")
+        else {
             return;
-        }
+        };
         let dir = tempfile::tempdir().unwrap();
         let etc = dir.path().join("etc");
         fs::create_dir(&etc).unwrap();

@@ -176,10 +176,9 @@ mod tests {
     /// Builds a base and an upper as overlayfs leaves them; whiteouts need mknod (root).
     #[test]
     fn upper_directory_reads_as_docker_diff() {
-        if !nix::unistd::getuid().is_root() {
-            eprintln!("upper_directory_reads_as_docker_diff: skipped: requires root");
+        let Some(()) = crate::util::require_root("upper_directory_reads_as_docker_diff") else {
             return;
-        }
+        };
         let dir = tempfile::tempdir().unwrap();
         let (base, upper) = (dir.path().join("base"), dir.path().join("upper"));
         for d in ["sub", "keep", "gone/deeper", "same"] {

@@ -1759,12 +1759,11 @@ mod tests {
     /// next mount is writable and sees the changes made before.
     #[test]
     fn whatever_a_crash_left_in_the_work_directory_the_next_overlay_is_writable() {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!(
-                "whatever_a_crash_left_in_the_work_directory_the_next_overlay_is_writable: skipped: requires root"
-            );
+        let Some(()) = crate::util::require_root(
+            "whatever_a_crash_left_in_the_work_directory_the_next_overlay_is_writable",
+        ) else {
             return;
-        }
+        };
         let dir = tempfile::tempdir().unwrap();
         let (s, base) = kernel_store(dir.path());
         let req = cow("v", &base, false);
@@ -1793,12 +1792,11 @@ mod tests {
     /// takes again first closes what it holds of the volume: it never waits for itself.
     #[test]
     fn a_deferred_unmount_leaves_the_table_at_once_and_its_superblock_and_lock_with_the_child() {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!(
-                "a_deferred_unmount_leaves_the_table_at_once_and_its_superblock_and_lock_with_the_child: skipped: requires root"
-            );
+        let Some(()) = crate::util::require_root(
+            "a_deferred_unmount_leaves_the_table_at_once_and_its_superblock_and_lock_with_the_child",
+        ) else {
             return;
-        }
+        };
         let dir = tempfile::tempdir().unwrap();
         let (s, base) = kernel_store(dir.path());
         let s = s.deferring_unmounts();

@@ -389,6 +389,18 @@ pub fn dir_first_entries_where(
     }
 }
 
+/// Root-only unit tests call this first, as tests/common's `require_root`: `None` means
+/// "skipped: requires root" was printed.
+#[cfg(test)]
+pub(crate) fn require_root(test: &str) -> Option<()> {
+    if nix::unistd::getuid().is_root() {
+        Some(())
+    } else {
+        eprintln!("{test}: skipped: requires root");
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

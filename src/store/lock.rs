@@ -39,7 +39,7 @@ impl Held {
     fn steps(self) -> impl Iterator<Item = Last> {
         let work = self
             .work
-            .map(|dir| Last::RemoveDir(dir, super::OVERLAY_WORK_C));
+            .map(|dir| Last::RemoveDir(dir, super::OVERLAY_WORK));
         std::iter::once(Last::Close(self.mount))
             .chain(work)
             .chain(std::iter::once(Last::Close(self.lock)))

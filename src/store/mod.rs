@@ -701,7 +701,7 @@ impl Store {
                 None => {
                     self.mounter.unmount(&target).ctx(unmount)?;
                     // As the deferred unmount's child does (see `clear_work`).
-                    let _ = fs::remove_dir(self.work_dir(&def.name).join(OVERLAY_WORK));
+                    self.remove_empty_overlay_work(&def.name);
                 }
             }
         }
@@ -886,10 +886,21 @@ impl Store {
     /// kernel's cleanup goes one level deep, and mounts the overlay read-only when it fails), or
     /// a volatile overlay's incompat marker, which makes every later mount fail with EINVAL.
     fn clear_work(&self, name: &str) -> Result<()> {
-        let work = self.work_dir(name);
         // Not empty, or not there: what follows sees it.
-        let _ = fs::remove_dir(work.join(OVERLAY_WORK));
-        self.empty_aside(&work, Weight::Light)
+        self.remove_empty_overlay_work(name);
+        self.empty_aside(&self.work_dir(name), Weight::Light)
+    }
+
+    /// The overlay's own directory in the volume's work directory.
+    fn overlay_work_dir(&self, name: &str) -> PathBuf {
+        use std::os::unix::ffi::OsStrExt;
+        self.work_dir(name)
+            .join(std::ffi::OsStr::from_bytes(OVERLAY_WORK.to_bytes()))
+    }
+
+    /// Removes [`Store::overlay_work_dir`] if it is empty; anything else is left as it is.
+    fn remove_empty_overlay_work(&self, name: &str) {
+        let _ = fs::remove_dir(self.overlay_work_dir(name));
     }
 
     fn add_user(&self, name: &str, user: &str) -> Result<()> {
@@ -1104,9 +1115,9 @@ pub(super) use fsio::remove_if_present;
 /// In a volume's run directory: the mappings its overlay was mounted for (see
 /// [`Store::with_userns`]).
 const IDMAP_FILE: &str = "idmap";
-/// The overlay's own directory in its workdir.
-const OVERLAY_WORK: &str = "work";
-const OVERLAY_WORK_C: &std::ffi::CStr = c"work";
+/// The overlay's own directory in its workdir; a C string, for the raw `unlinkat` of the child a
+/// deferred unmount ends with.
+const OVERLAY_WORK: &std::ffi::CStr = c"work";
 
 /// A fresh name for an anonymous volume (or an unnamed container): 32 random hex digits, like
 /// Docker's.
@@ -1816,7 +1827,7 @@ mod tests {
         assert!(other.try_lock().is_err(), "the lock is still held");
         assert!(!upper_is_free(&s, &base, &probe), "the superblock lives");
 
-        let overlay_work = s.work_dir("v").join(OVERLAY_WORK);
+        let overlay_work = s.overlay_work_dir("v");
         assert!(
             overlay_work.is_dir(),
             "the overlay's work/work is the child's"

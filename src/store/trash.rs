@@ -11,9 +11,10 @@
 //! anonymous volume's directory, or each entry of the upper or work directory, which stays
 //! itself (an upper directory's owner and mode are the volume root's). The trees are removed
 //! as the command ends:
-//! - by a detached child that the command forks ([`empty_detached`]), which has closed
-//!   every descriptor but the trash's and its locks (stdio and any pipe the command inherited),
-//!   so the engine that waits for the command (or the hook) does not wait for the removal, when any of them is [`Weight::Heavy`];
+//! - by a detached child that the command forks ([`empty_detached`]), which has closed every
+//!   descriptor but the trash's and its locks (stdio and any pipe the command inherited), so
+//!   that the engine that waits for the command (or the hook) does not wait for the removal,
+//!   when any of them is [`Weight::Heavy`];
 //! - by the command itself when all are [`Weight::Light`] (the work directory's few empty
 //!   directories cost less than the fork);
 //! - by every `ocivol gc`, whatever is in the trash that no remover holds (a command or child

@@ -264,15 +264,6 @@ impl Store {
         apply: bool,
         limit: Option<usize>,
     ) -> Result<(Vec<GcAction>, Vec<String>, bool)> {
-        let boot = boot_id();
-        let record = |key: &str| self.load_container(key).ok().flatten();
-        let world = World {
-            boot_id: &boot,
-            start_time: &crate::process::start_time,
-            record: &record,
-            dir_exists: &dir_exists,
-            probe: self.probe.as_deref(),
-        };
         let mut released = Vec::new();
         let mut left = Vec::new();
         let keys = match limit {
@@ -286,7 +277,7 @@ impl Store {
                 all = false;
                 continue;
             };
-            match judge(&user, &world) {
+            match self.judge_user(&user) {
                 Verdict::Alive => left.push(key),
                 Verdict::Gone(reason) => {
                     if apply {

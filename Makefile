@@ -7,10 +7,11 @@ CARGO ?= cargo
 # the engine tests, gcc for the LD_PRELOAD library of the hook environment test, protoc for the
 # CRI client of tests/kubernetes.rs (the k8s-cri crate compiles Kubernetes' api.proto).
 DEB_PACKAGES := runc containerd busybox-static podman crun gcc protobuf-compiler
-# The benchmarks (make bench): hyperfine, GNU time (peak RSS), jq (results), podman (row 6), gcc
-# (bench/floor.c and bench/hop.c, the floors of rows 1 and 8), protoc (row 3's `cargo bench`
+# The benchmarks (make bench): GNU time (peak RSS), jq (results), podman (row 6), gcc
+# (bench/pair.c, which times the commands of a case side by side, and bench/floor.c and
+# bench/hop.c, the floors of rows 1 and 8), protoc (row 3's `cargo bench`
 # builds the dev-dependencies, the k8s-cri crate among them).
-BENCH_PACKAGES := runc busybox-static podman hyperfine time jq gcc protobuf-compiler
+BENCH_PACKAGES := runc busybox-static podman time jq gcc protobuf-compiler
 
 # The build target is set in .cargo/config.toml (a static musl binary, see there); `make
 # toolchain` adds it to the rustup toolchain when missing.

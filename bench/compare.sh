@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # bench/compare.sh OLD NEW: the start cases of row 1, run with two ocivol binaries side by side
-# (one hyperfine invocation per case, each binary twice, alternating; separate state roots).
+# (bench/pair.c: the two binaries run by turns, one run each per round; separate state roots).
 #
 #   git worktree add /tmp/old COMMIT && (cd /tmp/old && cargo build --release)
 #   bench/compare.sh /tmp/old/target/x86_64-unknown-linux-musl/release/ocivol \
 #       target/x86_64-unknown-linux-musl/release/ocivol
 #
-# Prints the median of each binary per case (both of its runs pooled) and NEW - OLD. With
+# Prints the median of each binary per case and NEW - OLD. With
 # RUNTIME=/bin/true the real runtime is replaced by a no-op, which leaves ocivol's own work.
-# BENCH_RUNS (default 100) runs per command.
+# BENCH_RUNS (default 150) runs per command.
 
 set -euo pipefail
 [ $# = 2 ] || { echo "usage: bench/compare.sh OLD-BINARY NEW-BINARY" >&2; exit 2; }
 OLD=$(realpath "$1") NEW=$(realpath "$2")
-BENCH_RUNS=${BENCH_RUNS:-100}
+BENCH_RUNS=${BENCH_RUNS:-150}
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [ "$(id -u)" = 0 ] || fail "bench/compare.sh must run as root"
@@ -55,18 +55,14 @@ fi
 # case NAME BUNDLE-OLD BUNDLE-NEW ID
 case_() {
     local name=$1 bo=$2 bn=$3 id=$4 prep=()
-    # Without a real runtime nothing deletes the container: restore the spec the wrapper changed.
-    [ -n "${RUNTIME:-}" ] && prep=(--prepare "cp $bo/orig.json $bo/config.json")
-    hyperfine -N --style basic --warmup 3 --runs "$BENCH_RUNS" "${prep[@]}" \
-        --export-json "$OUT/raw/compare-$name.json" \
-        -n old "${RT[old]} run --bundle $bo $id" -n new "${RT[new]} run --bundle $bn $id" \
-        -n old "${RT[old]} run --bundle $bo $id" -n new "${RT[new]} run --bundle $bn $id" >&2 ||
-        fail "hyperfine $name"
+    # Without a real runtime nothing deletes the container: restore the specs the wrapper changed.
+    [ -n "${RUNTIME:-}" ] && prep=(--prepare "cp $bo/orig.json $bo/config.json; cp $bn/orig.json $bn/config.json")
+    interleaved "compare-$name" -n old -n new "${prep[@]}" -- \
+        "${RT[old]} run --bundle $bo $id" "${RT[new]} run --bundle $bn $id"
     jq -r --arg case "$name" '
         def med: sort | if length % 2 == 1 then .[length / 2 | floor]
                         else (.[length / 2 - 1] + .[length / 2]) / 2 end;
-        [.results[] | {command, times}] | group_by(.command)
-        | map({key: .[0].command, value: ([.[].times[]] | med * 1000)}) | from_entries
+        map({key: .command, value: (.times | med * 1000)}) | from_entries
         | "\($case): old \(.old * 100 | round / 100) ms, new \(.new * 100 | round / 100) ms, new - old \((.new - .old) * 100 | round / 100) ms"' \
         "$OUT/raw/compare-$name.json"
 }

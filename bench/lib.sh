@@ -1,5 +1,5 @@
 # bench/lib.sh: what every benchmark of bench/run.sh shares: settings, the temp directory and its
-# cleanup, bundles, hyperfine and the result rows. Sourced, not run.
+# cleanup, bundles, the timing of commands side by side and the result rows. Sourced, not run.
 #
 # Everything lives under one `mktemp -d /tmp/ocivol-bench.XXXXXX` directory ($T): ocivol's state
 # roots, its configs, runc's --root, podman's roots, bundles and the base directories. On any exit
@@ -23,12 +23,12 @@ if [ "$QUICK" = 1 ]; then
     : "${BENCH_PARALLEL:=4}" "${BENCH_PODMAN_RUNS:=2}" "${BENCH_COPYUP_ROUNDS:=1}"
     : "${BENCH_RECORDS:=100}"
 else
-    : "${BENCH_RUNS:=20}" "${BENCH_ROUNDS:=3}" "${BENCH_IO_MIB:=1024}" "${BENCH_SMALL_FILES:=10000}"
-    : "${BENCH_PARALLEL:=100}" "${BENCH_PODMAN_RUNS:=10}" "${BENCH_COPYUP_ROUNDS:=3}"
+    : "${BENCH_RUNS:=150}" "${BENCH_ROUNDS:=3}" "${BENCH_IO_MIB:=1024}" "${BENCH_SMALL_FILES:=10000}"
+    : "${BENCH_PARALLEL:=100}" "${BENCH_PODMAN_RUNS:=30}" "${BENCH_COPYUP_ROUNDS:=3}"
     : "${BENCH_RECORDS:=10000}"
 fi
-RUNS=$BENCH_RUNS     # hyperfine runs per command per round
-ROUNDS=$BENCH_ROUNDS # hyperfine invocations per case; their samples are pooled
+RUNS=$BENCH_RUNS     # timed runs of each command of a case, interleaved (see `interleaved`)
+ROUNDS=$BENCH_ROUNDS # rounds of row 4's parallel creates and deletes
 
 # ---------------------------------------------------------------------------------------------
 # Output
@@ -122,7 +122,7 @@ ocivol_cmd() {
 ocivol_rt() {
     "$OCIVOL" --config "$CONFIG" --root "$ST_ROOT" --run-root "$ST_RUN" runtime --root "$RUNC_ROOT" "$@"
 }
-# The same as a word list, for hyperfine -N and xargs.
+# The same as a word list, for bench/pair.c and xargs.
 OCIVOL_RT="$OCIVOL --config $CONFIG --root $ST_ROOT --run-root $ST_RUN runtime --root $RUNC_ROOT"
 # The same config with overlay_linger: the cases of containers started one after another.
 LINGER=${BENCH_LINGER:-60s}
@@ -228,26 +228,41 @@ now_ns() { date +%s%N; }
 # Measuring
 # ---------------------------------------------------------------------------------------------
 
-# hyperfine_rounds NAME [HYPERFINE-ARGS...] -- CMD...: ROUNDS hyperfine invocations of the same
-# commands (each round runs every command, so slow drift of the machine hits all of them), their
-# samples pooled into $OUT/raw/NAME.json as [{command, times: [seconds...]}...].
-hyperfine_rounds() {
-    local name=$1 r files=()
+# interleaved NAME [-n LABEL]... [--prepare CMD] -- CMD...: the commands timed side by side by
+# bench/pair.c, RUNS rounds after two of warm-up, each round running every command once (the
+# first one rotating), so that slow drift of the machine hits all of them alike; each run is
+# timed to the command's exit, and whatever it left running ends before the next run starts
+# (see bench/pair.c). Samples in $OUT/raw/NAME.json as [{command, times: [s...], settled}...].
+interleaved() {
+    local name=$1 labels=() prepare=() cmds=() args=() i
     shift
-    local opts=()
     while [ "$1" != "--" ]; do
-        opts+=("$1")
-        shift
+        case $1 in
+        -n) labels+=("$2") ;;
+        --prepare) prepare=(-p "$2") ;;
+        *) fail "interleaved $name: unknown option $1" ;;
+        esac
+        shift 2
     done
     shift
-    for ((r = 1; r <= ROUNDS; r++)); do
-        hyperfine -N --style basic --warmup 2 --runs "$RUNS" "${opts[@]}" \
-            --export-json "$OUT/raw/$name.round$r.json" "$@" >&2 ||
-            fail "hyperfine $name (round $r)"
-        files+=("$OUT/raw/$name.round$r.json")
+    cmds=("$@")
+    [ ${#labels[@]} = ${#cmds[@]} ] || fail "interleaved $name: one -n LABEL per command"
+    for i in "${!cmds[@]}"; do
+        args+=(-c "${labels[$i]}" "${cmds[$i]}")
     done
-    jq -s '[.[].results] | transpose | map({command: .[0].command, times: (map(.times) | add)})' \
-        "${files[@]}" >"$OUT/raw/$name.json"
+    build_pair
+    "$PAIR" -n "$RUNS" -w 2 "${prepare[@]}" -o "$OUT/raw/$name.json" "${args[@]}" ||
+        fail "time $name (bench/pair.c)"
+    say "$name: $(jq -r 'def med: sort | if length % 2 == 1 then .[length / 2 | floor]
+        else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+        map("\(.command) \(.times | med * 100000 | round / 100) ms") | join(", ")' "$OUT/raw/$name.json")"
+}
+
+# bench/pair.c, built once.
+build_pair() {
+    [ -n "${PAIR:-}" ] && return 0
+    PAIR=$T/pair-bin
+    gcc -O2 -o "$PAIR" "$REPO/bench/pair.c" 2>"$T/pair.err" || fail "build bench/pair.c: $(cat "$T/pair.err")"
 }
 
 # median_ms FILE INDEX: the median, in ms, of the pooled samples of command INDEX.

@@ -6,9 +6,9 @@
 #   bench/run.sh [ROW...]   # only some rows (1-8); the table then has only those
 #
 # Writes $OUT (target/bench/): results.json (machine, settings, rows), results.md (the table), and
-# raw/ (hyperfine's JSON and the library benchmark's). Every figure is a median, next to a
-# baseline measured in the same run, interleaved with it where the tool allows. Sizes and repeat
-# counts come from BENCH_* variables (see bench/lib.sh). Needs runc, busybox-static, hyperfine,
+# raw/ (each case's samples, and the library benchmark's JSON). Every figure is a median, next to
+# a baseline measured in the same run, interleaved with it run by run (bench/pair.c). Sizes and
+# repeat counts come from BENCH_* variables (see bench/lib.sh). Needs runc, busybox-static, gcc,
 # jq, GNU time, and podman for row 6 (skipped without it).
 
 set -euo pipefail
@@ -20,7 +20,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 for tool in "$RUNC" "$BUSYBOX" "$TIME_BIN"; do
     [ -x "$tool" ] || fail "$tool not found (make bench installs it)"
 done
-for tool in hyperfine jq; do
+for tool in gcc jq; do
     command -v "$tool" >/dev/null || fail "$tool not found (make bench installs it)"
 done
 
@@ -75,7 +75,7 @@ SLEEP='["sleep", "3600"]'
 # createRuntime/poststop hooks under plain runc.
 
 # start_row CASE NAME BASE-INDEX SUBJECT-INDEX MAX-RATIO SUBJECT-TEXT [BASELINE-TEXT]: a row
-# of row 1 from hyperfine's results NAME, ocivol (SUBJECT-INDEX) against a baseline (BASE-INDEX)
+# of row 1 from the samples NAME, ocivol (SUBJECT-INDEX) against a baseline (BASE-INDEX)
 # of the same invocations; MAX-RATIO empty: no target.
 start_row() {
     local f=$OUT/raw/$2.json base subj ratio added met target
@@ -94,7 +94,7 @@ start_row() {
 }
 
 # The floor of a copy-on-write volume's start (bench/floor.c): the same overlay mounted with
-# mount(2) before runc and unmounted after it, by one process between hyperfine and runc.
+# mount(2) before runc and unmounted after it, by one process between the timer and runc.
 build_floor() {
     FLOOR=$T/floor-bin
     gcc -O2 -static -o "$FLOOR" "$REPO/bench/floor.c" 2>"$T/floor.err" ||
@@ -102,12 +102,14 @@ build_floor() {
         fail "build bench/floor.c: $(cat "$T/floor.err")"
 }
 
-# The floor of a process between the engine and runc, and of a hook (bench/hop.c): static with
-# glibc, as ocivol is.
+# The floor of a process between the engine and runc, and of a hook (bench/hop.c): static, and
+# without a libc where it can be built so (x86_64).
 build_hop() {
     [ -n "${HOP:-}" ] && return 0
     HOP=$T/hop-bin
-    gcc -O2 -static -o "$HOP" "$REPO/bench/hop.c" 2>"$T/hop.err" ||
+    gcc -O2 -static -nostdlib -ffreestanding -fno-stack-protector -DHOP_NOLIBC -o "$HOP" \
+        "$REPO/bench/hop.c" 2>"$T/hop.err" ||
+        gcc -O2 -static -o "$HOP" "$REPO/bench/hop.c" 2>>"$T/hop.err" ||
         fail "build bench/hop.c: $(cat "$T/hop.err")"
 }
 
@@ -129,7 +131,7 @@ bench_start() {
     cow_later=$(make_bundle cow-later "bc2-$TAG" "$TRUE" "$(ann_volumes "cowheld:/data:base=$BASE")")
     holder=$(make_bundle cow-holder "bch-$TAG" "$SLEEP" "$(ann_volumes "cowheld:/data:base=$BASE")")
     start_holder "bch-$TAG" "$holder"
-    hyperfine_rounds start-cow1 -n "runc, 1 bind" -n "runc, the overlay by hand (floor)" \
+    interleaved start-cow1 -n "runc, 1 bind" -n "runc, the overlay by hand (floor)" \
         -n "ocivol, 1 cow volume, first user" -n "ocivol, 1 cow volume, later user" -- \
         "$RUNC_RT run --bundle $floor1 bf1-$TAG" \
         "$FLOOR $BASE:$fl/upper:$fl/work:$fl/merged -- $RUNC_RT run --bundle $floorov bfo-$TAG" \
@@ -145,7 +147,7 @@ bench_start() {
     # The same first user with overlay_linger: one container after another on the volume, each
     # the only user while it runs; the overlay stays mounted between them.
     b=$(make_bundle cow-linger "bcl-$TAG" "$TRUE" "$(ann_volumes "cowlinger:/data:base=$BASE")")
-    hyperfine_rounds start-cow1-linger -n "runc, 1 bind" \
+    interleaved start-cow1-linger -n "runc, 1 bind" \
         -n "ocivol, 1 cow volume, one container after another, overlay_linger $LINGER" -- \
         "$RUNC_RT run --bundle $floor1 bf1-$TAG" \
         "$OCIVOL_RT_LINGER run --bundle $b bcl-$TAG"
@@ -164,7 +166,7 @@ bench_start() {
         <(binds_json "$T/floor10/1/merged:/v1" "$T/floor10/2/merged:/v2" "$T/floor10/3/merged:/v3") \
         <(mixed_binds | jq '.[3:]'))")
     b=$(make_bundle mixed "bm-$TAG" "$TRUE" "$(ann_volumes "$(mixed_volumes m)")")
-    hyperfine_rounds start-mixed10 -n "runc, 10 binds" -n "ocivol, 10 mixed volumes" \
+    interleaved start-mixed10 -n "runc, 10 binds" -n "ocivol, 10 mixed volumes" \
         -n "runc, the 3 overlays by hand and 7 binds (floor)" -- \
         "$RUNC_RT run --bundle $floor10 bf10-$TAG" \
         "$OCIVOL_RT run --bundle $b bm-$TAG" \
@@ -180,7 +182,7 @@ bench_start() {
     src=$(make_bundle vf-source "bvs-$TAG" "$SLEEP" "$(ann_volumes "$(mixed_volumes s)")")
     start_holder "bvs-$TAG" "$src"
     b=$(make_bundle vf-reader "bvr-$TAG" "$TRUE" "$(jq -nc --arg s "bvs-$TAG" '{"io.ocivol.volumes-from": $s}')")
-    hyperfine_rounds start-vfrom -n "runc, 10 binds" -n "ocivol, volumes-from a source with 10 volumes" -- \
+    interleaved start-vfrom -n "runc, 10 binds" -n "ocivol, volumes-from a source with 10 volumes" -- \
         "$RUNC_RT run --bundle $floor10 bf10-$TAG" \
         "$OCIVOL_RT run --bundle $b bvr-$TAG"
     stop_holder "bvs-$TAG"
@@ -192,7 +194,7 @@ bench_start() {
     noop_hooks=$(make_bundle hook-noop "bhn-$TAG" "$TRUE" '{}' "$(binds_json "$BASE:/data")" \
         "$(jq -nc --arg p "$HOP" '{createRuntime: [{path: $p}], poststop: [{path: $p}]}')")
     b=$(make_bundle hook "bh-$TAG" "$TRUE" "$(ann_volumes "hookcow:/data:base=$BASE")" '[]' "$(hooks_json)")
-    hyperfine_rounds start-hooks -n "runc, 1 bind" -n "runc + ocivol hooks, 1 cow volume" \
+    interleaved start-hooks -n "runc, 1 bind" -n "runc + ocivol hooks, 1 cow volume" \
         -n "runc, 1 bind, two hooks that do nothing" -- \
         "$RUNC_RT run --bundle $floor1 bf1-$TAG" \
         "$RUNC_RT run --bundle $b bh-$TAG" \
@@ -205,7 +207,7 @@ bench_start() {
         "runc + createRuntime/poststop hooks" "runc + two no-op static hooks (bench/hop.c)"
     b=$(make_bundle hook-linger "bhl-$TAG" "$TRUE" "$(ann_volumes "hooklinger:/data:base=$BASE")" '[]' \
         "$(CONFIG=$CONFIG_LINGER hooks_json)")
-    hyperfine_rounds start-hooks-linger -n "runc, 1 bind" \
+    interleaved start-hooks-linger -n "runc, 1 bind" \
         -n "runc + ocivol hooks, 1 cow volume, overlay_linger $LINGER" -- \
         "$RUNC_RT run --bundle $floor1 bf1-$TAG" \
         "$RUNC_RT run --bundle $b bhl-$TAG"
@@ -227,7 +229,7 @@ bench_start() {
 # Row 8: commands the wrapper passes through (no volume involved)
 # ---------------------------------------------------------------------------------------------
 # `state`, `kill` and `start` of a plain container (no ocivol annotation) through `ocivol
-# runtime` against runc itself. `start` needs a created container each time: hyperfine's
+# runtime` against runc itself. `start` needs a created container each time: the
 # --prepare (not timed) deletes the last one and creates the next with plain runc.
 
 bench_passthrough() {
@@ -237,15 +239,15 @@ bench_passthrough() {
     "$RUNC" --root "$RUNC_ROOT" run --detach --bundle "$b" "$id" </dev/null >/dev/null 2>&1 ||
         fail "start the container of row 8"
     build_hop
-    hyperfine_rounds pass-state -n "runc state" -n "ocivol runtime state" \
+    interleaved pass-state -n "runc state" -n "ocivol runtime state" \
         -n "runc state through a process that does nothing" -- \
         "$RUNC_RT state $id" "$OCIVOL_RT state $id" "$HOP $RUNC_RT state $id"
-    hyperfine_rounds pass-kill -n "runc kill" -n "ocivol runtime kill" -- \
+    interleaved pass-kill -n "runc kill" -n "ocivol runtime kill" -- \
         "$RUNC_RT kill $id WINCH" "$OCIVOL_RT kill $id WINCH"
     "$RUNC" --root "$RUNC_ROOT" delete --force "$id" >/dev/null 2>&1 || true
     local s
     s=$(make_bundle pass-start "$sid" "$TRUE" '{}')
-    hyperfine_rounds pass-start -n "runc start" -n "ocivol runtime start" \
+    interleaved pass-start -n "runc start" -n "ocivol runtime start" \
         --prepare "sh -c '$RUNC_RT delete --force $sid >/dev/null 2>&1; $RUNC_RT create --bundle $s $sid </dev/null >/dev/null 2>&1'" -- \
         "$RUNC_RT start $sid" "$OCIVOL_RT start $sid"
     "$RUNC" --root "$RUNC_ROOT" delete --force "$sid" >/dev/null 2>&1 || true
@@ -402,9 +404,9 @@ bench_io() {
     start_holder "bio-$TAG" "$holder"
     merged=$(merged_of io)
     # Warm page cache for both (the same pages: overlayfs reads the lower file's).
-    hyperfine_rounds io-big -n "plain bind of the base" -n "through the volume's overlay" -- \
+    interleaved io-big -n "plain bind of the base" -n "through the volume's overlay" -- \
         "dd if=$T/iobind/big of=/dev/null bs=1M" "dd if=$merged/big of=/dev/null bs=1M"
-    hyperfine_rounds io-tree -n "plain bind of the base" -n "through the volume's overlay" -- \
+    interleaved io-tree -n "plain bind of the base" -n "through the volume's overlay" -- \
         "find $T/iobind/tree -type f -exec cat {} +" "find $merged/tree -type f -exec cat {} +"
     stop_holder "bio-$TAG"
     umount "$T/iobind"
@@ -487,7 +489,7 @@ bench_podman() {
     P+=" --ulimit nproc=1024:1024"
     local saved_runs=$RUNS
     RUNS=$BENCH_PODMAN_RUNS
-    hyperfine_rounds podman -n "podman -v BASE:/data:O" -n "podman + ocivol hook" \
+    interleaved podman -n "podman -v BASE:/data:O" -n "podman + ocivol hook" \
         -n "podman + ocivol hook, overlay_linger $LINGER" -- \
         "${P/HOOKS/hooks} -v $BASE:/data:O --rootfs $ROOTFS true" \
         "${P/HOOKS/hooks} --annotation io.ocivol.volumes=pod:/data:base=$BASE --rootfs $ROOTFS true" \
@@ -598,7 +600,7 @@ jq -s --arg started "$STARTED" --arg finished "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
     --arg kernel "$(uname -r)" --arg cpu "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')" \
     --arg cores "$(nproc)" --arg mem "$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)" \
     --arg os "$(. /etc/os-release && echo "$PRETTY_NAME")" --arg runc "$("$RUNC" --version | head -1)" \
-    --arg podman "$(podman --version 2>/dev/null || echo none)" --arg hyperfine "$(hyperfine --version)" \
+    --arg podman "$(podman --version 2>/dev/null || echo none)" --arg timing "bench/pair.c, interleaved" \
     --arg fs "$(findmnt -no FSTYPE -T "$T")" --arg load "$LOAD" --arg quick "$QUICK" --arg workdir "$T" \
     --arg commit "$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     --argjson settings "$(jq -n --arg runs "$RUNS" --arg rounds "$ROUNDS" --arg mib "$BENCH_IO_MIB" \
@@ -607,7 +609,7 @@ jq -s --arg started "$STARTED" --arg finished "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
         '{runs: $runs, rounds: $rounds, io_mib: $mib, small_files: $files, parallel: $par,
           podman_runs: $prun, copyup_rounds: $cu, records: $rec} | map_values(tonumber)')" \
     '{machine: {os: $os, kernel: $kernel, cpu: $cpu, cores: ($cores | tonumber), memory: $mem,
-               state_fs: $fs, runc: $runc, podman: $podman, hyperfine: $hyperfine,
+               state_fs: $fs, runc: $runc, podman: $podman, timing: $timing,
                load_at_end: $load},
       commit: $commit, workdir: $workdir, started: $started, finished: $finished, quick: ($quick == "1"),
       settings: $settings, rows: .}' "$OUT/rows.jsonl" >"$OUT/results.json"

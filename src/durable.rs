@@ -7,49 +7,72 @@
 //! runtime ran: 0.3-1 ms per file on a quiet ext4 disk, several ms on a busy one, all of it on
 //! the start path (docs/PERFORMANCE.md).
 //!
-//! [`write`] replaces a file atomically (a temporary file, renamed over it: a reader sees the
-//! old file or the new one) without the fsync, and keeps the file and its directory open in a
-//! list of this process. [`flush`] fsyncs them. The runtime wrapper flushes once it has started
+//! [`write`] replaces a file atomically (a temporary file exchanged with it by
+//! `renameat2(RENAME_EXCHANGE)`, the old one then unlinked: a reader sees the old file or the new
+//! one) without the fsync, and keeps the file and its directory open in a list of this process.
+//! Not a rename over it: on ext4 that starts the new file's writeback on the spot (about 0.1 ms,
+//! see [`crate::util::Replace`]), which the flush does anyway. [`flush`] fsyncs them. The runtime wrapper flushes once it has started
 //! the real runtime and before it waits for it, so the sync runs while the runtime creates the
 //! container and costs the start nothing; every other command flushes before it exits ([`flush`] from `main`), so an operator
 //! command still returns with its writes on disk.
 //!
 //! What a crash can do in between: a SIGKILL loses nothing (the page cache has the files). A
 //! power loss before the flush ends may lose a file written since the last journal commit
-//! (ext4 commits every 5 s): after such a reboot no container of that start runs, `gc` removes a
-//! volume directory without a definition (see `store::reconcile`) and a record that cannot be
-//! read is no record; the engines write `config.json` anew at every start.
+//! (ext4 commits every 5 s), or leave one it replaced empty: after such a reboot no container of
+//! that start runs, `gc` removes a volume directory without a definition (see
+//! `store::reconcile`) and a record that cannot be read is no record; the engines write
+//! `config.json` anew at every start (a bundle run by hand would find it empty, where ocivol had
+//! rewritten it for that start: the flush runs while the runtime starts, a millisecond or so).
 
+use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Mutex;
 
-/// Files written by [`write`] and not yet synced, with the directory each was renamed into (both
-/// open: a hook syncs them after it has entered the container's mount namespace, where their
-/// paths mean something else).
-static PENDING: Mutex<Vec<(File, File)>> = Mutex::new(Vec::new());
+/// A file written by [`write`] and not yet synced.
+struct Pending {
+    file: File,
+    /// The directory it was renamed into, open: a hook syncs it after it has entered the
+    /// container's mount namespace, where its path means something else.
+    dir: File,
+    /// The name in `dir` of the file it replaced, still to be removed (see
+    /// [`crate::util::Replace::Exchange`]).
+    old: Option<CString>,
+}
+
+/// Files written by [`write`] and not yet synced.
+static PENDING: Mutex<Vec<Pending>> = Mutex::new(Vec::new());
 
 /// More pending files than this are synced at once.
 const MAX_PENDING: usize = 64;
 
-fn pending() -> std::sync::MutexGuard<'static, Vec<(File, File)>> {
+fn pending() -> std::sync::MutexGuard<'static, Vec<Pending>> {
     PENDING.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Replaces `path` with `data` atomically, synced later by [`flush`]. `point` is the crash point
-/// between the temporary file's write and its rename (see [`crate::crash`]).
+/// Replaces `path` with `data` atomically, synced later by [`flush`], which also removes the
+/// file it replaced. `point` is the crash point between the temporary file's write and its
+/// rename (see [`crate::crash`]).
 pub fn write(path: &Path, data: &[u8], point: &str) -> io::Result<()> {
     let dir = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
         .open(path.parent().unwrap_or(Path::new(".")))?;
-    let file = crate::util::replace_file(path, data, Some(point))?;
+    let done = crate::util::replace_file(path, data, Some(point), crate::util::Replace::Exchange)?;
+    let old = done
+        .old
+        .and_then(|p| CString::new(p.file_name()?.as_bytes()).ok());
     let full = {
         let mut list = pending();
-        list.push((file, dir));
+        list.push(Pending {
+            file: done.file,
+            dir,
+            old,
+        });
         list.len() >= MAX_PENDING
     };
     if full {
@@ -60,22 +83,35 @@ pub fn write(path: &Path, data: &[u8], point: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// Syncs every file [`write`] wrote, then each directory it was renamed into. Returns the first
-/// error; every file is tried.
+/// Removes the files that [`write`]s replaced, then syncs every file they wrote, then each
+/// directory they were renamed into (with the removals). Returns the first error; every file is
+/// tried.
 pub fn flush() -> io::Result<()> {
     let files = std::mem::take(&mut *pending());
     if files.is_empty() {
         return Ok(());
     }
     crate::crash::point("before-deferred-sync");
+    for p in &files {
+        if let Some(name) = &p.old {
+            remove_old(&p.dir, name);
+        }
+    }
     sync_each(&sync_order(&files))
 }
 
+/// Removes the replaced file `name` of `dir`; a failure leaves it to gc (a stale temporary file).
+fn remove_old(dir: &File, name: &CStr) {
+    if let Err(e) = nix::unistd::unlinkat(dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir) {
+        log::warn!("remove {name:?}, the file a write replaced: {e}");
+    }
+}
+
 /// What a flush syncs, in order: each file, then each directory once.
-fn sync_order(files: &[(File, File)]) -> Vec<&File> {
-    let mut order: Vec<&File> = files.iter().map(|(file, _)| file).collect();
+fn sync_order(files: &[Pending]) -> Vec<&File> {
+    let mut order: Vec<&File> = files.iter().map(|p| &p.file).collect();
     let mut seen = Vec::new();
-    for (_, dir) in files {
+    for Pending { dir, .. } in files {
         let id = dir
             .metadata()
             .map(|m| (m.dev(), m.ino()))
@@ -113,9 +149,24 @@ pub fn flush_detached(last: Vec<crate::util::sync_child::Last>) {
     if !files.is_empty() {
         crate::crash::point("before-deferred-sync");
     }
+    // The files the writes replaced go first (the caller's steps end with the locks it holds).
+    let mut steps = Vec::with_capacity(files.len() + last.len());
+    for p in &files {
+        if let Some(name) = &p.old {
+            match p.dir.try_clone() {
+                // Leaked: the child reads it after this process may have freed everything else.
+                Ok(dir) => steps.push(crate::util::sync_child::Last::RemoveFile(
+                    dir.into(),
+                    Box::leak(name.clone().into_boxed_c_str()),
+                )),
+                Err(_) => remove_old(&p.dir, name),
+            }
+        }
+    }
+    steps.extend(last);
     let order = sync_order(&files);
     // Started: the child has its own copies of the descriptors; ours close as `files` drops.
-    if let Err(e) = crate::util::sync_child::spawn(&order, last) {
+    if let Err(e) = crate::util::sync_child::spawn(&order, steps) {
         log::warn!("start a process to sync ocivol's state: {e}; syncing now");
         if let Err(e) = sync_each(&order) {
             log::warn!("sync ocivol's state to disk: {e}; a power loss now could lose it");
@@ -151,5 +202,26 @@ mod tests {
         let mut left = crate::util::dir_first_entries(dir.path(), 10).unwrap();
         left.sort();
         assert_eq!(left, ["b", "record.json"], "no temporary file is left");
+    }
+
+    /// A hook's flush leaves the removal of the file a write replaced to its child, as the
+    /// syncs: the old file goes once the child has run, and nothing else is left beside it.
+    #[test]
+    fn a_detached_flush_removes_the_replaced_file_in_its_child() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("record.json");
+        std::fs::write(&path, "old").unwrap();
+        write(&path, b"new", "test-point").unwrap();
+        flush_detached(Vec::new());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let left = loop {
+            let left = crate::util::dir_first_entries(dir.path(), 10).unwrap();
+            if left.len() == 1 || std::time::Instant::now() > deadline {
+                break left;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        assert_eq!(left, ["record.json"]);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
     }
 }

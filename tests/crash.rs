@@ -265,16 +265,23 @@ fn sigkilled_wrapper_during_create_is_released_once_the_container_is_not_there()
         &strs(&create_args(&a, "ocivol-cr5-a")),
     );
     assert_eq!(env.users("shared"), 1);
+    // config.json was exchanged with the new one, and the old one, now under a temporary name
+    // in the bundle, was to be removed after the runtime had started (src/durable.rs).
+    let old_spec = temp_files(&a);
+    assert_eq!(old_spec.len(), 1, "{old_spec:?}");
     assert_eq!(
         gc(&env, &[]),
         format!(
             "released volume shared from container ocivol-cr5-a: the runtime does not know \
              container ocivol-cr5-a (process {wrapper} that took the volume is dead)\n\
              unmounted the overlay of volume shared: it has no user\n\
-             removed the staged mounts of {}: the process that made them is dead\n",
-            env.key("ocivol-cr5-a")
+             removed the staged mounts of {}: the process that made them is dead\n\
+             removed {}: a write that was cut short left it\n",
+            env.key("ocivol-cr5-a"),
+            a.join(&old_spec[0]).display()
         )
     );
+    assert_eq!(temp_files(&a), Vec::<String>::new());
     assert_eq!(env.users("shared"), 0);
     assert_eq!(env.overlays("shared"), 0);
 
@@ -839,6 +846,14 @@ fn a_start_killed_before_its_deferred_sync_is_healed_by_gc_and_the_next_start() 
     );
     assert_eq!((env.users("shared"), env.overlays("shared")), (0, 0));
     assert_eq!(env.users("fresh"), 0);
+    // config.json was replaced by an exchange, and the old file, now under a temporary name, is
+    // removed by the flush the wrapper did not reach (src/durable.rs): gc removes it, as any
+    // temporary file a dead writer left, in the bundle of each record it knows.
+    assert_eq!(temp_files(&a), Vec::<String>::new(), "{said}");
+    assert_eq!(
+        temp_files(&env.root.join("containers")),
+        Vec::<String>::new()
+    );
     assert_eq!(gc(&env, &[]), "nothing to collect\n");
 
     // The same ID and bundle start again, and find the volume the killed start created.

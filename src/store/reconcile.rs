@@ -515,10 +515,29 @@ impl Store {
             }
             actions.push(GcAction::Unstage { key });
         }
+        let records = self.containers()?;
+        // What a write of a bundle's config.json that was cut short left in the bundle: the
+        // old file under a temporary name, after an exchange (see crate::durable), or the new
+        // one before its rename. Only names of ocivol's whose writer is dead; not through a
+        // bundle that is a symlink now.
+        for record in &records {
+            if !std::fs::symlink_metadata(&record.bundle).is_ok_and(|m| m.is_dir()) {
+                continue;
+            }
+            match crate::util::remove_stale_temps(&record.bundle, false, dry_run) {
+                Ok(paths) => {
+                    actions.extend(paths.into_iter().map(|path| GcAction::RemoveTemp { path }))
+                }
+                Err(e) => log::warn!(
+                    "remove the temporary files left in {}: {e}",
+                    record.bundle.display()
+                ),
+            }
+        }
         let Some(probe) = self.probe.as_deref() else {
             return Ok(actions);
         };
-        for record in self.containers()? {
+        for record in records {
             let key = record.key();
             // A bundle's config.json: an engine still has the container.
             if held.contains(&key) || record.bundle.join("config.json").exists() {

@@ -15,34 +15,83 @@ use std::path::{Path, PathBuf};
 /// record carries the boot ID). Readers still see the old file or the new one. On a busy disk an
 /// fsync costs milliseconds, and a container start writes one such file per volume.
 pub fn write_atomic_unsynced(path: &Path, data: &[u8]) -> io::Result<()> {
-    replace_file(path, data, None).map(drop)
+    replace_file(path, data, None, Replace::Rename).map(drop)
 }
 
 /// [`write_atomic_unsynced`] with a crash point (see [`crate::crash`]) between the temporary
 /// file's write and its rename: what a kill there leaves is a temporary file beside `path`.
 pub fn write_atomic_with_crash_point(path: &Path, data: &[u8], point: &str) -> io::Result<()> {
-    replace_file(path, data, Some(point)).map(drop)
+    replace_file(path, data, Some(point), Replace::Rename).map(drop)
 }
 
-/// [`write_atomic_unsynced`], giving back the file now at `path` (open, for an fsync later: see
-/// [`crate::durable`]).
+/// How [`replace_file`] puts the new file in place of an old one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Replace {
+    /// rename(2) over it. On ext4, a rename over an existing file starts the new file's
+    /// writeback at once (its `auto_da_alloc` heuristic, so that a power loss leaves the old file
+    /// or the new one even if nobody syncs): about 0.1 ms on the benchmark machine's disk, where
+    /// a rename to a new name costs 16 µs.
+    Rename,
+    /// renameat2(2) with `RENAME_EXCHANGE`: as atomic for readers, without that writeback (7 µs).
+    /// The old file is then at the temporary name, for the caller to remove ([`Replaced::old`]):
+    /// on that disk the unlink that frees its blocks costs 0.15-0.35 ms, which a rename over it
+    /// pays inside the rename, so the caller removes it off the start path. For a file that the
+    /// caller syncs soon ([`crate::durable`]): until then a power loss may leave it empty, as it
+    /// may a new file.
+    Exchange,
+}
+
+/// What [`replace_file`] did: the file now at the path (open, for an fsync later: see
+/// [`crate::durable`]), and where the file it replaced is now, when that is for the caller to
+/// remove (an exchange): a temporary name in the same directory, stale once this process is gone
+/// ([`stale_temp`]), so a kill before the removal leaves it to [`remove_stale_temps`].
+pub(crate) struct Replaced {
+    pub file: std::fs::File,
+    pub old: Option<PathBuf>,
+}
+
+/// [`write_atomic_unsynced`], giving back the file now at `path` and, after an exchange, where
+/// the old one went (see [`Replaced`]).
 pub(crate) fn replace_file(
     path: &Path,
     data: &[u8],
     point: Option<&str>,
-) -> io::Result<std::fs::File> {
+    how: Replace,
+) -> io::Result<Replaced> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
         .prefix(&temp_prefix())
         .tempfile_in(dir)?;
     tmp.write_all(data)?;
-    if let Ok(meta) = std::fs::metadata(path) {
-        tmp.as_file().set_permissions(meta.permissions())?;
-    }
+    let existed = match std::fs::metadata(path) {
+        Ok(meta) => {
+            tmp.as_file().set_permissions(meta.permissions())?;
+            true
+        }
+        Err(_) => false,
+    };
     if let Some(point) = point {
         crate::crash::point(point);
     }
-    tmp.persist(path).map_err(|e| e.error)
+    if how == Replace::Exchange && existed {
+        let cwd = nix::fcntl::AT_FDCWD;
+        match renameat2(cwd, tmp.path(), cwd, path, libc::RENAME_EXCHANGE) {
+            Ok(()) => {
+                // The temporary name holds the old file now, which must not be removed with the
+                // temporary file's handle.
+                let (file, old) = tmp.keep().map_err(|e| e.error)?;
+                return Ok(Replaced {
+                    file,
+                    old: Some(old),
+                });
+            }
+            // Gone since the stat, or a filesystem without RENAME_EXCHANGE: a plain rename.
+            Err(nix::errno::Errno::ENOENT | nix::errno::Errno::EINVAL) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let file = tmp.persist(path).map_err(|e| e.error)?;
+    Ok(Replaced { file, old: None })
 }
 
 /// openat2(2), tried again while the kernel answers EAGAIN: with `RESOLVE_IN_ROOT` or
@@ -404,6 +453,59 @@ pub(crate) fn require_root(test: &str) -> Option<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An exchange replaces the file as a rename over it does: the new bytes at the path, the
+    /// old file's mode kept, a reader that had the old file open still reading the old bytes (it
+    /// was replaced, not rewritten), and nothing beside it but the old file, under the temporary
+    /// name it gives back for the caller to remove.
+    #[test]
+    fn an_exchanged_file_replaces_the_old_one_whole_and_gives_back_where_the_old_one_went() {
+        use std::io::Read;
+        use std::os::unix::fs::PermissionsExt;
+        for how in [Replace::Exchange, Replace::Rename] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("config.json");
+            std::fs::write(&path, "old").unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+            let mut reader = std::fs::File::open(&path).unwrap();
+            let Replaced { file, old } = replace_file(&path, b"new", None, how).unwrap();
+            match (how, old) {
+                (Replace::Exchange, Some(old)) => {
+                    assert_eq!(old.parent(), Some(dir.path()));
+                    assert!(is_temp_name(old.file_name().unwrap()), "{}", old.display());
+                    assert_eq!(std::fs::read_to_string(&old).unwrap(), "old");
+                    std::fs::remove_file(old).unwrap();
+                }
+                (Replace::Rename, None) => {}
+                (how, old) => panic!("{how:?} gave back {old:?}"),
+            }
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), "new", "{how:?}");
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o7777, 0o640, "{how:?}");
+            let mut seen = String::new();
+            reader.read_to_string(&mut seen).unwrap();
+            assert_eq!(seen, "old", "{how:?}: the old file was rewritten in place");
+            // The file given back is the one now at the path (what durable syncs).
+            use std::os::unix::fs::MetadataExt;
+            let ino = |m: std::fs::Metadata| (m.dev(), m.ino());
+            assert_eq!(
+                ino(file.metadata().unwrap()),
+                ino(std::fs::metadata(&path).unwrap())
+            );
+            let names = dir_first_entries(dir.path(), 10).unwrap();
+            assert_eq!(names, ["config.json"], "{how:?}");
+            // A file that did not exist is made, with an exchange too.
+            let fresh = dir.path().join("fresh.json");
+            let made = replace_file(&fresh, b"first", None, how).unwrap();
+            assert!(made.old.is_none(), "{how:?}: nothing was replaced");
+            assert_eq!(std::fs::read_to_string(&fresh).unwrap(), "first", "{how:?}");
+            assert_eq!(
+                dir_first_entries(dir.path(), 10).unwrap().len(),
+                2,
+                "{how:?}"
+            );
+        }
+    }
 
     /// A detached child holds only what it is given: an engine reading a pipe this process
     /// inherited (a runtime's `--preserve-fds`, a log pipe) sees its end when this process

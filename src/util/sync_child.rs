@@ -16,7 +16,9 @@
 //! so that the next user waits until that overlay is gone. Between the two it removes the
 //! overlay's own empty `work/work` ([`Last::RemoveDir`]), which the next mount would otherwise
 //! remove (the kernel does, or ocivol before it): freeing a directory's block is 0.2 ms on this
-//! machine's disk (ext4 mounted with `discard`), and it is off the next start's path here. The
+//! machine's disk (ext4 mounted with `discard`), and it is off the next start's path here; for
+//! the same reason it removes the files that a hook's durable writes replaced
+//! ([`Last::RemoveFile`]). The
 //! child does all of that only once this process has closed its own copies (it waits for the end
 //! of a pipe whose writing end only this process holds), so that its close is the last one and
 //! the sync is the child's.
@@ -42,19 +44,40 @@ pub enum Last {
     /// Removes the directory `name` in the directory `dir` if it is empty (a failure is no
     /// failure of the child's), then closes `dir`.
     RemoveDir(OwnedFd, &'static CStr),
+    /// Removes the file `name` in the directory `dir` (a failure is no failure of the child's:
+    /// what is left is a stale temporary file, see `crate::util::remove_stale_temps`), then
+    /// closes `dir`: the file a durable write replaced (`crate::durable`).
+    RemoveFile(OwnedFd, &'static CStr),
 }
 
 impl Last {
     fn fd(&self) -> RawFd {
         match self {
-            Last::Close(fd) | Last::RemoveDir(fd, _) => fd.as_raw_fd(),
+            Last::Close(fd) | Last::RemoveDir(fd, _) | Last::RemoveFile(fd, _) => fd.as_raw_fd(),
+        }
+    }
+
+    /// What the child removes, and unlinkat(2)'s flags for it.
+    fn removes(&self) -> Option<(&'static CStr, libc::c_int)> {
+        match self {
+            Last::Close(_) => None,
+            Last::RemoveDir(_, name) => Some((*name, libc::AT_REMOVEDIR)),
+            Last::RemoveFile(_, name) => Some((*name, 0)),
         }
     }
 
     /// Does it here (when no child can).
     pub fn finish(self) {
-        if let Last::RemoveDir(dir, name) = &self {
-            let _ = nix::unistd::unlinkat(dir, *name, nix::unistd::UnlinkatFlags::RemoveDir);
+        if let Some((name, flags)) = self.removes() {
+            let how = if flags == libc::AT_REMOVEDIR {
+                nix::unistd::UnlinkatFlags::RemoveDir
+            } else {
+                nix::unistd::UnlinkatFlags::NoRemoveDir
+            };
+            let fd = self.fd();
+            // SAFETY: `fd` belongs to `self`, which lives until the end of this call.
+            let dir = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            let _ = nix::unistd::unlinkat(dir, name, how);
         }
     }
 }
@@ -63,7 +86,7 @@ impl Last {
 #[derive(Clone, Copy)]
 struct Step {
     fd: RawFd,
-    remove: Option<&'static CStr>,
+    remove: Option<(&'static CStr, libc::c_int)>,
 }
 
 /// What the child reads: leaked before the clone, never freed.
@@ -103,10 +126,7 @@ pub fn spawn<F: AsFd>(sync: &[F], last: Vec<Last>) -> io::Result<libc::pid_t> {
         .iter()
         .map(|l| Step {
             fd: l.fd(),
-            remove: match l {
-                Last::Close(_) => None,
-                Last::RemoveDir(_, name) => Some(*name),
-            },
+            remove: l.removes(),
         })
         .collect();
     let wait = pipe.as_ref().map_or(-1, |(r, _)| r.as_raw_fd());
@@ -179,15 +199,16 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         }
     }
     for step in &job.last {
-        if let Some(name) = step.remove {
+        if let Some((name, flags)) = step.remove {
             // SAFETY: `name` is a 'static C string; `fd` is a directory of the child's table.
-            // A failure (not empty, gone) leaves the directory to the next mount.
+            // A failure (a directory not empty, gone) leaves the entry as it is: the next mount
+            // handles a directory, gc a file.
             unsafe {
                 raw::syscall3(
                     libc::SYS_unlinkat,
                     step.fd as usize,
                     name.as_ptr() as usize,
-                    libc::AT_REMOVEDIR as usize,
+                    flags as usize,
                 )
             };
         }
@@ -313,5 +334,27 @@ mod tests {
         std::fs::create_dir(dir.path().join("a/work")).unwrap();
         step("a").finish();
         assert!(!dir.path().join("a/work").exists());
+    }
+
+    /// A file it is given to remove goes (a directory of that name does not: that is another
+    /// step), and a name that is gone already is no failure of the child's.
+    #[test]
+    fn the_child_removes_the_files_it_was_given() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("old"), "x").unwrap();
+        std::fs::create_dir(dir.path().join("subdir")).unwrap();
+        let step = |name: &'static CStr| {
+            let fd = OwnedFd::from(std::fs::File::open(dir.path()).unwrap());
+            Last::RemoveFile(fd, name)
+        };
+        let pid =
+            spawn::<OwnedFd>(&[], vec![step(c"old"), step(c"subdir"), step(c"none")]).unwrap();
+        assert_eq!(wait(pid), 0);
+        assert!(!dir.path().join("old").exists(), "removed");
+        assert!(dir.path().join("subdir").is_dir(), "not a file: kept");
+
+        std::fs::write(dir.path().join("old"), "x").unwrap();
+        step(c"old").finish();
+        assert!(!dir.path().join("old").exists(), "removed here");
     }
 }

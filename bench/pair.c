@@ -7,8 +7,9 @@
  * WARMUP rounds that are not. Slow drift of the machine (another tenant's load, the disk's
  * writeback) then hits every command alike, where a tool that runs all of one command's runs
  * before the next command's (hyperfine) lets it land on one of them. A CMD is split on spaces
- * and run without a shell, with stdin, stdout and stderr on /dev/null, as `hyperfine -N` does;
- * PREPARE, if given, runs through `sh -c` before every run of every command, untimed.
+ * and run without a shell (looked up in PATH unless it names a path), with stdin, stdout and
+ * stderr on /dev/null, as `hyperfine -N` does; PREPARE, if given, runs through `sh -c` before
+ * every run of every command, untimed.
  *
  * What is timed is a run from the fork to the command's exit, what an engine waits for. Work a
  * command leaves to a detached child (ocivol's deferred sync and unmount, its trash) goes on
@@ -66,7 +67,7 @@ static int run(char *const argv[], pid_t *pid_out) {
         dup2(null, 2);
         if (null > 2)
             close(null);
-        execv(argv[0], argv);
+        execvp(argv[0], argv);
         _exit(127);
     }
     *pid_out = pid;

@@ -6,7 +6,8 @@
 //! by oci-spec's types.
 //!
 //! It is read as runc reads it (see [`gojson`]): whatever runc takes, ocivol takes, or refuses
-//! with a line saying why; [`has_ocivol_key`] tells whether a spec is ocivol's business at all.
+//! with a line saying why; [`BundleSpec::parse_if_ocivol`] (or [`has_ocivol_key`], which reads
+//! the annotations alone) tells whether a spec is ocivol's business at all.
 
 mod gojson;
 
@@ -50,6 +51,25 @@ impl BundleSpec {
             source,
         })?;
         BundleSpec::parse(path, &text)
+    }
+
+    /// The spec, if it is ocivol's business (its annotations, read as runc reads them, have a
+    /// key starting with `io.ocivol.`: [`has_ocivol_key`]), parsed once; `Ok(None)` otherwise,
+    /// with nothing parsed for almost every spec (no `io.ocivol.` in its bytes). A text that
+    /// does not parse is an error only if it is ocivol's business: runc takes or refuses it in
+    /// its own words otherwise.
+    pub fn parse_if_ocivol(path: PathBuf, text: &[u8]) -> Result<Option<BundleSpec>> {
+        if !gojson::may_name_ocivol(text) {
+            return Ok(None);
+        }
+        match BundleSpec::parse(path.clone(), text) {
+            Ok(spec) => Ok(spec.wants_ocivol().then_some(spec)),
+            Err(e) => match has_ocivol_key(text) {
+                Ok(true) => Err(e),
+                Ok(false) => Ok(None),
+                Err(message) => Err(SpecError::Invalid { path, message }),
+            },
+        }
     }
 
     pub fn parse(path: PathBuf, text: &[u8]) -> Result<BundleSpec> {
@@ -191,6 +211,49 @@ mod tests {
         "linux": {"intelRdt": {"closID": "x", "futureKnob": 7}, "namespaces": []},
         "vendor.example/extension": {"keep": [1, 2, 3]}
     }"#;
+
+    /// One parse tells what has_ocivol_key (the annotations alone, as runc reads them) tells,
+    /// for specs that parse and for specs that do not, and refuses what it refuses.
+    #[test]
+    fn parse_if_ocivol_answers_as_has_ocivol_key() {
+        let texts: &[&[u8]] = &[
+            CONFIG.as_bytes(),
+            br#"{"annotations": {"io.ocivol.volumes": "v:/v"}}"#,
+            br#"{"Annotations": {"io\u002eocivol.volumes": "v:/v"}} trailing"#,
+            br#"{"annotations": {"\u0069o.ocivol.volumes-from": "a"}}"#,
+            br#"{"annotations": {"io.ocivol.volumes": "v:/v"}, "ANNOTATIONS": {"x": "y"}}"#,
+            br#"{"annotations": {"other": "io.ocivol.volumes"}}"#,
+            br#"{"process": {"env": ["io.ocivol.volumes=v:/v"]}}"#,
+            br#"{"annotations": {"io.ocivol.volumes": "v:/v"}, "annotations": null}"#,
+            br#"{"annotations": {"io.ocivol.volumes": 3}}"#,
+            br#"{"annotations": {"io.ocivol.volumes": "v"}, "mounts": 7}"#,
+            br#"{"annotations": {"x": "io.ocivol."}, "mounts": 7}"#,
+            br#"[{"annotations": {"io.ocivol.volumes": "v"}}]"#,
+            br#"{"annotations": {"\u0026": "x"}}"#,
+            br#"{"annotations": {"io.ocivol.volumes": "v"#,
+            b"not json at all \\u0069",
+            b"",
+        ];
+        for text in texts {
+            let shown = String::from_utf8_lossy(text);
+            let got = BundleSpec::parse_if_ocivol("c".into(), text);
+            match has_ocivol_key(text) {
+                Ok(true) => {
+                    let parsed = BundleSpec::parse("c".into(), text);
+                    match (got, parsed) {
+                        (Ok(Some(a)), Ok(b)) => assert_eq!(a.value, b.value, "{shown}"),
+                        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{shown}"),
+                        (got, parsed) => panic!("{shown}: {got:?} against {parsed:?}"),
+                    }
+                }
+                Ok(false) => assert!(matches!(got, Ok(None)), "{shown}: {got:?}"),
+                Err(e) => assert!(
+                    got.as_ref().is_err_and(|g| g.to_string().contains(&e)),
+                    "{shown}: {got:?}"
+                ),
+            }
+        }
+    }
 
     #[test]
     fn unknown_fields_survive_adding_mounts() {

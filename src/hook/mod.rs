@@ -142,59 +142,53 @@ fn precreate(
     output: &mut dyn Write,
 ) -> anyhow::Result<()> {
     // No ocivol key: the config goes back byte for byte.
-    if !crate::spec::has_ocivol_key(text).map_err(|message| SpecError::Invalid {
-        path: PathBuf::from("<stdin>"),
-        message,
-    })? {
+    let Some(mut spec) = BundleSpec::parse_if_ocivol(PathBuf::from("<stdin>"), text)? else {
         output
             .write_all(text)
             .context("write the config to stdout")?;
         return output.flush().context("write the config to stdout");
-    }
-    let mut spec = BundleSpec::parse(PathBuf::from("<stdin>"), text)?;
-    if spec.wants_ocivol() {
-        let (id, userdata) = podman_container(&spec)?;
-        let userns = UserNs::for_spec(&spec.value)
-            .context("the container's user namespace")?
-            .map(Arc::new);
-        // podman removes `userdata` with the container: a user whose directory is gone is.
-        let store = &store.untracked(&userdata).with_userns(userns.clone());
-        let annotations = spec.annotations();
-        let rootfs = spec.rootfs(&userdata);
-        let container = Container {
-            id: &id,
-            runtime_root: None,
-            key_root: Some(PRECREATE_KEY_ROOT),
-            bundle: &userdata,
-            annotations: &annotations,
-            rootfs: rootfs.as_deref(),
-        };
-        let key = key_of(&container);
-        // What an earlier start of this container held, if its poststop never ran: podman runs
-        // one container of an ID at a time, and precreate only when it starts it.
-        store.release_container(&key)?;
-        // Hooks have no runtime to ask (None): volumes-from finds sources in ocivol's records and
-        // in the engines' bundle directories.
-        if let Some(prepared) = prepare(&Resolver::new(ctx, store, None), &container)? {
-            // podman hands the spec to its runtime after this process has exited: the staged
-            // mounts stay until poststop releases the container.
-            let idmap = userns
-                .as_deref()
-                .map(|ns| Idmap::new(ns, &ctx.paths.run_root));
-            let staged = crate::staging::stage(
-                &ctx.paths.run_root,
-                &key,
-                &prepared.record.mounts,
-                &prepared.pins,
-                None,
-                idmap.as_ref(),
-            )
-            .map_err(anyhow::Error::from)
-            .and_then(|sources| Ok(spec.add_mounts(&prepared.spec_mounts(&sources))?));
-            if let Err(e) = staged {
-                let _ = store.forget_container(&key);
-                return Err(e);
-            }
+    };
+    let (id, userdata) = podman_container(&spec)?;
+    let userns = UserNs::for_spec(&spec.value)
+        .context("the container's user namespace")?
+        .map(Arc::new);
+    // podman removes `userdata` with the container: a user whose directory is gone is.
+    let store = &store.untracked(&userdata).with_userns(userns.clone());
+    let annotations = spec.annotations();
+    let rootfs = spec.rootfs(&userdata);
+    let container = Container {
+        id: &id,
+        runtime_root: None,
+        key_root: Some(PRECREATE_KEY_ROOT),
+        bundle: &userdata,
+        annotations: &annotations,
+        rootfs: rootfs.as_deref(),
+    };
+    let key = key_of(&container);
+    // What an earlier start of this container held, if its poststop never ran: podman runs
+    // one container of an ID at a time, and precreate only when it starts it.
+    store.release_container(&key)?;
+    // Hooks have no runtime to ask (None): volumes-from finds sources in ocivol's records and
+    // in the engines' bundle directories.
+    if let Some(prepared) = prepare(&Resolver::new(ctx, store, None), &container)? {
+        // podman hands the spec to its runtime after this process has exited: the staged
+        // mounts stay until poststop releases the container.
+        let idmap = userns
+            .as_deref()
+            .map(|ns| Idmap::new(ns, &ctx.paths.run_root));
+        let staged = crate::staging::stage(
+            &ctx.paths.run_root,
+            &key,
+            &prepared.record.mounts,
+            &prepared.pins,
+            None,
+            idmap.as_ref(),
+        )
+        .map_err(anyhow::Error::from)
+        .and_then(|sources| Ok(spec.add_mounts(&prepared.spec_mounts(&sources))?));
+        if let Err(e) = staged {
+            let _ = store.forget_container(&key);
+            return Err(e);
         }
     }
     serde_json::to_writer(&mut *output, &spec.value).context("write the config to stdout")?;
@@ -261,20 +255,13 @@ fn create_runtime(ctx: &Context, store: Store, state: &HookState) -> anyhow::Res
         source,
     })?;
     // No ocivol key: nothing to do, and nothing else of the spec is read.
-    if !crate::spec::has_ocivol_key(&text).map_err(|message| SpecError::Invalid {
-        path: path.clone(),
-        message,
-    })? {
+    let Some(spec) = BundleSpec::parse_if_ocivol(path, &text)? else {
         return Ok(());
-    }
+    };
     let pid = state
         .pid
         .filter(|p| *p > 0)
         .ok_or_else(|| anyhow!("createRuntime: the OCI state has no pid"))?;
-    let spec = BundleSpec::parse(path, &text)?;
-    if !spec.wants_ocivol() {
-        return Ok(());
-    }
     let root = spec
         .value
         .pointer("/root/path")

@@ -8,7 +8,7 @@
 //! A `create` or `run` is exec()ed untouched too (same argv, same environment, same process)
 //! when it asks for help (`-h`/`--help` anywhere runc sees it), when the bundle has no readable
 //! config.json (runc says so in its own words), and when the spec has no `io.ocivol.` annotation
-//! ([`crate::spec::has_ocivol_key`]: a byte search, nothing parsed for almost every spec).
+//! ([`BundleSpec::parse_if_ocivol`]: a byte search, nothing parsed for almost every spec).
 
 pub mod args;
 pub mod log;
@@ -136,18 +136,9 @@ fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
     let Ok(text) = std::fs::read(&path) else {
         return Err(exec(runtime, args));
     };
-    let wanted =
-        crate::spec::has_ocivol_key(&text).map_err(|message| crate::spec::SpecError::Invalid {
-            path: path.clone(),
-            message,
-        })?;
-    if !wanted {
+    let Some(mut spec) = BundleSpec::parse_if_ocivol(path, &text)? else {
         return Err(exec(runtime, args));
-    }
-    let mut spec = BundleSpec::parse(path, &text)?;
-    if !spec.wants_ocivol() {
-        return Err(exec(runtime, args));
-    }
+    };
     let id = args.id.as_deref().ok_or_else(|| {
         anyhow!(
             "{} needs a container ID",

@@ -225,7 +225,7 @@ fn field_of<'a>(fields: &'a [(&'static str, Ty)], key: &str) -> Option<&'a (&'st
 /// message; but if `io.ocivol.` appears in it, it is an error here: the spec may ask for volumes,
 /// and a container must not start without them.
 pub fn has_ocivol_key(bytes: &[u8]) -> Result<bool, String> {
-    let literal = !find_all(bytes, PREFIX).is_empty();
+    let literal = names_ocivol_literally(bytes);
     if !literal && !escapes_a_prefix_char(bytes) {
         return Ok(false);
     }
@@ -256,6 +256,16 @@ pub fn has_ocivol_key(bytes: &[u8]) -> Result<bool, String> {
         }
     }
     Ok(keys.iter().any(|k| k.starts_with(PREFIX)))
+}
+
+/// Whether [`has_ocivol_key`] could be true at all: `io.ocivol.` or a `\u` escape of one of its
+/// characters appears in the bytes. False for almost every spec, and then nothing is parsed.
+pub fn may_name_ocivol(bytes: &[u8]) -> bool {
+    names_ocivol_literally(bytes) || escapes_a_prefix_char(bytes)
+}
+
+fn names_ocivol_literally(bytes: &[u8]) -> bool {
+    !find_all(bytes, PREFIX).is_empty()
 }
 
 /// Where `needle` occurs in `bytes`. UTF-8 text (what every config.json is) is searched with

@@ -452,7 +452,7 @@ impl Context {
         root: Option<PathBuf>,
         run_root: Option<PathBuf>,
     ) -> Result<Context, ConfigError> {
-        Context::resolve(config, root, run_root).map(|r| r.context)
+        Context::resolve_with(config, root, run_root, false).map(|r| r.context)
     }
 
     /// As [`Context::from_parts`], saying where each setting came from. A value given to this
@@ -462,6 +462,18 @@ impl Context {
         config: Option<PathBuf>,
         root: Option<PathBuf>,
         run_root: Option<PathBuf>,
+    ) -> Result<Resolved, ConfigError> {
+        Context::resolve_with(config, root, run_root, true)
+    }
+
+    /// [`Context::resolve`]; `sources` (where each setting came from, which renders every
+    /// value) only when asked: every container start reads the configuration, and only
+    /// `ocivol config` shows them.
+    fn resolve_with(
+        config: Option<PathBuf>,
+        root: Option<PathBuf>,
+        run_root: Option<PathBuf>,
+        with_sources: bool,
     ) -> Result<Resolved, ConfigError> {
         let origin = |given: Option<PathBuf>, flag: &'static str, env: &'static str| match given {
             Some(p) if env_path(env).as_ref() == Some(&p) => Some((p, Source::Env(env))),
@@ -474,7 +486,12 @@ impl Context {
         let read = Config::read(&file, explicit)?;
         let file_read = read.is_some();
         let (config, lines) = read.unwrap_or_default();
-        let mut sources: BTreeMap<&'static str, Source> = render::values(&config)
+        let rendered = if with_sources {
+            render::values(&config)
+        } else {
+            Vec::new()
+        };
+        let mut sources: BTreeMap<&'static str, Source> = rendered
             .into_iter()
             .map(|(key, _)| {
                 let source = match lines.get(key) {

@@ -569,7 +569,9 @@ impl Store {
     /// Adds `user` to a volume that exists, as it was created: what volumes-from does with the
     /// volumes of its source. `Ok(None)`: the volume no longer exists.
     pub fn join(&self, name: &str, user: &str, guard: &Guard) -> Result<Option<Acquired>> {
-        if self.definition(name)?.is_none() {
+        // No lock file is made for a volume that is gone; what the definition says is read
+        // under the lock.
+        if !VolumeDef::exists(&self.volume_dir(name)) {
             return Ok(None);
         }
         self.make_state_dirs()?;
@@ -1137,7 +1139,7 @@ pub fn boot_id() -> String {
     static BOOT_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     BOOT_ID
         .get_or_init(|| {
-            fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            crate::process::read_proc("/proc/sys/kernel/random/boot_id")
                 .map(|s| s.trim().to_string())
                 .unwrap_or_default()
         })

@@ -233,6 +233,13 @@ impl VolumeDef {
         super::fsio::read_json_opt(&dir.join(FILE))
     }
 
+    /// Whether the volume of `dir` may have a definition, without reading it: false only when
+    /// there is none (any other failure is for [`VolumeDef::load`] to report).
+    pub fn exists(dir: &Path) -> bool {
+        !matches!(std::fs::symlink_metadata(dir.join(FILE)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+    }
+
     pub fn save(&self, dir: &Path) -> Result<()> {
         let path = dir.join(FILE);
         let text = super::fsio::json_for(&path, self)?;

@@ -99,11 +99,11 @@ fn store_for(ctx: &Context, runtime: &Path) -> Store {
 /// failure only costs that later checks ask the runtime instead.
 fn record_init(
     store: &Store,
+    record: &crate::store::ContainerRecord,
     from_file: Option<i32>,
     args: &RuntimeArgs,
     runtime: &Path,
     id: &str,
-    key: &str,
 ) {
     let pid = from_file.or_else(|| {
         match RealRuntime::new(runtime.to_path_buf()).state(id, args.root.as_deref()) {
@@ -115,7 +115,7 @@ fn record_init(
         ::log::warn!("container {id}: its init process could not be found to record");
         return;
     };
-    if let Err(e) = store.record_init(key, init) {
+    if let Err(e) = store.record_init(record, init) {
         ::log::warn!("container {id}: recording its init process failed: {e}");
     }
 }
@@ -204,7 +204,10 @@ fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
         spec.save().inspect_err(|_| made.undo())?;
         Ok(())
     });
-    drop(prepared);
+    // What was taken, as saved: a foreground run releases it and a create records its init
+    // from this copy, not from a second read of the record. The pins (open sources) close now.
+    let crate::prepare::Prepared { record, pins } = prepared;
+    drop(pins);
     // The namespace was needed for the mounts only.
     drop(idmap);
     let store = store.with_userns(None);
@@ -249,16 +252,16 @@ fn create(args: &RuntimeArgs, ctx: &Context, runtime: &Path) -> anyhow::Result<i
         // the volumes: they stay its own, as after a create that succeeded. A foreground
         // `run` whose runc is killed leaves its container running, as plain runc does.
         ::log::warn!("container {id}: the runtime failed ({status}) but has created it");
-        record_init(&store, from_file, args, runtime, id, &key);
+        record_init(&store, &record, from_file, args, runtime, id);
     } else if !status.success() {
         // The runtime did not create the container: give back what it held, and forget it.
         store.forget_container(&key)?;
     } else if foreground && !args.keep {
         // A foreground `run` ended and runc deleted the container: nothing uses the volumes.
-        store.release_container(&key)?;
+        store.release_record(&key, &record)?;
     } else if !foreground {
         crate::crash::point("after-create");
-        record_init(&store, from_file, args, runtime, id, &key);
+        record_init(&store, &record, from_file, args, runtime, id);
     }
     Ok(pass_on(status))
 }

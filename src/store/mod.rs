@@ -921,14 +921,12 @@ impl Store {
         .save(&dir.join(user))
     }
 
-    /// Records the init process of container `key` (once its runtime has created it) in its
-    /// user record of every volume it holds, so that its death alone tells that it is gone.
-    /// Only records this store's owner took are changed: a newer create of the same ID owns the
-    /// others.
-    pub fn record_init(&self, key: &str, init: ProcessId) -> Result<()> {
-        let Some(record) = self.load_container(key)? else {
-            return Ok(());
-        };
+    /// Records the init process of the container of `record` (once its runtime has created it)
+    /// in its user record of every volume it holds, so that its death alone tells that it is
+    /// gone. Only records this store's owner took are changed: a newer create of the same ID
+    /// owns the others.
+    pub fn record_init(&self, record: &ContainerRecord, init: ProcessId) -> Result<()> {
+        let key = &record.key();
         let owner = self.owner();
         for name in &record.volumes {
             let _lock = VolumeLock::take(&self.lock_path(name))?;

@@ -45,9 +45,6 @@ pub fn main(raw: Vec<OsString>, context: impl FnOnce() -> anyhow::Result<Context
             1
         }
     };
-    // What a create that failed before its runtime ran wrote (every other command has flushed
-    // already, see spawn_and_wait and exec): the files it replaced go (crate::durable).
-    crate::durable::flush_or_warn();
     // The overlays this command released are unmounted by a child (Store::deferring_unmounts),
     // and the anonymous volumes it released are removed after it (crate::store::trash); a
     // command that failed leaves nothing behind. The overlays are handed over first: the fork

@@ -68,17 +68,13 @@ impl Last {
 
     /// Does it here (when no child can).
     pub fn finish(self) {
-        if let Some((name, flags)) = self.removes() {
-            let how = if flags == libc::AT_REMOVEDIR {
-                nix::unistd::UnlinkatFlags::RemoveDir
-            } else {
-                nix::unistd::UnlinkatFlags::NoRemoveDir
-            };
-            let fd = self.fd();
-            // SAFETY: `fd` belongs to `self`, which lives until the end of this call.
-            let dir = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-            let _ = nix::unistd::unlinkat(dir, name, how);
-        }
+        use nix::unistd::UnlinkatFlags;
+        let (dir, name, how) = match &self {
+            Last::Close(_) => return,
+            Last::RemoveDir(dir, name) => (dir, *name, UnlinkatFlags::RemoveDir),
+            Last::RemoveFile(dir, name) => (dir, *name, UnlinkatFlags::NoRemoveDir),
+        };
+        let _ = nix::unistd::unlinkat(dir, name, how);
     }
 }
 

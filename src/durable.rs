@@ -8,13 +8,15 @@
 //! the start path (docs/PERFORMANCE.md).
 //!
 //! [`write`] replaces a file atomically (a temporary file exchanged with it by
-//! `renameat2(RENAME_EXCHANGE)`, the old one then unlinked: a reader sees the old file or the new
-//! one) without the fsync, and keeps the file and its directory open in a list of this process.
-//! Not a rename over it: on ext4 that starts the new file's writeback on the spot (about 0.1 ms,
-//! see [`crate::util::Replace`]), which the flush does anyway. [`flush`] fsyncs them. The runtime wrapper flushes once it has started
-//! the real runtime and before it waits for it, so the sync runs while the runtime creates the
-//! container and costs the start nothing; every other command flushes before it exits ([`flush`] from `main`), so an operator
-//! command still returns with its writes on disk.
+//! `renameat2(RENAME_EXCHANGE)`: a reader sees the old file or the new one) without the fsync,
+//! and keeps the file, its directory and the old file's new name in a list of this process. Not
+//! a rename over it: on ext4 that starts the new file's writeback and frees the old file's
+//! blocks on the spot (about 0.1 ms, see [`crate::util::Replace`]). [`flush`] removes the old
+//! files and fsyncs the new ones. The runtime wrapper flushes once it has started the real
+//! runtime and before it waits for it, so all of it runs while the runtime creates the
+//! container and costs the start nothing; a hook leaves it to a child ([`flush_detached`]); every
+//! other command flushes before it exits ([`flush`] from `main`), so an operator command still
+//! returns with its writes on disk.
 //!
 //! What a crash can do in between: a SIGKILL loses nothing (the page cache has the files). A
 //! power loss before the flush ends may lose a file written since the last journal commit

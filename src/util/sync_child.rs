@@ -18,10 +18,9 @@
 //! remove (the kernel does, or ocivol before it): freeing a directory's block is 0.2 ms on this
 //! machine's disk (ext4 mounted with `discard`), and it is off the next start's path here; for
 //! the same reason it removes the files that a hook's durable writes replaced
-//! ([`Last::RemoveFile`]). The
-//! child does all of that only once this process has closed its own copies (it waits for the end
-//! of a pipe whose writing end only this process holds), so that its close is the last one and
-//! the sync is the child's.
+//! ([`Last::RemoveFile`]). The child does all of that only once this process has closed its own
+//! copies (it waits for the end of a pipe whose writing end only this process holds), so that
+//! its close is the last one and the sync is the child's.
 //!
 //! So the child shares every byte of memory with a process that keeps running and then exits:
 //! it reads only a job that is leaked before the clone (never freed, so never reused), runs on
@@ -51,10 +50,14 @@ pub enum Last {
 }
 
 impl Last {
-    fn fd(&self) -> RawFd {
+    fn owned(&self) -> &OwnedFd {
         match self {
-            Last::Close(fd) | Last::RemoveDir(fd, _) | Last::RemoveFile(fd, _) => fd.as_raw_fd(),
+            Last::Close(fd) | Last::RemoveDir(fd, _) | Last::RemoveFile(fd, _) => fd,
         }
+    }
+
+    fn fd(&self) -> RawFd {
+        self.owned().as_raw_fd()
     }
 
     /// What the child removes, and unlinkat(2)'s flags for it.
@@ -69,12 +72,14 @@ impl Last {
     /// Does it here (when no child can).
     pub fn finish(self) {
         use nix::unistd::UnlinkatFlags;
-        let (dir, name, how) = match &self {
-            Last::Close(_) => return,
-            Last::RemoveDir(dir, name) => (dir, *name, UnlinkatFlags::RemoveDir),
-            Last::RemoveFile(dir, name) => (dir, *name, UnlinkatFlags::NoRemoveDir),
-        };
-        let _ = nix::unistd::unlinkat(dir, name, how);
+        if let Some((name, flags)) = self.removes() {
+            let how = if flags == libc::AT_REMOVEDIR {
+                UnlinkatFlags::RemoveDir
+            } else {
+                UnlinkatFlags::NoRemoveDir
+            };
+            let _ = nix::unistd::unlinkat(self.owned(), name, how);
+        }
     }
 }
 
